@@ -1,0 +1,28 @@
+"""The one output contract every model returns (design.md: "A model").
+
+`model(t0, t1) -> ChangeOutput`. `score` is what prediction thresholds (higher = more change);
+the other fields are the named extras that a loss needs. A model fills the fields it has and
+leaves the others as None; a loss that needs a missing field raises an error naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor
+
+
+@dataclass
+class ChangeOutput:
+    score: Tensor
+    """(B, 1, H, W) change score at input resolution: a distance in [0, 2] (BSFNet) or a logit (IFN)."""
+
+    score_kind: Literal["distance", "logit"]
+    """How to read `score`: a metric distance (threshold around 1) or a logit (sigmoid, then threshold)."""
+
+    embeddings: tuple[Tensor, Tensor] | None = None
+    """BSFNet: the two dates' L2-normalised per-pixel embeddings, each (B, C, H, W)."""
+
+    side_logits: tuple[Tensor, ...] | None = None
+    """IFN: deep-supervision logits, coarsest first (1/16, 1/8, 1/4, 1/2, 1/1 of the input)."""

@@ -1,0 +1,29 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RAR_FIXTURES = SHARED / "fixtures" / "rar"
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_quiet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reaches the internet or the user's caches, and no telemetry is sent."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture
+def rar_fixtures() -> Path:
+    """The real RAR archives of ../shared/fixtures/rar (skipped, saying so, where absent)."""
+    if not RAR_FIXTURES.is_dir():
+        pytest.skip(f"{RAR_FIXTURES} is absent (a checkout outside this project's CI)")
+    return RAR_FIXTURES
