@@ -1,7 +1,8 @@
 """The `cdbench` command line: one thin subcommand per DVC stage.
 
 Each subcommand parses its arguments, reads `params.yaml`, and calls one function of one module
-(named in its help). Expected failures (`CdbenchError`) print one message and exit 1; anything
+(named in its docstring). `params.yaml` is read and checked before anything else is imported
+or done. Expected failures (`CdbenchError`) print one message and exit 1; anything
 else is a bug and shows its traceback. Heavy modules (torch) are imported inside the commands so
 that `cdbench --help` stays fast.
 """
@@ -9,6 +10,7 @@ that `cdbench --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -22,9 +24,9 @@ REAL_DATASETS = ("cdd", "levir-cd")
 
 def cmd_download(args: argparse.Namespace) -> int:
     """`cdbench download <dataset>` -> `benchmark.data.download.download_dataset`."""
+    params = load_params(args.params)
     from benchmark.data.download import download_dataset
 
-    params = load_params(args.params)
     out = Path(args.out) if args.out else params.data.raw(args.dataset)
     paths = download_dataset(args.dataset, out)
     for path in paths:
@@ -34,9 +36,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """`cdbench prepare <dataset>` -> `benchmark.data.prepare.prepare_dataset`."""
+    params = load_params(args.params)
     from benchmark.data.prepare import prepare_dataset
 
-    params = load_params(args.params)
     raw = Path(args.raw) if args.raw else params.data.raw(args.dataset)
     out = Path(args.out) if args.out else params.data.prepared(args.dataset)
     manifest = prepare_dataset(args.dataset, raw, out, allow_partial=args.allow_partial)
@@ -47,11 +49,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """`cdbench synth` -> `benchmark.data.synth.generate_synthetic`."""
-    import dataclasses
-
+    params = load_params(args.params)
     from benchmark.data.synth import generate_synthetic
 
-    params = load_params(args.params)
     config = params.synth
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)

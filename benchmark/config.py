@@ -75,16 +75,22 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return from_dict(Params, raw, where=str(path))
+    try:
+        return from_dict(Params, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     """Build dataclass `cls` from `data`, checking keys and types recursively.
 
-    `where` is the dotted path of `data` used in error messages (e.g. `params.yaml:synth`).
+    `where` is the dotted path of `data` used in error messages (e.g. `synth`).
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where or 'top level'}: expected a mapping for {cls.__name__}, "
+            f"got {type(data).__name__}"
+        )
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
@@ -109,9 +115,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
 
 
 def _join(where: str, key: str) -> str:
-    if not where:
-        return key
-    return f"{where}.{key}" if ":" in where or "." in where else f"{where}:{key}"
+    return f"{where}.{key}" if where else key
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
