@@ -54,8 +54,9 @@ class SynthConfig:
         if self.size < 64 or self.size % 32:
             raise ConfigError(f"synth.size: expected a multiple of 32 >= 64, got {self.size}")
         for split in ("train", "val", "test"):
-            if getattr(self, split) < 1:
-                raise ConfigError(f"synth.{split}: expected at least 1 pair, got {getattr(self, split)}")
+            count = getattr(self, split)
+            if count < 1:
+                raise ConfigError(f"synth.{split}: expected at least 1 pair, got {count}")
 
 
 @dataclass(frozen=True)

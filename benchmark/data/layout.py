@@ -42,7 +42,9 @@ def write_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
-def write_pair(split_dir: Path, name: str, a: np.ndarray, b: np.ndarray, change: np.ndarray) -> None:
+def write_pair(
+    split_dir: Path, name: str, a: np.ndarray, b: np.ndarray, change: np.ndarray
+) -> None:
     """Write one pair under `split_dir/{A,B,label}/<name>.png`.
 
     `change` is an (H, W) boolean (or 0/1) map; it is stored as 0/255.
@@ -55,13 +57,16 @@ def write_pair(split_dir: Path, name: str, a: np.ndarray, b: np.ndarray, change:
         (split_dir / part).mkdir(parents=True, exist_ok=True)
     write_png(split_dir / "A" / f"{name}.png", a)
     write_png(split_dir / "B" / f"{name}.png", b)
-    write_png(split_dir / "label" / f"{name}.png", np.where(change.astype(bool), 255, 0).astype(np.uint8))
+    label = np.where(change.astype(bool), 255, 0).astype(np.uint8)
+    write_png(split_dir / "label" / f"{name}.png", label)
 
 
 def list_pairs(split_dir: Path) -> list[str]:
     """Names (without `.png`) of the pairs in `split_dir`, sorted; every part must be present."""
     if not split_dir.is_dir():
-        raise DataError(f"{split_dir}: no such split folder; run `cdbench prepare` (or `cdbench synth`)")
+        raise DataError(
+            f"{split_dir}: no such split folder; run `cdbench prepare` (or `cdbench synth`)"
+        )
     names: dict[str, set[str]] = {}
     for part in PARTS:
         folder = split_dir / part
@@ -118,7 +123,7 @@ def count_cross_split_duplicates(splits: dict[str, dict[str, Any]]) -> int:
             name = key[2:]
             seen.setdefault((digest, files[f"B/{name}"]), set()).add(split)
     duplicates = 0
-    for split, info in splits.items():
+    for info in splits.values():
         files = info["files"]
         for key, digest in files.items():
             if key.startswith("A/") and len(seen[(digest, files[f"B/{key[2:]}"])]) > 1:

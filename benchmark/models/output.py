@@ -16,10 +16,12 @@ from torch import Tensor
 @dataclass
 class ChangeOutput:
     score: Tensor
-    """(B, 1, H, W) change score at input resolution: a distance in [0, 2] (BSFNet) or a logit (IFN)."""
+    """(B, 1, H, W) change score at input resolution: a distance in [0, 2] (BSFNet) or a logit
+    (IFN)."""
 
     score_kind: Literal["distance", "logit"]
-    """How to read `score`: a metric distance (threshold around 1) or a logit (sigmoid, then threshold)."""
+    """How to read `score`: a metric distance (threshold around 1) or a logit (sigmoid, then
+    threshold)."""
 
     embeddings: tuple[Tensor, Tensor] | None = None
     """BSFNet: the two dates' L2-normalised per-pixel embeddings, each (B, C, H, W)."""
