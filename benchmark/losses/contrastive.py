@@ -1,0 +1,74 @@
+"""Plain (unbalanced) contrastive loss on BSFNet's distance map: the "no balancing" arm.
+
+Checked against `ClarissaDHL/BSFNet` branch `master`, `utils/loss.py`, class
+`contrastive_loss` (defined there, not used by `cd_code/bsfnet_cd.py`). With d the distance
+(`output.score`), y the {0, 1} mask and N the number of pixels in the batch:
+
+    contrastive_unchanged = sum((1 - y) * max(d - m_u, 0)^2) / N,   m_u = 0.1
+    contrastive_changed   = sum(y * max(m_c - d, 0)^2) / N,         m_c = 2.0
+    total = contrastive_unchanged + contrastive_changed      (the mean over all pixels)
+
+This is the standard contrastive loss with the margins of `SISBLoss`, so that between the two
+arms only the per-class normalisation (and SISB's IoU term) differs. No epsilon is needed: N
+is at least 1.
+
+Departures from the released `contrastive_loss`, and why:
+- It multiplies the changed term by 10; here the weight is 1, the plain standard form (a
+  weight of 10 would be a crude, fixed class balancing and blur the ablation).
+- It recomputes d from the embeddings as sqrt(sum_c (|e0 - e1| + 1e-6)^2); here d is
+  `output.score` (at most 8e-6 apart for 16 channels; see `benchmark.losses.sisb`).
+- Labels must be exactly {0, 1}; computed in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.losses.labels import distance_and_target
+from benchmark.models.output import ChangeOutput
+
+
+class ContrastiveLoss(nn.Module):
+    """Mean over all pixels of the margin contrastive loss on a distance map.
+
+    Args:
+        margin_unchanged: unchanged pixels are pulled below this distance (0.1, as SISB).
+        margin_changed: changed pixels are pushed above this distance (2.0, as SISB).
+
+    Raises:
+        ValueError: for a negative margin.
+    """
+
+    def __init__(self, margin_unchanged: float = 0.1, margin_changed: float = 2.0) -> None:
+        super().__init__()
+        if margin_unchanged < 0 or margin_changed < 0:
+            raise ValueError(
+                f"margins must be >= 0; got margin_unchanged={margin_unchanged}, "
+                f"margin_changed={margin_changed}"
+            )
+        self.margin_unchanged = margin_unchanged
+        self.margin_changed = margin_changed
+
+    def forward(self, output: ChangeOutput, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return the total loss and its detached parts.
+
+        Args:
+            output: BSFNet's output; `score` is the (B, 1, H, W) distance map.
+            mask: (B, 1, H, W) change mask in {0, 1}, any integer, float or bool dtype.
+
+        Returns:
+            `(total, parts)` with parts `contrastive_unchanged` and `contrastive_changed`
+            (both divided by the number of pixels, so they sum to the total).
+        """
+        distance, target = distance_and_target(output, mask, "contrastive")
+        n_pixels = target.numel()
+        pull = torch.clamp(distance - self.margin_unchanged, min=0).pow(2)
+        push = torch.clamp(self.margin_changed - distance, min=0).pow(2)
+        unchanged = ((1 - target) * pull).sum() / n_pixels
+        changed = (target * push).sum() / n_pixels
+        parts = {
+            "contrastive_unchanged": unchanged.detach(),
+            "contrastive_changed": changed.detach(),
+        }
+        return unchanged + changed, parts
