@@ -550,7 +550,7 @@ def _failure_message(
         for page in pages:
             note = f" ({page.note})" if page.note else ""
             lines.append(f"  - {page.label}: {page.url}{note}")
-    lines += ["", f"put them, under exactly these names, in {folder}/ :"]
+    lines += ["", f"Put them, under exactly these names, in {folder}/ :"]
     for archive, _ in failures:
         lines.append(f"  {archive.filename}  ({_md5_text(archive, out_dir)})")
     lines.append(
