@@ -7,6 +7,7 @@ CPU only, 64 x 64 inputs, batch 2. TORCH_HOME is a fresh temporary folder in eve
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -213,7 +214,9 @@ class TestWeightFiles:
         path = checkpoint_path(VGG16_WEIGHTS)
         path.parent.mkdir(parents=True)
         path.write_bytes(b"not a checkpoint")
-        with pytest.raises(CdbenchError, match=f"{path}: cannot read it as a PyTorch state dict"):
+        with pytest.raises(
+            CdbenchError, match=re.escape(f"{path}: cannot read it as a PyTorch state dict")
+        ):
             build_model("ifn", pretrained=True)
 
     def test_file_lacking_entries_is_named(self) -> None:
@@ -230,9 +233,10 @@ class TestWeightFiles:
         path = checkpoint_path(VGG16_WEIGHTS)
         path.parent.mkdir(parents=True)
         torch.save(state, path)
-        with pytest.raises(
-            CdbenchError, match=r"(?s)does not fit the encoder.*size mismatch for 0\.weight"
-        ):
+        expected = (
+            "entry features.0.weight has shape (64, 1, 3, 3), the encoder needs (64, 3, 3, 3)"
+        )
+        with pytest.raises(CdbenchError, match=re.escape(expected)):
             build_model("ifn", pretrained=True)
 
 

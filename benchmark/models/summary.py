@@ -9,6 +9,12 @@ convolutions (transposed ones included) and matrix products; BatchNorm, activati
 attention products and interpolation are not counted. So GMACs = GFLOPs / 2, the unit of the
 published sizes: 82.35 GMACs and 35.73 M parameters for IFN at 256 x 256 (published-results.md),
 and about 27.3 GMACs measured from BSFNet's released code (bsfnet.md).
+
+At 256 x 256 this gives 27.32 GMACs for BSFNet and 78.92 for IFN. IFN's published 82.35 is
+reached by the convention of the common counters (thop, ptflops), which charge a
+ConvTranspose2d for every output pixel: 4x the true work for IFN's kernel-2 stride-2
+upsamplers (4.29 instead of 1.07 GMACs), giving 82.14; the last 0.2 G (0.3 %) would be
+element-wise operations such counters add.
 """
 
 from __future__ import annotations

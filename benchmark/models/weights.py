@@ -123,13 +123,14 @@ def load_into(module: nn.Module, weights: WeightsEnum, prefix: str = "") -> None
             f"(e.g. {shown}); expected torchvision's {Path(weights.url).name}. "
             f"Download {weights.url} again."
         )
-    try:
-        module.load_state_dict(picked, strict=True)
-    except RuntimeError as exc:  # a shape mismatch
-        raise CdbenchError(
-            f"{checkpoint_path(weights)}: does not fit the encoder ({exc}); expected "
-            f"torchvision's {Path(weights.url).name}. Download {weights.url} again."
-        ) from exc
+    for key, value in picked.items():
+        if value.shape != expected[key].shape:
+            raise CdbenchError(
+                f"{checkpoint_path(weights)}: entry {prefix + key} has shape "
+                f"{tuple(value.shape)}, the encoder needs {tuple(expected[key].shape)}; "
+                f"expected torchvision's {Path(weights.url).name}. Download {weights.url} again."
+            )
+    module.load_state_dict(picked, strict=True)
 
 
 def resnet50_encoder(pretrained: bool) -> torchvision.models.ResNet:
