@@ -1,0 +1,122 @@
+"""A PyTorch dataset over the prepared layout (`benchmark.data.layout`), for every dataset.
+
+Samples are dicts in torchgeo's style (design.md, "A sample"):
+
+    {"image": uint8 tensor (2, 3, H, W)   dates A and B, RGB,
+     "mask":  uint8 tensor (1, H, W)      1 = change, 0 = no change,
+     "name":  str                         the pair's file name without `.png`}
+
+`transforms`, if given, takes and returns such a dict (see `benchmark.data.transforms`).
+
+Checked against torchgeo's `torchgeo/datasets/levircd.py` (class `LEVIRCDBase`): the same
+constructor shape `(root, split, transforms)` and the same sample layout (`image` stacks the two
+dates on a leading time axis, `mask` has one channel). Departures, deliberate:
+- no `download` argument: downloading and preparing are separate stages here
+  (`cdbench download`, `cdbench prepare`); a missing folder raises a `DataError` that names it
+  and the command to run;
+- PNGs are decoded with `torchvision.io.decode_png` (faster than PIL + numpy) and the image
+  stays uint8 (torchgeo returns float); conversion happens in `transforms.PairNormalize`;
+- labels must be exactly 0 or 255 (the prepared layout's contract); anything else raises a
+  `DataError` naming the file, where torchgeo clamps silently;
+- `mask` is uint8 in {0, 1} (torchgeo: int64) and the sample carries the pair's `name`, which
+  the evaluation needs to save per-image predictions;
+- `whole=True` reads `root/whole/<split>`, LEVIR-CD's uncut 1024x1024 images, for
+  whole-image evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_png, read_file
+
+from benchmark.data.layout import SPLITS, WHOLE, list_pairs
+from benchmark.errors import DataError
+
+Sample = dict[str, Any]
+
+
+def read_png(path: Path, mode: ImageReadMode) -> torch.Tensor:
+    """Decode one PNG to a uint8 (C, H, W) tensor; a missing or corrupt file is a DataError."""
+    if not path.is_file():
+        raise DataError(
+            f"{path}: missing; re-run `cdbench prepare` (or `cdbench synth`) to rewrite the dataset"
+        )
+    try:
+        return decode_png(read_file(str(path)), mode=mode)
+    except RuntimeError as exc:
+        # torchvision prefixes its C++ source location: keep only the reason.
+        reason = str(exc).rsplit(", ", 1)[-1]
+        raise DataError(
+            f"{path}: not a readable PNG ({reason}); re-run `cdbench prepare` "
+            f"(or `cdbench synth`) to rewrite the dataset"
+        ) from exc
+
+
+class ChangeDetectionDataset(Dataset[Sample]):
+    """The pairs of one split of a prepared dataset.
+
+    Args:
+        root: The prepared dataset's folder, e.g. `data/prepared/levir-cd`.
+        split: "train", "val" or "test".
+        transforms: Called on each sample dict; returns the transformed dict.
+        whole: Read the uncut images under `root/whole/<split>` (LEVIR-CD only).
+
+    Raises:
+        DataError: If the split folder is missing, or a pair lacks a counterpart.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        split: str,
+        transforms: Callable[[Sample], Sample] | None = None,
+        whole: bool = False,
+    ) -> None:
+        if split not in SPLITS:
+            raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+        self.root = Path(root)
+        self.split = split
+        self.transforms = transforms
+        self.whole = whole
+        if whole:
+            self.folder = self.root / WHOLE / split
+            if not self.folder.is_dir():
+                raise DataError(
+                    f"{self.folder}: no whole-image folder; whole-image evaluation needs a "
+                    f"dataset prepared with its uncut images (LEVIR-CD: `cdbench prepare levir-cd`)"
+                )
+        else:
+            self.folder = self.root / split
+        self.names = list_pairs(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Sample:
+        name = self.names[index]
+        a = read_png(self.folder / "A" / f"{name}.png", ImageReadMode.RGB)
+        b = read_png(self.folder / "B" / f"{name}.png", ImageReadMode.RGB)
+        label_path = self.folder / "label" / f"{name}.png"
+        label = read_png(label_path, ImageReadMode.GRAY)
+        if a.shape != b.shape or a.shape[1:] != label.shape[1:]:
+            raise DataError(
+                f"{self.folder}: pair {name!r} has A {tuple(a.shape[1:])}, "
+                f"B {tuple(b.shape[1:])} and label {tuple(label.shape[1:])} (H, W); "
+                f"expected one size for all three"
+            )
+        if not bool(((label == 0) | (label == 255)).all()):
+            found = sorted(set(label.unique().tolist()) - {0, 255})
+            shown = ", ".join(map(str, found[:5])) + (", ..." if len(found) > 5 else "")
+            raise DataError(
+                f"{label_path}: label values must be 0 or 255, found {shown}; "
+                f"re-run `cdbench prepare` (which binarises labels) to rewrite it"
+            )
+        sample: Sample = {"image": torch.stack([a, b]), "mask": label // 255, "name": name}
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
