@@ -177,10 +177,12 @@ def _images(members: Sequence[Member]) -> list[str]:
 
 
 def _found_summary(names: Sequence[str]) -> str:
-    """A short description of what an archive holds, for layout errors."""
-    tops = sorted({"/".join(n.split("/")[:2]) + ("/" if n.count("/") >= 2 else "") for n in names})
-    shown = ", ".join(tops[:8]) + (f" and {len(tops) - 8} more" if len(tops) > 8 else "")
-    return shown or "no image files"
+    """What an archive holds, for layout errors: its folders (two levels deep) and an example."""
+    folders = sorted({"/".join(n.split("/")[:-1][:2]) + "/" if "/" in n else n for n in names})
+    if not folders:
+        return "no image files"
+    shown = ", ".join(folders[:8]) + (f" and {len(folders) - 8} more" if len(folders) > 8 else "")
+    return f"{shown} (e.g. {sorted(names)[0]})"
 
 
 def _pairs_from_roles(

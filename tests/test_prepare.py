@@ -1,0 +1,559 @@
+"""`prepare_dataset` on fixture archives in the real layouts: counts, names, labels, manifest,
+and every bad input (with its message, and nothing left in the output folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark import cli
+from benchmark.data import layout, prepare
+from benchmark.data.prepare import prepare_dataset
+from benchmark.errors import DataError
+from tests.data.archives import (
+    CDD_DECOY,
+    CDD_ROOT,
+    CDD_SMALL,
+    LEVIR_SMALL,
+    SPLITS,
+    cdd_mask,
+    cdd_members,
+    change_pair,
+    jpeg_bytes,
+    levir_members,
+    png_bytes,
+    write_cdd_archive,
+    write_zip,
+)
+
+Edits = Mapping[str, bytes | None]
+"""member name -> new bytes, or None to delete the member."""
+
+
+def levir_raw(
+    raw: Path,
+    *,
+    counts: Mapping[str, int] = LEVIR_SMALL,
+    size: int = 512,
+    layout_name: str = "flat",
+    edits: Mapping[str, Edits] | None = None,
+) -> Path:
+    """Write the three LEVIR-CD zips into `raw`, with per-split member edits."""
+    for split in SPLITS:
+        members = levir_members(split, counts[split], size=size, layout=layout_name)
+        for name, data in (edits or {}).get(split, {}).items():
+            if data is None:
+                del members[name]
+            else:
+                members[name] = data
+        write_zip(raw / f"{split}.zip", members)
+    return raw
+
+
+def cdd_raw(raw: Path, *, edits: Edits | None = None, decoy: bool = True) -> Path:
+    members = cdd_members(CDD_SMALL, decoy=decoy)
+    for name, data in (edits or {}).items():
+        if data is None:
+            del members[name]
+        else:
+            members[name] = data
+    write_zip(raw / "ChangeDetectionDataset.rar", members)
+    return raw
+
+
+def read(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def assert_nothing_left(out: Path) -> None:
+    """No output, no staging folder, no extraction scratch beside it."""
+    assert not out.exists()
+    assert not out.parent.exists() or sorted(p.name for p in out.parent.iterdir()) == []
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    path = tmp_path / "raw"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "prepared" / "dataset"
+
+
+# --------------------------------------------------------------------------- LEVIR-CD
+
+
+def test_levir_counts_names_lists_and_whole_images(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    manifest = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    # 512x512 images -> 4 tiles each: 3/2/2 images -> 12/8/8 tiles.
+    assert {s: manifest["splits"][s]["pairs"] for s in SPLITS} == {"train": 12, "val": 8, "test": 8}
+    assert {s: manifest["whole"][s]["pairs"] for s in SPLITS} == {"train": 3, "val": 2, "test": 2}
+    assert manifest["counts"]["train"] == {
+        "expected": 7120,
+        "found": 12,
+        "expected_images": 445,
+        "found_images": 3,
+    }
+    assert manifest["counts"]["test"]["expected"] == 2048
+    tiles = sorted(p.name for p in (out / "val" / "A").iterdir())
+    assert tiles == [
+        f"val_{i}_{row}_{col}.png"
+        for i in (1, 2)
+        for row in ("0000", "0256")
+        for col in ("0000", "0256")
+    ]
+    assert (out / "list" / "val.txt").read_text().splitlines() == tiles
+    assert sorted(p.name for p in (out / "whole" / "val" / "label").iterdir()) == [
+        "val_1.png",
+        "val_2.png",
+    ]
+    assert manifest["allow_partial"] is True
+    assert manifest["tile_size"] == 256
+    assert manifest["layout"] == dict.fromkeys(SPLITS, prepare.LEVIR_FLAT)
+
+
+def test_levir_tiles_are_cut_at_pixel_offsets_row_then_column(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    a, b, change = change_pair(0, "train", 2, 512)
+    # Row (y) offset 256, column (x) offset 0: the lower-left quarter.
+    assert np.array_equal(read(out / "train/A/train_2_0256_0000.png"), a[256:, :256])
+    assert np.array_equal(read(out / "train/B/train_2_0256_0000.png"), b[256:, :256])
+    label = read(out / "train/label/train_2_0256_0000.png")
+    assert label.dtype == np.uint8 and label.ndim == 2
+    assert np.array_equal(label, np.where(change[256:, :256], 255, 0))
+    assert np.array_equal(read(out / "whole/train/A/train_2.png"), a)
+
+
+def test_levir_both_layouts_and_worker_counts_give_identical_output(tmp_path: Path) -> None:
+    flat_raw = levir_raw(tmp_path / "flat", layout_name="flat")
+    nested_raw = levir_raw(tmp_path / "nested", layout_name="nested")
+    flat = prepare_dataset("levir-cd", flat_raw, tmp_path / "o1", allow_partial=True, workers=1)
+    nested = prepare_dataset("levir-cd", nested_raw, tmp_path / "o2", allow_partial=True, workers=2)
+    assert nested["layout"] == dict.fromkeys(SPLITS, prepare.LEVIR_NESTED)
+    assert flat["layout"] != nested["layout"]
+    for split in SPLITS:
+        assert nested["splits"][split]["files"] == flat["splits"][split]["files"]
+        assert nested["whole"][split]["files"] == flat["whole"][split]["files"]
+
+
+def test_levir_count_mismatch_is_an_error_without_allow_partial(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, workers=1)
+    message = str(info.value)
+    assert "train 3 (expected 445), val 2 (expected 64), test 2 (expected 128) images" in message
+    assert "--allow-partial" in message and "cdbench download levir-cd" in message
+    assert_nothing_left(out)
+
+
+def test_levir_published_counts_pass_without_allow_partial(
+    raw: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the expected counts shrunk to 1/1/1 image, the strict path runs on 1024 images."""
+    monkeypatch.setattr(prepare, "LEVIR_IMAGES", dict.fromkeys(SPLITS, 1))
+    monkeypatch.setattr(prepare, "LEVIR_TILES", dict.fromkeys(SPLITS, 16))
+    levir_raw(raw, counts=dict.fromkeys(SPLITS, 1), size=1024)
+    manifest = prepare_dataset("levir-cd", raw, out, workers=1)
+    assert manifest["allow_partial"] is False
+    for split in SPLITS:
+        assert manifest["counts"][split] == {
+            "expected": 16,
+            "found": 16,
+            "expected_images": 1,
+            "found_images": 1,
+        }
+    names = (out / "list" / "test.txt").read_text().splitlines()
+    assert names[0] == "test_1_0000_0000.png" and names[-1] == "test_1_0768_0768.png"
+    assert len(names) == 16
+
+
+def test_levir_image_not_1024_is_an_error_without_allow_partial(
+    raw: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "LEVIR_IMAGES", dict(LEVIR_SMALL))
+    levir_raw(raw)  # counts now match, but the images are 512x512
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, workers=1)
+    message = str(info.value)
+    assert ": A/" in message and "is 512x512; LEVIR-CD images are 1024x1024" in message
+    assert_nothing_left(out)
+
+
+def test_levir_image_not_a_multiple_of_256_is_an_error(raw: Path, out: Path) -> None:
+    a, b, change = change_pair(0, "val", 1, 300)
+    edits = {
+        "A/val_1.png": png_bytes(a),
+        "B/val_1.png": png_bytes(b),
+        "label/val_1.png": png_bytes(np.where(change, 255, 0).astype(np.uint8)),
+    }
+    levir_raw(raw, edits={"val": edits})
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value) == (
+        "val.zip: A/val_1.png: is 300x300, not a multiple of 256 on both sides; "
+        "cannot cut it into 256x256 tiles"
+    )
+    assert_nothing_left(out)
+
+
+def test_levir_label_threshold_is_128(raw: Path, out: Path) -> None:
+    grey = np.full((512, 512), 127, np.uint8)
+    grey[:, 256:] = 128
+    levir_raw(raw, edits={"train": {"label/train_1.png": png_bytes(grey)}})
+    prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    label = read(out / "whole/train/label/train_1.png")
+    assert (label[:, :256] == 0).all() and (label[:, 256:] == 255).all()
+    assert np.array_equal(read(out / "train/label/train_1_0000_0256.png"), np.full((256, 256), 255))
+
+
+def test_levir_rgb_label_with_equal_channels_is_accepted(raw: Path, out: Path) -> None:
+    change = change_pair(0, "test", 1, 512)[2]
+    grey = np.where(change, 255, 0).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    # Channels off by a few levels (JPEG chroma noise) still agree about change.
+    rgb[..., 1] = np.where(change, 250, 3)
+    levir_raw(raw, edits={"test": {"label/test_1.png": png_bytes(rgb)}})
+    prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert np.array_equal(read(out / "whole/test/label/test_1.png"), grey)
+
+
+def test_levir_duplicate_across_splits_is_counted(raw: Path, out: Path) -> None:
+    train = levir_members("train", 3)
+    copied = {f"{part}/val_2.png": train[f"{part}/train_1.png"] for part in ("A", "B", "label")}
+    levir_raw(raw, edits={"val": copied})
+    manifest = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    # train_1 and val_2 are the same 512 image: 2 whole pairs, 4 tiles on each side.
+    assert manifest["whole_duplicates_across_splits"] == 2
+    assert manifest["duplicates_across_splits"] == 8
+
+
+def test_manifest_hashes_and_sources(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    manifest = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert json.loads((out / layout.MANIFEST).read_text()) == manifest
+    assert manifest["dataset"] == "levir-cd" and manifest["format_version"] == 1
+    assert manifest["duplicates_across_splits"] == 0
+    for split in SPLITS:
+        archive = raw / f"{split}.zip"
+        assert manifest["sources"][archive.name] == {
+            "md5": hashlib.md5(archive.read_bytes()).hexdigest(),
+            "bytes": archive.stat().st_size,
+        }
+        files = manifest["splits"][split]["files"]
+        assert len(files) == 3 * manifest["splits"][split]["pairs"]
+        for rel, digest in files.items():
+            assert hashlib.sha256((out / split / rel).read_bytes()).hexdigest() == digest
+    change = np.concatenate([change_pair(0, "val", i, 512)[2].ravel() for i in (1, 2)])
+    assert manifest["splits"]["val"]["changed_fraction"] == pytest.approx(change.mean())
+
+
+# --------------------------------------------------------------------------- LEVIR-CD, bad input
+
+
+@pytest.mark.parametrize(
+    ("edits", "expected"),
+    [
+        (
+            {"train": {"A/train_2.png": png_bytes(change_pair(0, "train", 2, 512)[0])[:3000]}},
+            "train.zip: A/train_2.png: cannot be decoded as an image",
+        ),
+        (
+            {"val": {"B/val_1.png": b"not an image at all"}},
+            "val.zip: B/val_1.png: cannot be decoded as an image",
+        ),
+        (
+            {"test": {"B/test_2.png": png_bytes(np.zeros((512, 256, 3), np.uint8))}},
+            "test.zip: B/test_2.png: is 256x512 but test.zip: A/test_2.png is 512x512; "
+            "A, B and label of a pair must have the same size",
+        ),
+        (
+            {"train": {"label/train_3.png": png_bytes(np.zeros((256, 256), np.uint8))}},
+            "train.zip: label/train_3.png: is 256x256 but train.zip: A/train_3.png is 512x512",
+        ),
+        (
+            {"train": {"label/train_2.png": None}},
+            "train.zip: A/train_2.png has no counterpart in label/; every pair needs files of "
+            "the same name in A/, B/, label/",
+        ),
+        (
+            {"val": {"A/val_1.png": None, "B/val_1.png": None}},
+            "val.zip: label/val_1.png has no counterpart in A/",
+        ),
+    ],
+    ids=["truncated-png", "not-an-image", "a-b-size", "label-size", "no-label", "no-a"],
+)
+def test_levir_bad_images(raw: Path, out: Path, edits: Mapping[str, Edits], expected: str) -> None:
+    levir_raw(raw, edits=edits)
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert expected in str(info.value)
+    assert_nothing_left(out)
+
+
+def test_levir_label_with_differing_channels(raw: Path, out: Path) -> None:
+    change = change_pair(0, "train", 1, 512)[2]
+    red = np.zeros((512, 512, 3), np.uint8)
+    red[..., 0] = np.where(change, 255, 0)
+    levir_raw(raw, edits={"train": {"label/train_1.png": png_bytes(red)}})
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    row, col = np.argwhere(change)[0]
+    assert str(info.value) == (
+        f"train.zip: label/train_1.png: label has 3 channels with differing values at "
+        f"{int(change.sum())} pixel(s) (e.g. row {row}, column {col}: (255, 0, 0)); expected a "
+        f"single-channel label, or channels that are equal"
+    )
+    assert_nothing_left(out)
+
+
+def test_levir_bad_image_in_a_worker_process(raw: Path, out: Path) -> None:
+    levir_raw(raw, edits={"test": {"A/test_2.png": b"\x89PNG\r\n\x1a\n broken"}})
+    with pytest.raises(DataError, match=r"test\.zip: A/test_2\.png: cannot be decoded"):
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=2)
+    assert_nothing_left(out)
+
+
+def test_levir_truncated_archive(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    data = (raw / "val.zip").read_bytes()
+    (raw / "val.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value) == (
+        f"{raw / 'val.zip'}: not a readable zip archive (File is not a zip file); it is "
+        f"probably truncated or corrupt: delete it and re-run `cdbench download levir-cd`"
+    )
+    assert_nothing_left(out)
+
+
+def test_levir_missing_archive(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    (raw / "test.zip").unlink()
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value).startswith(
+        f"{raw / 'test.zip'}: not found; run `cdbench download levir-cd`"
+    )
+
+
+def test_levir_unknown_layout(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    members = {
+        "LEVIR-CD/train/image1/train_1.png": b"x",
+        "LEVIR-CD/train/image2/train_1.png": b"y",
+    }
+    write_zip(raw / "train.zip", members)
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    message = str(info.value)
+    assert message.startswith(
+        f"{raw / 'train.zip'}: unknown layout; found LEVIR-CD/train/ "
+        "(e.g. LEVIR-CD/train/image1/train_1.png); "
+    )
+    assert "expected PNG files A/train_N.png, B/train_N.png, label/train_N.png" in message
+    assert "under train/ (e.g. train/A/train_1.png)" in message
+    assert_nothing_left(out)
+
+
+def test_levir_wrong_split_in_archive_is_an_unknown_layout(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    write_zip(raw / "val.zip", levir_members("train", 2))
+    with pytest.raises(
+        DataError, match=r"val\.zip: unknown layout; found A/, B/, label/ \(e\.g\. A/train_1\.png\)"
+    ):
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+
+
+def test_levir_traversal_entry_is_refused(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    with zipfile.ZipFile(raw / "train.zip", "a") as zf:
+        zf.writestr("../../escaped.png", b"evil")
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value) == (
+        f"{raw / 'train.zip'}: entry '../../escaped.png' contains a '..' component; refusing "
+        f"to extract an archive that could write outside its target folder"
+    )
+    assert_nothing_left(out)
+    assert not (out.parent.parent / "escaped.png").exists()
+
+
+def test_failed_prepare_keeps_the_previous_dataset(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    before = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    levir_raw(raw, edits={"train": {"label/train_1.png": b"broken"}})
+    with pytest.raises(DataError):
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert layout.read_manifest(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
+# --------------------------------------------------------------------------- CDD
+
+
+def test_cdd_real_subset_only_and_binarised_jpeg_labels(raw: Path, out: Path) -> None:
+    write_cdd_archive(raw)
+    manifest = prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+    # The Model/ decoy has 2 more pairs per split: a recursive glob would count 6/4/4.
+    assert {s: manifest["splits"][s]["pairs"] for s in SPLITS} == dict(CDD_SMALL)
+    assert manifest["counts"]["val"] == {"expected": 3000, "found": 2}
+    assert sorted(p.name for p in (out / "train" / "A").iterdir()) == [
+        f"{i:05d}.png" for i in range(4)
+    ]
+    assert manifest["layout"] == prepare.CDD_LAYOUT
+    assert list(manifest["sources"]) == ["ChangeDetectionDataset.rar"]
+    for split in SPLITS:
+        for index in range(CDD_SMALL[split]):
+            label = read(out / split / "label" / f"{index:05d}.png")
+            assert label.ndim == 2
+            assert np.array_equal(label, np.where(cdd_mask(split, index), 255, 0))
+    # Same name in Real/ and Model/: the Real one is used.
+    members = cdd_members(CDD_SMALL)
+    with Image.open(io.BytesIO(members[f"{CDD_ROOT}/train/A/00000.jpg"])) as real:
+        assert np.array_equal(read(out / "train/A/00000.png"), np.asarray(real))
+    with Image.open(io.BytesIO(members[f"{CDD_DECOY}/train/A/00000.jpg"])) as decoy:
+        assert not np.array_equal(read(out / "train/A/00000.png"), np.asarray(decoy))
+
+
+def test_cdd_count_mismatch(raw: Path, out: Path) -> None:
+    write_cdd_archive(raw)
+    with pytest.raises(DataError) as info:
+        prepare_dataset("cdd", raw, out, workers=1)
+    message = str(info.value)
+    assert (
+        "train 4 (expected 10000), val 2 (expected 3000), test 2 (expected 3000) pairs" in message
+    )
+    assert "--allow-partial" in message and "cdbench download cdd" in message
+    assert_nothing_left(out)
+
+
+def test_cdd_duplicate_across_splits_is_counted(raw: Path, out: Path) -> None:
+    members = cdd_members(CDD_SMALL)
+    edits = {
+        f"{CDD_ROOT}/val/{part}/00001.jpg": members[f"{CDD_ROOT}/train/{part}/00000.jpg"]
+        for part in ("A", "B", "OUT")
+    }
+    cdd_raw(raw, edits=edits)
+    manifest = prepare_dataset("cdd", raw, out, allow_partial=True, workers=2)
+    assert manifest["duplicates_across_splits"] == 2  # train/00000 and val/00001
+
+
+def test_cdd_without_real_subset_is_an_unknown_layout(raw: Path, out: Path) -> None:
+    members = {k: v for k, v in cdd_members(CDD_SMALL).items() if k.startswith(CDD_DECOY)}
+    write_zip(raw / "ChangeDetectionDataset.rar", members)
+    with pytest.raises(DataError) as info:
+        prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value) == (
+        f"{raw / 'ChangeDetectionDataset.rar'}: unknown layout; found ChangeDetectionDataset/"
+        f"Model/ (e.g. {CDD_DECOY}/test/A/00000.jpg); expected "
+        f"ChangeDetectionDataset/Real/subset/{{train,val,test}}/{{A,B,OUT}}/"
+        f"NNNNN.jpg"
+    )
+    assert_nothing_left(out)
+
+
+def test_cdd_image_in_an_unexpected_folder(raw: Path, out: Path) -> None:
+    cdd_raw(raw, edits={f"{CDD_ROOT}/train/label/00000.jpg": b"x"})
+    with pytest.raises(DataError, match=r"unknown layout; found .*/train/label/00000\.jpg;"):
+        prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            (f"{CDD_ROOT}/test/B/00001.jpg", jpeg_bytes(np.zeros((256, 256, 3), np.uint8))[:400]),
+            f"ChangeDetectionDataset.rar: {CDD_ROOT}/test/B/00001.jpg: cannot be decoded as an "
+            f"image",
+        ),
+        (
+            (f"{CDD_ROOT}/val/OUT/00000.jpg", jpeg_bytes(np.zeros((128, 256), np.uint8))),
+            f"ChangeDetectionDataset.rar: {CDD_ROOT}/val/OUT/00000.jpg: is 256x128 but "
+            f"ChangeDetectionDataset.rar: {CDD_ROOT}/val/A/00000.jpg is 256x256",
+        ),
+        (
+            (f"{CDD_ROOT}/train/OUT/00003.jpg", None),
+            f"ChangeDetectionDataset.rar: {CDD_ROOT}/train/A/00003.jpg has no counterpart in "
+            f"{CDD_ROOT}/train/OUT/",
+        ),
+    ],
+    ids=["truncated-jpeg", "label-size", "no-label"],
+)
+def test_cdd_bad_input(raw: Path, out: Path, edit: tuple[str, bytes | None], expected: str) -> None:
+    cdd_raw(raw, edits=dict([edit]))
+    with pytest.raises(DataError) as info:
+        prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+    assert expected in str(info.value)
+    assert_nothing_left(out)
+
+
+def test_cdd_symlink_entry_is_refused(raw: Path, out: Path) -> None:
+    write_zip(
+        raw / "ChangeDetectionDataset.rar",
+        cdd_members(CDD_SMALL, decoy=False),
+        links={f"{CDD_ROOT}/train/A/00099.jpg": "/etc/passwd"},
+    )
+    with pytest.raises(DataError) as info:
+        prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value) == (
+        f"{raw / 'ChangeDetectionDataset.rar'}: entry '{CDD_ROOT}/train/A/00099.jpg' is a "
+        f"symbolic link; links and special files are refused (a dataset archive holds only "
+        f"folders and regular files)"
+    )
+    assert_nothing_left(out)
+
+
+def test_cdd_truncated_archive(raw: Path, out: Path) -> None:
+    archive = write_cdd_archive(raw)
+    archive.write_bytes(archive.read_bytes()[:-5000])
+    with pytest.raises(
+        DataError, match=r"truncated or corrupt: delete it and re-run `cdbench download cdd`"
+    ):
+        prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+    assert_nothing_left(out)
+
+
+@pytest.mark.slow
+def test_cdd_published_counts_without_allow_partial(raw: Path, out: Path) -> None:
+    """10000 / 3000 / 3000 pairs (16x16 images to keep it fast) prepare without --allow-partial."""
+    counts = {"train": 10000, "val": 3000, "test": 3000}
+    write_cdd_archive(raw, counts, size=16, decoy=False)
+    manifest = prepare_dataset("cdd", raw, out)
+    assert manifest["allow_partial"] is False
+    assert {s: manifest["splits"][s]["pairs"] for s in SPLITS} == counts
+    assert manifest["duplicates_across_splits"] == 0
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_prepare(
+    raw: Path, out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    levir_raw(raw)
+    params = str(tmp_path / "no-params.yaml")  # absent: defaults
+    argv = ["--params", params, "prepare", "levir-cd", "--raw", str(raw), "--out", str(out)]
+    assert cli.main([*argv, "--allow-partial"]) == 0
+    printed = capsys.readouterr().out
+    assert f"prepared levir-cd in {out}: " in printed
+    assert '{"train": 12, "val": 8, "test": 8}' in printed
+
+    assert cli.main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("cdbench prepare: error: levir-cd: split sizes in ")
+    assert "--allow-partial" in error
+    assert layout.read_manifest(out)["allow_partial"] is True  # the earlier dataset is kept
