@@ -571,19 +571,26 @@ def difference_histograms(
 def best_f1(changed: np.ndarray, unchanged: np.ndarray) -> tuple[float, int]:
     """The best F1 over thresholds t on a histogram, predicting change iff value >= t.
 
+    Only values that occur are candidate thresholds (as in sklearn's `precision_recall_curve`):
+    F1 is constant between two of them.
+
     Args:
         changed: Count of changed pixels per value (index = value).
         unchanged: Count of unchanged pixels per value, same length.
 
     Returns:
-        (best F1, the smallest threshold reaching it). F1 is 0 where nothing is changed.
+        (best F1, the smallest occurring value that reaches it). F1 is 0 where nothing is
+        changed; (0.0, 0) for empty histograms.
     """
     tp = np.cumsum(changed[::-1])[::-1].astype(np.float64)  # changed pixels with value >= t
     fp = np.cumsum(unchanged[::-1])[::-1].astype(np.float64)
     positives = float(changed.sum())
     denominator = tp + fp + positives  # 2tp + fp + fn
     f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    best = int(np.argmax(f1))
+    occurring = (changed + unchanged) > 0
+    if not occurring.any():
+        return 0.0, 0
+    best = int(np.argmax(np.where(occurring, f1, -1.0)))
     return float(f1[best]), best
 
 

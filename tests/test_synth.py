@@ -1,0 +1,221 @@
+"""The synthetic dataset: determinism, layout, manifest, difficulty and the `cdbench synth` CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import f1_score, precision_recall_curve
+
+from benchmark.cli import main
+from benchmark.config import SynthConfig
+from benchmark.data import synth
+from benchmark.data.layout import PARTS, SPLITS, read_manifest
+
+SMALL = SynthConfig(seed=0, size=128, train=6, val=6, test=24)
+
+
+def read_split(root: Path, split: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(A, B, label) arrays of every pair of a split, read back from the PNGs."""
+    pairs = []
+    for path in sorted((root / split / "label").glob("*.png")):
+        a = np.asarray(Image.open(root / split / "A" / path.name))
+        b = np.asarray(Image.open(root / split / "B" / path.name))
+        pairs.append((a, b, np.asarray(Image.open(path))))
+    return pairs
+
+
+def difference_norm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sqrt(((a.astype(np.float64) - b.astype(np.float64)) ** 2).sum(axis=2))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("synth") / "synthetic"
+    manifest = synth.generate_synthetic(root, SMALL, workers=1)
+    return root, manifest
+
+
+def test_layout_counts_and_image_formats(small: tuple[Path, dict[str, Any]]) -> None:
+    root, manifest = small
+    for split in SPLITS:
+        count = getattr(SMALL, split)
+        for part in PARTS:
+            assert len(list((root / split / part).glob("*.png"))) == count
+        assert manifest["splits"][split]["pairs"] == count
+        a, b, label = read_split(root, split)[0]
+        assert a.shape == b.shape == (SMALL.size, SMALL.size, 3)
+        assert a.dtype == b.dtype == label.dtype == np.uint8
+        assert label.shape == (SMALL.size, SMALL.size)
+    assert not list(root.parent.glob(".synthetic.*")), "staging folder left behind"
+
+
+def test_manifest_records_config_fractions_and_no_duplicates(
+    small: tuple[Path, dict[str, Any]],
+) -> None:
+    root, manifest = small
+    assert read_manifest(root) == json.loads(json.dumps(manifest))
+    assert manifest["seed"] == SMALL.seed
+    assert manifest["generator"]["size"] == SMALL.size
+    assert manifest["generator"]["test"] == SMALL.test
+    assert manifest["duplicates_across_splits"] == 0
+    pooled_changed = pooled_total = 0
+    for split in SPLITS:
+        labels = [label for _, _, label in read_split(root, split)]
+        values = np.unique(np.stack(labels))
+        assert set(values.tolist()) <= {0, 255}
+        changed = sum(int((label == 255).sum()) for label in labels)
+        total = sum(label.size for label in labels)
+        assert manifest["splits"][split]["changed_fraction"] == pytest.approx(changed / total)
+        assert 0 < changed / total < 0.3
+        pooled_changed += changed
+        pooled_total += total
+    assert 0.03 < pooled_changed / pooled_total < 0.2
+
+
+def test_same_seed_is_byte_identical_whatever_the_workers(
+    small: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, manifest = small
+    again = synth.generate_synthetic(tmp_path / "again", SMALL, workers=2)
+    assert again == manifest  # every file's sha256, and the baseline
+    name = "test_0003.png"
+    for part in PARTS:
+        assert (tmp_path / "again" / "test" / part / name).read_bytes() == (
+            root / "test" / part / name
+        ).read_bytes()
+
+
+def test_different_seeds_differ(small: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    _, manifest = small
+    config = SynthConfig(seed=1, size=SMALL.size, train=2, val=2, test=2)
+    other = synth.generate_synthetic(tmp_path / "other", config, workers=1)
+    for split in SPLITS:
+        for key, digest in other["splits"][split]["files"].items():
+            if key.startswith(("A/", "B/")):
+                assert manifest["splits"][split]["files"][key] != digest, key
+
+
+def best_f1_from_pngs(root: Path) -> tuple[float, float]:
+    """Best F1 over thresholds of the RGB difference norm, by sklearn, from the test PNGs."""
+    pairs = read_split(root, "test")
+    scores = np.concatenate([difference_norm(a, b).ravel() for a, b, _ in pairs])
+    truth = np.concatenate([(label == 255).ravel() for _, _, label in pairs])
+    precision, recall, thresholds = precision_recall_curve(truth, scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    best = int(np.argmax(f1[:-1]))
+    return float(f1[best]), float(thresholds[best])
+
+
+def test_baseline_in_manifest_matches_an_independent_computation(
+    small: tuple[Path, dict[str, Any]],
+) -> None:
+    root, manifest = small
+    baseline = manifest["pixel_difference_baseline"]
+    assert baseline["split"] == "test"
+    assert "Euclidean" in baseline["method"]
+    f1, threshold = best_f1_from_pngs(root)
+    assert baseline["best_f1"] == pytest.approx(f1, abs=1e-9)
+    assert baseline["threshold"] == pytest.approx(threshold, abs=1e-9)
+    assert baseline["best_f1"] <= 0.5
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pixel_differencing_is_not_enough(seed: int, tmp_path: Path) -> None:
+    config = SynthConfig(seed=seed, size=64, train=1, val=1, test=60)
+    manifest = synth.generate_synthetic(tmp_path / "s", config, workers=1)
+    f1, _ = best_f1_from_pngs(tmp_path / "s")
+    assert manifest["pixel_difference_baseline"]["best_f1"] == pytest.approx(f1, abs=1e-9)
+    assert f1 <= 0.5
+
+
+def test_best_f1_agrees_with_sklearn_on_a_small_case() -> None:
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 12, 200)
+    truth = rng.random(200) < 0.2 + 0.05 * values  # larger values are more often changed
+    changed = np.bincount(values[truth], minlength=12)
+    unchanged = np.bincount(values[~truth], minlength=12)
+    f1, threshold = synth.best_f1(changed, unchanged)
+    by_sklearn = {int(t): f1_score(truth, values >= t) for t in np.unique(values)}
+    assert f1 == pytest.approx(max(by_sklearn.values()))
+    assert threshold == max(by_sklearn, key=lambda t: (by_sklearn[t], -t))
+    # By hand: values 0, 1, 2, 3 with labels 0, 0, 1, 1 are separated at threshold 2.
+    assert synth.best_f1(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])) == (1.0, 2)
+    # Values 1 and 4 occur, 2 and 3 do not: the threshold is an occurring value.
+    assert synth.best_f1(np.array([0, 0, 0, 0, 1]), np.array([0, 1, 0, 0, 0])) == (1.0, 4)
+    assert synth.best_f1(np.zeros(4, dtype=np.int64), np.array([1, 1, 0, 0]))[0] == 0.0
+
+
+def test_dates_differ_in_unchanged_areas_and_more_in_changed_ones(
+    small: tuple[Path, dict[str, Any]],
+) -> None:
+    root, _ = small
+    changed_norms, unchanged_norms = [], []
+    for a, b, label in read_split(root, "train") + read_split(root, "test"):
+        norm = difference_norm(a, b)
+        changed_norms.append(norm[label == 255])
+        unchanged_norms.append(norm[label == 0])
+    changed = np.concatenate(changed_norms)
+    unchanged = np.concatenate(unchanged_norms)
+    # Nuisance: almost every unchanged pixel differs, by much more than sensor noise alone.
+    assert (unchanged > 0).mean() > 0.95
+    assert unchanged.mean() > 15
+    # Signal: changed pixels differ more on average.
+    assert changed.mean() > unchanged.mean() + 10
+
+
+def test_label_marks_changed_footprints_not_shadows() -> None:
+    size = 128
+    scene = synth.make_scene(synth.pair_rng(0, "train", 0), size)
+    label = synth._change_map(scene)
+    sx, sy = synth.SHADOW_DIRECTION
+    checked = 0
+    for building in scene.buildings:
+        cx, cy = building.centre
+        corners = building.corners
+        radius = np.hypot(*(corners[0] - corners[2])) / 2
+        # Just past the footprint on the shadow side: never another object (placement keeps
+        # 2 px clear), so never labelled, even for a new building whose shadow is new.
+        x, y = round(cx + (radius + 1.5) * sx), round(cy + (radius + 1.5) * sy)
+        if 0 <= x < size and 0 <= y < size and 0 <= round(cx) < size and 0 <= round(cy) < size:
+            assert label[round(cy), round(cx)] == (building.in_a != building.in_b)
+            assert not label[y, x]
+            checked += 1
+    assert checked >= 5
+    assert any(b.in_a != b.in_b for b in scene.buildings)
+
+
+def test_preview_writes_rows_of_pairs(tmp_path: Path) -> None:
+    synth.preview(tmp_path / "p.png", seed=0, size=64, count=2)
+    image = np.asarray(Image.open(tmp_path / "p.png"))
+    assert image.shape == (2 * 64 + 4, 4 * 64 + 3 * 4, 3)
+
+
+def test_cli_synth_uses_params_and_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("synth:\n  seed: 3\n  size: 64\n  train: 3\n  val: 2\n  test: 4\n")
+    out = tmp_path / "out"
+    assert main(["--params", str(params), "synth", "--out", str(out), "--seed", "5"]) == 0
+    manifest = read_manifest(out)
+    assert manifest["seed"] == 5
+    assert {s: manifest["splits"][s]["pairs"] for s in SPLITS} == {"train": 3, "val": 2, "test": 4}
+    printed = capsys.readouterr().out
+    assert '{"train": 3, "val": 2, "test": 4}' in printed
+    assert f"{manifest['pixel_difference_baseline']['best_f1']:.3f}" in printed
+
+
+def test_cli_synth_rejects_a_negative_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(["--params", str(tmp_path / "none.yaml"), "synth", "--out", str(out), "--seed", "-1"])
+        == 1
+    )
+    assert "synth.seed: expected a non-negative integer, got -1" in capsys.readouterr().err
+    assert not out.exists()
