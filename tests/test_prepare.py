@@ -369,6 +369,13 @@ def test_levir_unknown_layout(raw: Path, out: Path) -> None:
     assert_nothing_left(out)
 
 
+def test_levir_macos_metadata_is_ignored(raw: Path, out: Path) -> None:
+    junk = {"__MACOSX/A/._train_1.png": b"\x00\x05\x16\x07", "A/._train_2.png": b"\x00\x05"}
+    levir_raw(raw, edits={"train": junk})
+    manifest = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert manifest["whole"]["train"]["pairs"] == 3
+
+
 def test_levir_wrong_split_in_archive_is_an_unknown_layout(raw: Path, out: Path) -> None:
     levir_raw(raw)
     write_zip(raw / "val.zip", levir_members("train", 2))

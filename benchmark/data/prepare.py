@@ -27,8 +27,8 @@ Deliberate departures:
 - `allow_partial` also accepts LEVIR-CD images whose sides are other multiples of 256 than 1024
   (small test fixtures); without it any other size is an error. Either way the counts found are
   recorded in the manifest.
-- Files in an archive that are not images (e.g. `Thumbs.db`) are ignored; an image anywhere
-  the detected layout does not expect it is an error.
+- Files in an archive that are not images (e.g. `Thumbs.db`) and macOS metadata (`__MACOSX/`,
+  `._name`) are ignored; an image anywhere the detected layout does not expect it is an error.
 """
 
 from __future__ import annotations
@@ -172,8 +172,17 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_mac_metadata(name: str) -> bool:
+    """macOS zip artefacts: `__MACOSX/...` and AppleDouble `._name` files (not images)."""
+    return name.startswith("__MACOSX/") or name.rsplit("/", 1)[-1].startswith("._")
+
+
 def _images(members: Sequence[Member]) -> list[str]:
-    return [m.name for m in members if not m.is_dir and m.name.lower().endswith(IMAGE_SUFFIXES)]
+    return [
+        m.name
+        for m in members
+        if not m.is_dir and m.name.lower().endswith(IMAGE_SUFFIXES) and not _is_mac_metadata(m.name)
+    ]
 
 
 def _found_summary(names: Sequence[str]) -> str:
