@@ -204,7 +204,7 @@ def test_levir_image_not_a_multiple_of_256_is_an_error(raw: Path, out: Path) -> 
     with pytest.raises(DataError) as info:
         prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
     assert str(info.value) == (
-        "val.zip: A/val_1.png: is 300x300, not a multiple of 256 on both sides; "
+        f"{raw / 'val.zip'}: A/val_1.png: is 300x300, not a multiple of 256 on both sides; "
         "cannot cut it into 256x256 tiles"
     )
     assert_nothing_left(out)
@@ -277,12 +277,12 @@ def test_manifest_hashes_and_sources(raw: Path, out: Path) -> None:
         ),
         (
             {"test": {"B/test_2.png": png_bytes(np.zeros((512, 256, 3), np.uint8))}},
-            "test.zip: B/test_2.png: is 256x512 but test.zip: A/test_2.png is 512x512; "
+            "test.zip: B/test_2.png: is 256x512 but the pair's A image is 512x512; "
             "A, B and label of a pair must have the same size",
         ),
         (
             {"train": {"label/train_3.png": png_bytes(np.zeros((256, 256), np.uint8))}},
-            "train.zip: label/train_3.png: is 256x256 but train.zip: A/train_3.png is 512x512",
+            "train.zip: label/train_3.png: is 256x256 but the pair's A image is 512x512",
         ),
         (
             {"train": {"label/train_2.png": None}},
@@ -313,7 +313,7 @@ def test_levir_label_with_differing_channels(raw: Path, out: Path) -> None:
         prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
     row, col = np.argwhere(change)[0]
     assert str(info.value) == (
-        f"train.zip: label/train_1.png: label has 3 channels with differing values at "
+        f"{raw / 'train.zip'}: label/train_1.png: label has 3 channels with differing values at "
         f"{int(change.sum())} pixel(s) (e.g. row {row}, column {col}: (255, 0, 0)); expected a "
         f"single-channel label, or channels that are equal"
     )
@@ -489,8 +489,8 @@ def test_cdd_image_in_an_unexpected_folder(raw: Path, out: Path) -> None:
         ),
         (
             (f"{CDD_ROOT}/val/OUT/00000.jpg", jpeg_bytes(np.zeros((128, 256), np.uint8))),
-            f"ChangeDetectionDataset.rar: {CDD_ROOT}/val/OUT/00000.jpg: is 256x128 but "
-            f"ChangeDetectionDataset.rar: {CDD_ROOT}/val/A/00000.jpg is 256x256",
+            f"ChangeDetectionDataset.rar: {CDD_ROOT}/val/OUT/00000.jpg: is 256x128 but the "
+            f"pair's A image is 256x256",
         ),
         (
             (f"{CDD_ROOT}/train/OUT/00003.jpg", None),

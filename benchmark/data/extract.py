@@ -289,8 +289,12 @@ def extract_archive(
 def _extract_zip(
     archive: Path, selected: list[tuple[zipfile.ZipInfo, Member]], scratch: Path, fix: str
 ) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for info, member in tqdm(selected, desc=f"extract {archive.name}", unit="file"):
+    with (
+        zipfile.ZipFile(archive) as zf,
+        tqdm(total=len(selected), desc=f"extract {archive.name}", unit="file") as bar,
+    ):
+        for info, member in selected:
+            bar.update()
             dest = scratch / member.name
             if member.is_dir:
                 dest.mkdir(parents=True, exist_ok=True)

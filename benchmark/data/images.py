@@ -120,14 +120,14 @@ def check_same_size(
     """Refuse a pair whose A, B and label sizes differ.
 
     Raises:
-        DataError: naming both files and their sizes (width x height).
+        DataError: naming the B or label file and both sizes (width x height).
     """
     size_a = (a.shape[1], a.shape[0])
     for array, source in ((b, sources[1]), (label, sources[2])):
         size = (array.shape[1], array.shape[0])
         if size != size_a:
             raise DataError(
-                f"{source}: is {size[0]}x{size[1]} but {sources[0]} is "
+                f"{source}: is {size[0]}x{size[1]} but the pair's A image is "
                 f"{size_a[0]}x{size_a[1]}; A, B and label of a pair must have the same size"
             )
 

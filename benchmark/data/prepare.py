@@ -210,7 +210,7 @@ def _pairs_from_roles(
                 f"{', '.join(folder[r] + '/' for r in ROLES)}"
             )
     return [
-        RawPair(split, stem, tuple(by_role[role][stem] for role in ROLES))  # type: ignore[arg-type]
+        RawPair(split, stem, (by_role["A"][stem], by_role["B"][stem], by_role["label"][stem]))
         for stem in sorted(stems, key=_natural)
     ]
 
@@ -362,16 +362,22 @@ def _run(
     The first failing job's exception (a `DataError`) is raised; a pool whose process dies
     raises `BrokenProcessPool` instead of hanging.
     """
-    if workers <= 1 or len(jobs) < 2:
-        return [worker(job) for job in tqdm(jobs, desc=desc, unit="pair")]
-    with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-        try:
-            return list(
-                tqdm(pool.map(worker, jobs, chunksize=4), total=len(jobs), desc=desc, unit="pair")
-            )
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    results: list[Result] = []
+    with tqdm(total=len(jobs), desc=desc, unit="pair") as bar:
+        if workers <= 1 or len(jobs) < 2:
+            for job in jobs:
+                results.append(worker(job))
+                bar.update()
+            return results
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            try:
+                for result in pool.map(worker, jobs, chunksize=4):
+                    results.append(result)
+                    bar.update()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return results
 
 
 def _jobs(
@@ -383,19 +389,23 @@ def _jobs(
     tile: int = 0,
     require_side: int = 0,
 ) -> list[Job]:
-    return [
-        Job(
-            split=pair.split,
-            stem=pair.stem,
-            paths=tuple(roots[pair.split] / m for m in pair.members),  # type: ignore[arg-type]
-            sources=tuple(f"{archives[pair.split].name}: {m}" for m in pair.members),  # type: ignore[arg-type]
-            stage=stage,
-            fix=fix,
-            tile=tile,
-            require_side=require_side,
+    jobs = []
+    for pair in pairs:
+        a, b, label = pair.members
+        root, archive = roots[pair.split], archives[pair.split]
+        jobs.append(
+            Job(
+                split=pair.split,
+                stem=pair.stem,
+                paths=(root / a, root / b, root / label),
+                sources=(f"{archive}: {a}", f"{archive}: {b}", f"{archive}: {label}"),
+                stage=stage,
+                fix=fix,
+                tile=tile,
+                require_side=require_side,
+            )
         )
-        for pair in pairs
-    ]
+    return jobs
 
 
 # --------------------------------------------------------------------------- datasets
