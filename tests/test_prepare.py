@@ -545,6 +545,12 @@ def test_cdd_published_counts_without_allow_partial(raw: Path, out: Path) -> Non
     assert manifest["duplicates_across_splits"] == 0
 
 
+def test_fixture_archives_are_deterministic(tmp_path: Path) -> None:
+    first = write_cdd_archive(tmp_path / "one", decoy=False).read_bytes()
+    second = write_cdd_archive(tmp_path / "two", decoy=False).read_bytes()
+    assert first == second
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -118,6 +118,18 @@ def levir_members(
     return members
 
 
+def _entry(name: str, mode: int) -> zipfile.ZipInfo:
+    """A zip entry with a fixed date and a Unix mode, so the same members give the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    info.create_system = 3
+    info.external_attr = mode << 16
+    if stat.S_ISDIR(mode):
+        info.external_attr |= 0x10  # MS-DOS directory flag
+    else:
+        info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
 def write_zip(
     path: Path, members: Mapping[str, bytes], *, links: Mapping[str, str] | None = None
 ) -> Path:
@@ -134,14 +146,11 @@ def write_zip(
     )
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for folder in folders:
-            zf.writestr(folder, b"")
+            zf.writestr(_entry(folder, stat.S_IFDIR | 0o755), b"")
         for name, data in members.items():
-            zf.writestr(name, data)
+            zf.writestr(_entry(name, stat.S_IFREG | 0o644), data, compresslevel=1)
         for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.create_system = 3
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
+            zf.writestr(_entry(name, stat.S_IFLNK | 0o777), target)
     return path
 
 
