@@ -51,6 +51,8 @@ class SynthConfig:
     test: int = 80
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"synth.seed: expected a non-negative integer, got {self.seed}")
         if self.size < 64 or self.size % 32:
             raise ConfigError(f"synth.size: expected a multiple of 32 >= 64, got {self.size}")
         for split in ("train", "val", "test"):

@@ -71,7 +71,6 @@ from benchmark.data.layout import (
     write_pair,
     write_png,
 )
-from benchmark.errors import ConfigError
 
 GENERATOR_VERSION = 1
 """Bumped whenever a change to this module changes the generated pixels."""
@@ -650,12 +649,7 @@ def generate_synthetic(
         The manifest also written to `out_dir/manifest.json`: the generator's config and
         version, per split the pair count, changed-pixel fraction and file hashes, the number
         of pairs duplicated across splits, and the pixel-difference baseline on the test split.
-
-    Raises:
-        ConfigError: If the seed is negative.
     """
-    if config.seed < 0:
-        raise ConfigError(f"synth.seed: expected a non-negative integer, got {config.seed}")
     out_dir = Path(out_dir)
     with staging_dir(out_dir) as staging:
         tasks = [
