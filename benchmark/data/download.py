@@ -37,7 +37,6 @@ hands Google Drive to the `gdown` package). Deliberate departures:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -52,6 +51,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from benchmark.data.layout import file_digest
 from benchmark.data.sources import ARCHIVES, MANUAL_PAGES, Archive
 from benchmark.errors import DownloadError
 
@@ -195,22 +195,7 @@ def fetch_archive(archive: Archive, out_dir: Path, session: requests.Session) ->
 
 def file_md5(path: Path) -> str:
     """The md5 of a file, read in chunks with a progress bar."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with (
-        path.open("rb") as f,
-        tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"md5 {path.name}",
-            leave=False,
-        ) as bar,
-    ):
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
+    return file_digest(path, "md5", progress=True)
 
 
 def sidecar_path(archive_path: Path) -> Path:

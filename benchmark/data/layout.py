@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from benchmark.errors import DataError
 
@@ -81,11 +82,27 @@ def list_pairs(split_dir: Path) -> list[str]:
     return sorted(every)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+def file_digest(path: Path, algorithm: str = "sha256", progress: bool = False) -> str:
+    """Hex digest of a file read in 1 MiB blocks (`algorithm`: any hashlib name, e.g. md5).
+
+    With `progress`, a byte progress bar is shown (for multi-GB archives).
+    """
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"{algorithm} {path.name}",
+            leave=False,
+            disable=not progress,
+        ) as bar,
+    ):
+        while block := f.read(1 << 20):
             digest.update(block)
+            bar.update(len(block))
     return digest.hexdigest()
 
 
@@ -97,7 +114,7 @@ def summarise_split(split_dir: Path) -> dict[str, Any]:
     total = 0
     for name in names:
         for part in PARTS:
-            files[f"{part}/{name}.png"] = file_sha256(split_dir / part / f"{name}.png")
+            files[f"{part}/{name}.png"] = file_digest(split_dir / part / f"{name}.png")
         label = np.asarray(Image.open(split_dir / "label" / f"{name}.png"))
         changed += int(np.count_nonzero(label))
         total += label.size

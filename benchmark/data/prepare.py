@@ -33,7 +33,6 @@ Deliberate departures:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tempfile
@@ -162,14 +161,6 @@ def _archive(raw_dir: Path, filename: str, name: str) -> Path:
             f"(or pass --raw DIR, the folder holding {filename})"
         )
     return path
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_mac_metadata(name: str) -> bool:
@@ -526,7 +517,10 @@ def _prepare_cdd(raw_dir: Path, out_dir: Path, allow_partial: bool, workers: int
 
 def _sources(archives: Iterable[Path]) -> dict[str, dict[str, Any]]:
     return {
-        path.name: {"md5": file_md5(path), "bytes": path.stat().st_size}
+        path.name: {
+            "md5": layout.file_digest(path, "md5", progress=True),
+            "bytes": path.stat().st_size,
+        }
         for path in tqdm(list(archives), desc="md5 of archives", unit="archive")
     }
 
