@@ -202,6 +202,36 @@ def test_sisb_soft_gradient_includes_the_iou_part() -> None:
     assert d_soft.grad[0, 0, 0, 0].item() == pytest.approx(0.5 * 0.9 / 2.275**2, rel=1e-5)
 
 
+def released_bcl_v2_distance(e0: Tensor, e1: Tensor) -> Tensor:
+    """The distance inside the released `BCL_v2`: sqrt(sum_c (|e0 - e1| + 1e-6)^2), (B, 1, H, W)."""
+    return ((e0 - e1).abs() + 1e-6).pow(2).sum(dim=1, keepdim=True).sqrt()
+
+
+def test_sisb_distance_is_within_8e_6_of_the_released_training_distance() -> None:
+    # SISB reads output.score = ||e0 - e1 + 1e-6|| (F.pairwise_distance, as BSFNet returns it);
+    # the released BCL_v2 uses || |e0 - e1| + 1e-6 ||. Each lies within ||1e-6 * ones(16)|| =
+    # 4e-6 of ||e0 - e1||, so they differ by at most 8e-6, reached when all 16 channels of
+    # e0 - e1 are negative and equal. Computed in float64 so that rounding stays far below 1e-6.
+    generator = torch.Generator().manual_seed(0)
+    e0, e1 = (
+        F.normalize(torch.randn(2, 16, 4, 4, generator=generator, dtype=torch.float64), dim=1)
+        for _ in range(2)
+    )
+    ours = torch.linalg.vector_norm(e0 - e1 + 1e-6, dim=1, keepdim=True)
+    released = released_bcl_v2_distance(e0, e1)
+    assert (ours - released).abs().max().item() <= 8e-6 + 1e-12
+    worst0 = torch.full((1, 16, 1, 1), -0.25, dtype=torch.float64)  # unit norm: 16 * 0.0625
+    worst = released_bcl_v2_distance(worst0, -worst0) - torch.linalg.vector_norm(
+        2 * worst0 + 1e-6, dim=1, keepdim=True
+    )
+    assert worst.item() == pytest.approx(8e-6, rel=1e-6)
+    # and the loss barely notices: totals on the two distances agree to 1e-5
+    mask = (torch.rand(2, 1, 4, 4, generator=generator) > 0.5).float()
+    on_ours, _ = SISBLoss()(distance_output(ours.float()), mask)
+    on_released, _ = SISBLoss()(distance_output(released.float()), mask)
+    assert on_ours.item() == pytest.approx(on_released.item(), abs=1e-5)
+
+
 # ----------------------------------------------------------------------------- contrastive
 
 

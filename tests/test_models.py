@@ -7,6 +7,7 @@ CPU only, 64 x 64 inputs, batch 2. TORCH_HOME is a fresh temporary folder in eve
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -480,3 +481,190 @@ def test_cdbench_models_prints_both_models(capsys: pytest.CaptureFixture[str]) -
     for name in ("bsfnet", "ifn"):
         gmacs, gflops = float(rows[name][3]), float(rows[name][4])
         assert gmacs > 0 and gflops == pytest.approx(2 * gmacs, abs=0.01)
+
+
+# --- fidelity: the released forward passes, restated op by op ---------------------------------
+# Each function below transcribes the order of operations of the reference code
+# (ClarissaDHL/BSFNet `model/BSFNet.py`; open-cd `opencd/models/backbones/ifn.py`, which CDLab's
+# `src/models/ifn.py` matches), calling only the model's leaf layers (Conv2d, BatchNorm2d,
+# PReLU, ConvTranspose2d, torchvision's ResNet/VGG layers). Wiring is restated here, not reused:
+# concatenation order, upsampling mode and align_corners, the pooling inside each attention,
+# where the sigmoid sits and which tensor the global tail is taken from. A model that drifted
+# from the reference in any of these would give different numbers.
+
+
+def randomise_batchnorm(model: nn.Module, seed: int) -> None:
+    """Give every BatchNorm non-trivial statistics and affine parameters (eval mode uses them)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+
+
+def released_bsfnet_embedding(model: BSFNet, image: Tensor) -> Tensor:
+    """`SiameseNet`'s per-date output: BSFNet.forward, then F.normalize over channels."""
+    sp, cp = model.spatial_path, model.context_path
+    # spatial path: convblock (conv, BN, ReLU) twice; upsample H/4 -> H/2 with align_corners=True
+    layer1 = F.relu(sp.down2[1](sp.down2[0](image)))
+    layer2 = F.relu(sp.down4[1](sp.down4[0](layer1)))
+    layer2_up = F.interpolate(layer2, size=layer1.shape[-2:], mode="bilinear", align_corners=True)
+    sx = sp.fuse(torch.cat((layer1, layer2_up), dim=1))
+    # PAM: conv, BN, conv, BN per branch, no ReLU; sum; sigmoid; multiply
+    left, right = sp.attention.left, sp.attention.right
+    x_l = left[3](left[2](left[1](left[0](sx))))
+    x_r = right[3](right[2](right[1](right[0](sx))))
+    sx = torch.sigmoid(x_l + x_r) * sx
+    # context path: torchvision ResNet-50 stem and layers; tail = global mean of layer4
+    r = model.encoder.resnet
+    feature3 = r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(image)))))))
+    feature4 = r.layer4(feature3)
+    tail = torch.mean(torch.mean(feature4, 3, keepdim=True), 2, keepdim=True)
+
+    def cam(module: nn.Module, x: Tensor) -> Tensor:  # avg-pool, 1x1 conv, BN, sigmoid
+        return torch.sigmoid(module.bn(module.conv(F.adaptive_avg_pool2d(x, 1)))) * x
+
+    cx1 = cp.reduce3(cam(cp.attention3, feature3))
+    cx2 = cp.reduce4(cam(cp.attention4, feature4) + tail)
+    cx1 = F.interpolate(cx1, size=sx.shape[-2:], mode="bilinear", align_corners=False)
+    cx2 = F.interpolate(cx2, size=sx.shape[-2:], mode="bilinear", align_corners=False)
+    cx = cx1 + cx2
+    # BAM: reverse attention of the deep map on the shallow one, then 1x1 and 3x3
+    bam = model.bam
+    bout = bam.conv3(bam.conv1(sx * (1 - torch.sigmoid(bam.gate(cx)))))
+    # FFM: cat(bout, cx), convblock, SE gate (avg-pool, 1x1, ReLU, 1x1, sigmoid), convblock
+    ffm = model.ffm
+    feature = F.relu(ffm.fuse[1](ffm.fuse[0](torch.cat((bout, cx), dim=1))))
+    gate = torch.sigmoid(ffm.excite(F.relu(ffm.squeeze(F.adaptive_avg_pool2d(feature, 1)))))
+    result = F.relu(ffm.out[1](ffm.out[0](gate * feature)))
+    # head: x2 bilinear (align_corners=False), 1x1 conv; SiameseNet's L2 normalisation
+    result = F.interpolate(result, scale_factor=2, mode="bilinear", align_corners=False)
+    return F.normalize(model.head(result), 2, dim=1)
+
+
+def released_ifn_logits(model: IFN, t0: Tensor, t1: Tensor) -> list[Tensor]:
+    """open-cd's `IFN.forward`: the five logits, coarsest first."""
+    vgg = [layer for part in model.encoder.slices for layer in part]
+    assert len(vgg) == 30  # VGG16 features[:30]
+
+    def taps(image: Tensor) -> list[Tensor]:  # after features[3], [8], [15], [22], [29]
+        picked, x = [], image
+        for index, layer in enumerate(vgg):
+            x = layer(x)
+            if index in (3, 8, 15, 22, 29):
+                picked.append(x)
+        return picked
+
+    def conv_blocks(stage: nn.Module, x: Tensor) -> Tensor:  # conv, PReLU, BN (no dropout)
+        for block in stage.convs:
+            x = block[2](block[1](block[0](x)))
+        return x
+
+    def spatial_attention(stage: nn.Module, x: Tensor) -> Tensor:  # cat(mean, max), 7x7, sigmoid
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True)[0]], dim=1)
+        return torch.sigmoid(stage.spatial_attention.conv(pooled)) * x
+
+    def channel_attention(stage: nn.Module, x: Tensor) -> Tensor:  # shared MLP, avg + max
+        fc1, fc2 = stage.channel_attention.mlp[0], stage.channel_attention.mlp[2]
+        avg_out = fc2(F.relu(fc1(F.adaptive_avg_pool2d(x, 1))))
+        max_out = fc2(F.relu(fc1(F.adaptive_max_pool2d(x, 1))))
+        return torch.sigmoid(avg_out + max_out) * x
+
+    f0, f1 = taps(t0), taps(t1)
+    stage = model.stages[0]
+    x = conv_blocks(stage, torch.cat([f0[4], f1[4]], dim=1))  # no channel attention here
+    x = stage.norm(spatial_attention(stage, x))
+    outs = [stage.side(x)]
+    for k in range(1, 5):
+        stage = model.stages[k]
+        x = torch.cat([model.upsamplers[k - 1](x), f0[4 - k], f1[4 - k]], dim=1)
+        x = conv_blocks(stage, channel_attention(stage, x))
+        x = stage.norm(spatial_attention(stage, x))
+        outs.append(stage.side(x))
+    return outs
+
+
+class TestFidelity:
+    def test_bsfnet_layer_shapes_as_released(self) -> None:
+        model = unfrozen_run("bsfnet").model
+        pam = model.spatial_path.attention
+        assert [pam.left[0].kernel_size, pam.left[2].kernel_size] == [(1, 7), (7, 1)]
+        assert [pam.right[0].kernel_size, pam.right[2].kernel_size] == [(7, 1), (1, 7)]
+        for block in (model.spatial_path.down2, model.spatial_path.down4):
+            assert (block[0].kernel_size, block[0].stride, block[0].padding) == (
+                (7, 7), (2, 2), (3, 3)
+            )  # fmt: skip
+            assert block[0].bias is None
+        assert model.spatial_path.fuse.bias is not None and model.head.bias is not None
+
+    def test_bsfnet_embedding_is_the_released_forward(self) -> None:
+        model = build("bsfnet", seed=5).eval()
+        randomise_batchnorm(model, seed=6)
+        t0, t1 = make_pair(seed=7, batch=2, size=32)
+        with torch.no_grad():
+            output = model(t0, t1)
+            expected = (released_bsfnet_embedding(model, t0), released_bsfnet_embedding(model, t1))
+        torch.testing.assert_close(output.embeddings[0], expected[0])
+        torch.testing.assert_close(output.embeddings[1], expected[1])
+        # the authors' evaluation: F.pairwise_distance over the channels of each pixel
+        e0, e1 = (e.permute(0, 2, 3, 1) for e in expected)
+        distance = F.pairwise_distance(e0, e1, p=2).unsqueeze(1)
+        torch.testing.assert_close(output.score, distance)
+
+    def test_bsfnet_dates_pass_the_trunk_separately_in_training(self) -> None:
+        # SiameseNet calls the trunk once per date, so in training each date's BatchNorm uses
+        # its own batch statistics; batching both dates together would mix them.
+        model = build("bsfnet", seed=5).train()
+        t0, t1 = make_pair(seed=8, batch=2, size=32)
+        with torch.no_grad():
+            e0, _ = model(t0, t1).embeddings
+            alone = model.embed(t0)
+            mixed = model.embed(torch.cat([t0, t1]))[:2]
+        torch.testing.assert_close(e0, alone)
+        assert not torch.allclose(e0, mixed, atol=1e-4)
+
+    def test_bsfnet_init_is_kaiming_fan_in_outside_the_encoder(self) -> None:
+        # kaiming_normal_(fan_in, relu): std sqrt(2 / fan_in). CAM(2048)'s 1x1 conv has 4.2 M
+        # weights with fan_in 2048 -> std 0.03125 (PyTorch's default would be
+        # 1 / sqrt(3 * 2048) = 0.01276). Biases keep PyTorch's default, U(+-1/sqrt(fan_in)).
+        model = build("bsfnet", seed=9)
+        conv4 = model.context_path.attention4.conv
+        assert conv4.weight.std().item() == pytest.approx(math.sqrt(2 / 2048), rel=0.01)
+        assert conv4.weight.mean().abs().item() < 1e-3
+        bound = 1 / math.sqrt(2048)
+        assert conv4.bias.abs().max().item() <= bound and conv4.bias.abs().max().item() > 0
+        head = model.head  # fan_in 16: std sqrt(2 / 16) = 0.354 over 256 weights
+        assert head.weight.std().item() == pytest.approx(math.sqrt(2 / 16), rel=0.15)
+
+    def test_ifn_layer_types_as_in_open_cd(self) -> None:
+        model = frozen_run("ifn").model
+        for stage in model.stages:
+            for block in stage.convs:
+                assert [type(layer) for layer in block] == [nn.Conv2d, nn.PReLU, nn.BatchNorm2d]
+                assert block[0].kernel_size == (3, 3) and block[0].bias is not None
+                assert block[1].num_parameters == 1
+            sa = stage.spatial_attention.conv
+            assert (sa.in_channels, sa.kernel_size, sa.padding, sa.bias) == (
+                2,
+                (7, 7),
+                (3, 3),
+                None,
+            )
+            assert stage.side.kernel_size == (1, 1) and stage.side.bias is not None
+        for upsampler in model.upsamplers:
+            assert (upsampler.kernel_size, upsampler.stride) == ((2, 2), (2, 2))
+
+    def test_ifn_logits_are_the_open_cd_forward(self) -> None:
+        model = build("ifn", seed=10).eval()
+        randomise_batchnorm(model, seed=11)
+        t0, t1 = make_pair(seed=12, batch=2, size=32)
+        with torch.no_grad():
+            output = model(t0, t1)
+            expected = released_ifn_logits(model, t0, t1)
+        assert len(output.side_logits) == len(expected) == 5
+        for ours, theirs in zip(output.side_logits, expected, strict=True):
+            torch.testing.assert_close(ours, theirs)
