@@ -15,24 +15,30 @@ flattens the batch with `view(-1)`); CDLab averages per-sample ratios instead.
 
 The three sources, and which options reproduce which:
 - Authors, `GeoZcx/A-deeply-supervised-image-fusion-network-for-change-detection-in-remote-
-  sensing-images`, `pytorch version/loss.py` (`cd_loss`) with `pytorch version/DSIFN.py`: the
-  model already ends in a sigmoid, and the loss applies `torch.sigmoid` again before `BCELoss`
-  (a bug, their issue #1; an older version of the file passed `torch.log` of the inputs
-  instead). Its Dice uses the model's probabilities once, with the factor 2 and smooth 1, over
-  the whole batch; equal weights; the release has no training script, so how outputs and label
-  are brought to one size is not shown. `dice=True` is this loss without the double sigmoid.
-  (Their `Keras version/loss.py` also applies a sigmoid to both label and prediction.)
+  sensing-images`, `pytorch version/loss.py` (`cd_loss`) with `pytorch version/DSIFN.py`: the model
+  already ends in a sigmoid, and the loss applies `torch.sigmoid` again before `BCELoss` (a bug,
+  their issue #1). The stored versions of the file differ in the BCE's arguments:
+  `BCELoss()(torch.sigmoid(input), target)` (commit 0ddad933) and `BCELoss()(torch.log(input),
+  torch.log(target))` (commit d3eed451); issue #1 (October 2020) quotes one that also passed the
+  target through a sigmoid. Their order could not be established. Its Dice uses the model's
+  probabilities once, with the factor 2 and smooth 1, over the whole batch; equal weights; the
+  release has no training script, so how outputs and label are brought to one size is not shown.
+  `dice=True` is this loss without the double sigmoid. (Their `Keras version/loss.py` also applies a
+  sigmoid to both label and prediction.)
 - open-cd (`likyoo/open-cd`, `configs/_base_/models/ifn.py`, `configs/ifn/`, and
   `DSIdentityHead.loss_by_feat` in `opencd/models/decode_heads/identity_head.py`): each output
   resized bilinearly (align_corners=False) to the label size, `CrossEntropyLoss(use_sigmoid=
   True)` weight 1, no Dice. Reproduced exactly by `dice=False, upsample="bilinear"`.
-- CDLab (`Bobholamovic/CDLab`, `configs/svcd/config_svcd_ifn.yaml` criterion "WBCE+Dice" with
-  weights 0.5/0.5, i.e. plain BCE with logits; `src/utils/losses.py` `DiceLoss`, `MixedLoss`,
-  `CombinedLoss`; `src/impl/trainers/ifn_trainer.py`): each output nearest-upsampled
-  (`F.interpolate` default) to full size, BCE-with-logits + a Dice without the factor 2 and with
-  squared terms in the denominator, 1 - (sum(p y) + 1) / (sum(p^2) + sum(y^2) + 1), averaged
-  over samples. `dice=True, upsample="nearest"` is the closest: same BCE and upsampling, but
-  this module's (authors') Dice, not CDLab's.
+- CDLab (`Bobholamovic/CDLab`, `configs/svcd/config_svcd_ifn.yaml`: criterion "WBCE+Dice", with the
+  class weights 0.5/0.5 of `configs/svcd/config_svcd.yaml`, so `pos_weight` = 1, i.e. plain BCE with
+  logits; `mix_coeffs: 1.0`, BCE and Dice weighted 1 each; `cmb_coeffs: 1.0`, each output weighted
+  1; `src/utils/losses.py` `DiceLoss`, `MixedLoss`, `CombinedLoss`;
+  `src/impl/builders/critn_builders.py`; `src/impl/trainers/ifn_trainer.py`): each output
+  nearest-upsampled (`F.interpolate` default) to full size, BCE-with-logits + a Dice without the
+  factor 2 and with squared terms in the denominator,
+  1 - (sum(p y) + 1) / (sum(p^2) + sum(y^2) + 1), averaged over samples.
+  `dice=True, upsample="nearest"` is the closest: same BCE and upsampling, but this module's
+  (authors') Dice, not CDLab's.
 
 Departures, and why: sigmoid once (the double sigmoid is a bug, not a recipe); logits are
 upsampled to the label, never the label downsampled; computed in float32.

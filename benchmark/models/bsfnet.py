@@ -25,7 +25,11 @@ outside the ResNet (biases keep PyTorch's default), BN weight 1 and bias 0; the 
 torchvision's initialisation or the ImageNet weights.
 
 The two dates pass through the trunk one after the other, as in the authors' `SiameseNet`, so
-that BatchNorm in training mode normalises each date's batch on its own.
+that BatchNorm in training mode normalises each date's batch on its own. (Note for the training
+recipe: the released `cd_code/bsfnet_cd.py` calls `net_CD.train()` once, before the first epoch,
+and its `validate()` calls `net_CD.eval()` without switching back; from the first validation,
+after epoch 5 (index 4), to the end, the released run therefore trains with every BatchNorm in
+eval mode, on running statistics frozen at that point.)
 
 Departures from the released code, all without effect on the output:
 - Dead modules left out: ResNet-50's `fc` (2,049,000 parameters) and the two `supervision`
@@ -34,9 +38,10 @@ Departures from the released code, all without effect on the output:
 - The score is computed here, in the model: `||e0 - e1 + 1e-6||_2` over channels, which is
   `F.pairwise_distance(e0, e1, p=2)` (default eps 1e-6) as the authors' evaluation computes it
   before thresholding at 1.0. The training loss (`utils/loss.py`, `BCL_v2`) computes
-  `sqrt(sum((|e0 - e1| + 1e-6)^2))` instead (eps added to the absolute difference); the two
-  differ by at most 4e-6 (16 channels) and can exceed 2 by at most that much. Losses that
-  want the authors' training form can use `embeddings`.
+  `sqrt(sum((|e0 - e1| + 1e-6)^2))` instead (eps added to the absolute difference). Each is
+  within sqrt(16) * 1e-6 = 4e-6 of the exact distance (so neither exceeds 2 by more than that),
+  and they differ from each other by at most 8e-6 (reached when the 16 channels of e0 - e1
+  are negative and equal). Losses that want the authors' training form can use `embeddings`.
 - Training with batch size 1 raises a `ValueError` that says why (CAM's BatchNorm sees one
   value per channel) instead of PyTorch's message.
 - `freeze_encoder` (off by default; the authors fine-tune the ResNet with the same learning

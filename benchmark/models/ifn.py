@@ -28,8 +28,13 @@ features, which also feed the next stage. All decoder layers keep PyTorch's defa
 
 Options and their defaults (the recipes reproduced): `freeze_encoder=True` (open-cd and CDLab run
 the encoder under `torch.no_grad()`; the authors' Keras model sets it non-trainable) and
-`dropout=0.0` (open-cd and CDLab build no Dropout). The authors' PyTorch file instead trains the
-encoder and uses Dropout(p=0.6) after every conv block: `IFN(freeze_encoder=False, dropout=0.6)`.
+`dropout=0.0` (open-cd builds no Dropout, `use_dropout=False`). The authors' PyTorch file instead
+trains the encoder and uses Dropout(p=0.6) after every conv block: `IFN(freeze_encoder=False,
+dropout=0.6)`. CDLab's `src/models/ifn.py` is stored in two versions: one (commit b3aec217,
+"Dropout layers are disabled by default") has `use_dropout=False`; the other (commit 6e45d703,
+the commit of the `configs/svcd/config_svcd_ifn.yaml` that the CDD recipe reads) always builds
+Dropout(p=0.6). Which of them produced CDLab's published CDD figure is not recorded; the
+CDLab recipe may need `dropout=0.6`.
 A frozen encoder has `requires_grad=False` and runs under `torch.no_grad()`. Its train/eval
 mode does not matter: VGG16 (without BN) `features[:30]` holds no BatchNorm and no Dropout,
 which is why open-cd's and CDLab's `.eval()` calls in `forward` change nothing; we leave the
@@ -40,12 +45,21 @@ Departures:
   in the model (and its loss applies another; issue #1 of their repository).
 - Left out: open-cd's and CDLab's `ca1`, `bn_ca1`, `bn_ca2` (267,264 parameters), built but
   never used (the authors' PyTorch file builds and leaves them unused too).
-- Channel attention max-pools, as open-cd, CDLab and the authors' Keras code do; the authors'
-  PyTorch file average-pools twice (its `max_pool` is an `AdaptiveAvgPool2d`).
+- Channel attention max-pools, as open-cd, CDLab, the authors' Keras code and one stored
+  version of the authors' PyTorch file (commit 2204571b) do; another stored version (commit
+  0e7ae5ac) average-pools twice (its `max_pool` is an `AdaptiveAvgPool2d`). Which of the two is
+  the later one could not be established from the stored copies.
 - One spatial attention module per stage (open-cd, CDLab, the authors' Keras code); the
   authors' PyTorch file shares one module (98 parameters) across the five stages.
+- One encoder serves both dates, as in open-cd and CDLab (`encoder1 = encoder2`). The authors'
+  PyTorch `DSIFN(model_A, model_B)` takes one encoder per date and leaves sharing to the caller
+  (no training script is released); an older CDLab builder passes the same module twice,
+  `DSIFN(vgg16_model, vgg16_model)`. With a frozen encoder the two readings coincide.
 - Each date's encoder taps are computed by one call per date (the authors', open-cd's and
   CDLab's order); without BatchNorm in the encoder, batching the dates would give the same.
+- Not followed: the authors' Keras version, which also differs from their PyTorch file (biases
+  in the channel-attention MLP, He-normal initialisation, no BN after the last stage's spatial
+  attention).
 Total: 35,727,549 parameters (the 35.73 M other papers cite), 21,012,861 outside the encoder.
 """
 
