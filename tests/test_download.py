@@ -147,6 +147,19 @@ def test_hand_placed_archive_is_verified_without_any_request(
     assert server.requests == []
 
 
+def test_part_left_beside_a_hand_placed_archive_is_deleted(server: LocalServer, out: Path) -> None:
+    """A failed download keeps a `.part`; once the user places the file by hand, it goes."""
+    data = make_zip(30, payload=1000)
+    out.mkdir(parents=True)
+    (out / "train.zip").write_bytes(data)
+    (out / "train.zip.part").write_bytes(data[:100])
+
+    download_dataset("levir-cd", out, [Archive("train.zip", md5(data), (server.url("/x"),))])
+
+    assert sorted(p.name for p in out.iterdir()) == ["train.zip"]
+    assert server.requests == []
+
+
 def test_hand_placed_archive_with_wrong_md5_is_reported_and_left_alone(
     server: LocalServer, out: Path
 ) -> None:
@@ -423,6 +436,61 @@ def test_cdd_hand_placed_archive_gets_its_md5_recorded(
     assert server.requests == []
 
 
+def test_cdd_zip_under_the_rar_name_is_accepted(server: LocalServer, tmp_path: Path) -> None:
+    """prepare reads the format from the first bytes, so download accepts a zip named .rar."""
+    out = tmp_path / "cdd"
+    data = make_zip(31, payload=1000)
+    server.add("/cdd", Route(data))
+
+    download_dataset("cdd", out, [Archive(CDD_NAME, None, (server.url("/cdd"),))])
+
+    assert (out / CDD_NAME).read_bytes() == data
+    assert sidecar_path(out / CDD_NAME).read_text() == f"{md5(data)}  {CDD_NAME}\n"
+
+
+@pytest.mark.parametrize("hand_placed", [True, False])
+def test_cdd_truncated_first_copy_is_not_trusted(
+    server: LocalServer, tmp_path: Path, hand_placed: bool
+) -> None:
+    """With no md5 to check, a first copy that does not list completely gets no md5 record."""
+    out = tmp_path / "cdd"
+    out.mkdir()
+    truncated = make_zip(32, payload=5000)[:-30]  # the end of the central directory is cut
+    if hand_placed:
+        (out / CDD_NAME).write_bytes(truncated)
+    server.add("/cdd", Route(truncated))
+
+    with pytest.raises(DownloadError) as caught:
+        download_dataset("cdd", out, [Archive(CDD_NAME, None, (server.url("/cdd"),))])
+
+    message = str(caught.value)
+    assert "cannot be read as an archive: " in message
+    assert "not a readable zip archive" in message
+    assert "its md5 is not recorded" in message
+    assert not sidecar_path(out / CDD_NAME).exists()
+    assert sorted(p.name for p in out.iterdir()) == ([CDD_NAME] if hand_placed else [])
+
+
+def test_cdd_recorded_md5_mismatch_says_how_to_reset_it(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "cdd"
+    out.mkdir()
+    first, second = make_zip(33, payload=1000), make_zip(34, payload=1000)
+    sidecar = sidecar_path(out / CDD_NAME)
+    sidecar.write_text(f"{md5(first)}  {CDD_NAME}\n")
+    server.add("/cdd", Route(second))
+
+    with pytest.raises(DownloadError) as caught:
+        download_dataset("cdd", out, [Archive(CDD_NAME, None, (server.url("/cdd"),))])
+
+    assert (
+        f"has md5 {md5(second)}, expected {md5(first)} (md5 recorded in {sidecar} on the first "
+        f"download; if that first copy was bad, delete {sidecar.name} and rerun)"
+    ) in str(caught.value)
+    assert sorted(p.name for p in out.iterdir()) == [sidecar.name]
+
+
 @pytest.mark.parametrize("hand_placed", [True, False])
 def test_html_saved_under_the_rar_name_is_caught(
     server: LocalServer, tmp_path: Path, hand_placed: bool
@@ -439,9 +507,10 @@ def test_html_saved_under_the_rar_name_is_caught(
         download_dataset("cdd", out, [Archive(CDD_NAME, None, (server.url("/cdd"),))])
 
     message = str(caught.value)
-    assert "is not a RAR archive: it starts with b'<!DOCTYPE html><html><bo' (an HTML page?)" in (
-        message
-    )
+    assert (
+        "is not a zip or RAR archive: it starts with b'<!DOCTYPE html><html><bo' (an HTML page?), "
+        "not b'PK\\x03\\x04' (zip) or b'Rar!\\x1a\\x07' (RAR)"
+    ) in message
     assert "no published md5" in message
     assert "https://aistudio.baidu.com/datasetdetail/78676" in message
     assert not sidecar_path(out / CDD_NAME).exists()

@@ -10,12 +10,17 @@ For each archive of `benchmark.data.sources.ARCHIVES[name]`:
    dropped connection is retried a bounded number of times. An HTML answer is followed when it
    is a Google Drive "virus scan" page (its download form, or a `confirm=` link) and fails the
    source otherwise, quoting what the page says (quota exceeded, no permission).
-3. The finished `.part` must start with the archive's signature (`PK\\x03\\x04` for zip,
-   `Rar!\\x1a\\x07` for RAR: this catches an HTML page saved under the archive's name) and have
-   the expected md5; only then is it renamed, atomically, to its final name. A file that fails
-   is deleted and the next source is tried.
+3. The finished `.part` must start with the signature of an archive format `cdbench prepare`
+   reads (`PK\\x03\\x04` for zip, `Rar!\\x1a\\x07` for RAR, whatever the file's extension, as
+   `benchmark.data.extract` reads the format from the first bytes: this catches an HTML page
+   saved under the archive's name) and have the expected md5; only then is it renamed,
+   atomically, to its final name. A file that fails is deleted and the next source is tried.
+   A `<file>.part` left beside a verified archive (e.g. the user placed the file by hand after
+   a failed download) is deleted, so it is not kept, and cached by DVC, forever.
 4. CDD publishes no md5: the md5 of the first verified copy is recorded in `<file>.md5`
-   (`md5sum` format) and enforced from then on.
+   (`md5sum` format) and enforced from then on. Before it is recorded, the archive's whole
+   listing must read (`benchmark.data.extract.list_members`), so a truncated first copy is not
+   trusted; messages about a recorded md5 say how to reset it.
 
 When every source of some archive fails, `DownloadError` lists, for each archive still
 missing, every URL tried with the reason it failed, the exact file name and md5 expected, the
@@ -51,9 +56,10 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from benchmark.data.extract import RAR_MAGIC, ZIP_MAGIC, list_members
 from benchmark.data.layout import file_digest
 from benchmark.data.sources import ARCHIVES, MANUAL_PAGES, Archive
-from benchmark.errors import DownloadError
+from benchmark.errors import DataError, DownloadError
 
 CONNECT_TIMEOUT_S = 15.0
 """Seconds to wait for a server to accept the connection."""
@@ -70,11 +76,8 @@ MAX_HTML_BYTES = 1 << 20
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "cdbench/0.1 (python-requests)"
 
-SIGNATURES: dict[str, tuple[bytes, str]] = {
-    ".zip": (b"PK\x03\x04", "ZIP"),
-    ".rar": (b"Rar!\x1a\x07", "RAR"),
-}
-"""The first bytes every archive of each kind starts with, keyed by file-name suffix."""
+SIGNATURES: tuple[bytes, ...] = (*ZIP_MAGIC, *RAR_MAGIC)
+"""The first bytes of every archive `cdbench prepare` can read (zip or RAR, any extension)."""
 
 _MD5_PATTERN = re.compile(r"[0-9a-f]{32}")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -153,10 +156,11 @@ def fetch_archive(archive: Archive, out_dir: Path, session: requests.Session) ->
         _ArchiveFailed: With one line per source tried (or for the file already there).
     """
     final = out_dir / archive.filename
+    part = final.with_name(final.name + ".part")
     expected = _expected_md5(archive, out_dir)
     if final.exists():
         try:
-            md5 = _verify(final, archive.filename, expected)
+            md5 = _verify(final, expected)
         except _SourceFailed as exc:
             raise _ArchiveFailed(
                 [
@@ -166,16 +170,18 @@ def fetch_archive(archive: Archive, out_dir: Path, session: requests.Session) ->
             ) from None
         _record_md5(final, md5, expected)
         _say(f"{final}: already there, verified (md5 {md5})")
+        if part.exists():
+            _say(f"{part}: left by an earlier download; deleted ({part.stat().st_size} bytes)")
+            part.unlink()
         return final
 
-    part = final.with_name(final.name + ".part")
     problems: list[str] = []
     for index, url in enumerate(archive.urls):
         _say(f"{archive.filename}: downloading from {url}")
         try:
             _download(session, url, part)
             try:
-                md5 = _verify(part, archive.filename, expected)
+                md5 = _verify(part, expected)
             except _SourceFailed as exc:
                 part.unlink()
                 raise _SourceFailed(f"the downloaded file {exc.reason}; it was deleted") from None
@@ -218,7 +224,11 @@ def _expected_md5(archive: Archive, out_dir: Path) -> _Expected:
             f"the first download), got {text[:80]!r}; delete it only if you trust "
             f"{out_dir / archive.filename}, and rerun to record that file's md5"
         )
-    return _Expected(words[0].lower(), f"md5 recorded in {sidecar} on the first download")
+    return _Expected(
+        words[0].lower(),
+        f"md5 recorded in {sidecar} on the first download; if that first copy was bad, "
+        f"delete {sidecar.name} and rerun",
+    )
 
 
 def _record_md5(path: Path, md5: str, expected: _Expected) -> None:
@@ -232,24 +242,31 @@ def _record_md5(path: Path, md5: str, expected: _Expected) -> None:
     _say(f"{path.name}: no md5 is published; recorded md5 {md5} in {sidecar}")
 
 
-def _verify(path: Path, filename: str, expected: _Expected) -> str:
+def _verify(path: Path, expected: _Expected) -> str:
     """Check the archive signature and md5 of `path`; return its md5.
 
+    With no md5 to check against (the first copy of CDD), the archive's listing must also
+    read to the end before its md5 may be recorded and trusted.
+
     Raises:
-        _SourceFailed: Saying what is wrong (the first bytes, or both md5s).
+        _SourceFailed: Saying what is wrong (the first bytes, the listing, or both md5s).
     """
-    signature = SIGNATURES.get(Path(filename).suffix.lower())
-    if signature is not None:
-        magic, kind = signature
-        with path.open("rb") as f:
-            head = f.read(64)
-        if not head.startswith(magic):
-            hint = " (an HTML page?)" if head.lstrip().startswith(b"<") else ""
-            raise _SourceFailed(
-                f"is not a {kind} archive: it starts with {head[:24]!r}{hint}, not {magic!r}"
-            )
+    with path.open("rb") as f:
+        head = f.read(64)
+    if not head.startswith(SIGNATURES):
+        hint = " (an HTML page?)" if head.lstrip().startswith(b"<") else ""
+        raise _SourceFailed(
+            f"is not a zip or RAR archive: it starts with {head[:24]!r}{hint}, "
+            f"not {ZIP_MAGIC[0]!r} (zip) or {RAR_MAGIC[0][:6]!r} (RAR)"
+        )
     md5 = file_md5(path)
-    if expected.md5 is not None and md5 != expected.md5:
+    if expected.md5 is None:
+        _say(f"{path.name}: no md5 to check against; checking that its listing reads")
+        try:
+            list_members(path, fix="its md5 is not recorded")
+        except DataError as exc:
+            raise _SourceFailed(f"cannot be read as an archive: {exc}") from None
+    elif md5 != expected.md5:
         raise _SourceFailed(
             f"has md5 {md5}, expected {expected.md5} ({expected.origin}), "
             f"size {path.stat().st_size} bytes"
