@@ -6,8 +6,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +414,132 @@ def test_failed_prepare_keeps_the_previous_dataset(raw: Path, out: Path) -> None
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            children.append(int(stat_file.parent.name))
+    return children
+
+
+def _ended(pid: int) -> bool:
+    """The process is gone, or a zombie (it has exited; nobody has reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _scratch_beside(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name != out.name)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
+    raw: Path, out: Path, tmp_path: Path, how: str
+) -> None:
+    """`cdbench prepare` stopped mid-way (workers=2): the previous dataset stays as it was.
+
+    Ctrl-C (SIGINT to the whole process group) cleans up at once. SIGKILL of the main process
+    alone leaves its scratch folders, which the next run deletes, and its pool workers, which
+    must end by themselves.
+    """
+    levir_raw(raw)
+    prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    big = levir_raw(tmp_path / "big", counts={"train": 24, "val": 1, "test": 1}, size=1024)
+    log = tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "benchmark", "--params", str(tmp_path / "none.yaml")]
+    command += ["prepare", "levir-cd", "--raw", str(big), "--out", str(out), "--allow-partial"]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group, as a shell gives a command
+        )
+    try:
+        _wait_for(
+            lambda: (
+                process.poll() is not None
+                or any(out.parent.glob(f".{out.name}.partial-*/train/A/*.png"))
+            ),
+            "the first tile in the staging folder",
+        )
+        assert process.poll() is None, log.read_text()
+        workers = _children(process.pid)  # taken before the kill: orphans get another parent
+        assert len(workers) == 2
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGKILL)
+        returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    try:
+        _wait_for(lambda: all(_ended(pid) for pid in workers), f"workers {workers} to end")
+    finally:
+        for pid in workers:
+            if not _ended(pid):
+                os.kill(pid, signal.SIGKILL)  # a failed test leaves no process behind
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    if how == "ctrl-c":
+        assert returncode == 130
+        assert log.read_text().endswith("cdbench prepare: interrupted\n")
+        assert _scratch_beside(out) == []
+    else:
+        assert returncode == -signal.SIGKILL
+        left = _scratch_beside(out)
+        assert f".{out.name}.partial-{process.pid}" in left
+        assert any(name.startswith(f".{out.name}.raw-{process.pid}-") for name in left)
+        # The next run deletes what the killed one left, and its result replaces the old one.
+        manifest = prepare_dataset("levir-cd", big, out, allow_partial=True, workers=1)
+        assert _scratch_beside(out) == []
+        assert manifest["splits"]["train"]["pairs"] == 24 * 16
+
+
+def test_scratch_of_a_live_process_is_left_alone(raw: Path, out: Path) -> None:
+    """Another run writing beside the same output at the same time keeps its folders."""
+    levir_raw(raw)
+    out.parent.mkdir(parents=True)
+    live = out.parent / f".{out.name}.partial-{os.getppid()}"  # pytest's parent: alive
+    other_output = out.parent / f".other.partial-{2**22 + 1}"  # no such process
+    for folder in (live, other_output):
+        folder.mkdir()
+    prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert _scratch_beside(out) == sorted([live.name, other_output.name])
+
+
+def test_previous_dataset_left_between_the_two_renames_is_restored(raw: Path, out: Path) -> None:
+    """Killed after `out` became `.old-<pid>` but before the new one took its place."""
+    levir_raw(raw)
+    before = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    dead_pid = 2**22 + 1  # above Linux's largest pid_max: no such process
+    out.rename(out.parent / f".{out.name}.old-{dead_pid}")
+    (out.parent / f".{out.name}.partial-{dead_pid}").mkdir()  # the new one, complete or not
+
+    assert prepare.remove_stale_scratch(out) == [out.parent / f".{out.name}.partial-{dead_pid}"]
+    assert layout.read_manifest(out) == before
+    assert _scratch_beside(out) == []
+
+
 # --------------------------------------------------------------------------- CDD
 
 
@@ -527,10 +658,12 @@ def test_cdd_symlink_entry_is_refused(raw: Path, out: Path) -> None:
 def test_cdd_truncated_archive(raw: Path, out: Path) -> None:
     archive = write_cdd_archive(raw)
     archive.write_bytes(archive.read_bytes()[:-5000])
-    with pytest.raises(
-        DataError, match=r"truncated or corrupt: delete it and re-run `cdbench download cdd`"
-    ):
+    with pytest.raises(DataError) as info:
         prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value).endswith(
+        "truncated or corrupt: delete it and ChangeDetectionDataset.rar.md5 (the md5 recorded "
+        "from it), then re-run `cdbench download cdd`"
+    )
     assert_nothing_left(out)
 
 

@@ -8,6 +8,8 @@ entry names (an unknown layout is an error that lists what was found and what wa
 check that every pair is complete and that the split sizes are the published ones, extract into
 a temporary folder, decode and check every image, binarise the labels (value >= 128 is change),
 and write everything through `layout.staging_dir`, so a failure leaves no half-written output.
+Scratch folders that a killed run (SIGKILL) could not remove are deleted by the next run
+(`remove_stale_scratch`), and pool workers end with the process that started them.
 
 Datasets (datasets.md):
 - LEVIR-CD (Chen & Shi, Remote Sensing 12(10):1662, 2020): `train.zip`, `val.zip`, `test.zip`,
@@ -33,9 +35,12 @@ Deliberate departures:
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -110,7 +115,17 @@ class Job:
 
 
 def redownload_fix(name: str) -> str:
-    """What to tell the user when an archive of `name` is damaged."""
+    """What to tell the user when an archive of `name` is damaged.
+
+    CDD has no published md5: `cdbench download` recorded the first copy's md5 in
+    `<archive>.md5` (`benchmark.data.download.sidecar_path`) and would refuse a good new copy
+    against it, so that record goes too.
+    """
+    if name == "cdd":
+        return (
+            f"delete it and {CDD_ARCHIVE}.md5 (the md5 recorded from it), then re-run "
+            f"`cdbench download cdd`"
+        )
     return f"delete it and re-run `cdbench download {name}`"
 
 
@@ -145,9 +160,66 @@ def prepare_dataset(
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     raw_dir = Path(raw_dir)
     out_dir = Path(out_dir)
+    remove_stale_scratch(out_dir)
     if name == "levir-cd":
         return _prepare_levir(raw_dir, out_dir, allow_partial, workers)
     return _prepare_cdd(raw_dir, out_dir, allow_partial, workers)
+
+
+# --------------------------------------------------------------------------- scratch folders
+
+
+_SCRATCH = re.compile(r"^\.(?P<out>.+)\.(?P<kind>partial|old|raw)-(?P<pid>\d+)(?:-.*)?$")
+"""Folders a run leaves beside `out_dir` while it works (`layout.staging_dir`'s `.partial-` and
+`.old-`, and `_scratch_dir`'s `.raw-`), each named after the process that made it."""
+
+
+def _scratch_dir(out_dir: Path) -> Path:
+    """A new folder beside `out_dir` for the extracted archives, named after this process."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.raw-{os.getpid()}-", dir=out_dir.parent))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_scratch(out_dir: Path) -> list[Path]:
+    """Delete the scratch folders that a killed run (SIGKILL, power loss) left beside `out_dir`.
+
+    A run removes its own scratch folders when it ends, even on an error or Ctrl-C; only a run
+    that could not clean up leaves them (an extracted CDD is several GB). Folders of a process
+    that still exists (a run going on at the same time) are left alone. A run killed between
+    the two renames of `layout.staging_dir` leaves no `out_dir` and the previous dataset in
+    `.old-<pid>`: that one is put back.
+
+    Returns:
+        The folders deleted.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return []
+    removed = []
+    for path in sorted(out_dir.parent.iterdir()):
+        match = _SCRATCH.match(path.name)
+        if match is None or match["out"] != out_dir.name or not path.is_dir():
+            continue
+        if _process_exists(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not out_dir.exists():
+            tqdm.write(f"{path}: the previous dataset, left by an interrupted run; restoring it")
+            path.rename(out_dir)
+            continue
+        tqdm.write(f"{path}: left by an interrupted run (process {match['pid']}); deleting it")
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 # --------------------------------------------------------------------------- archives
@@ -351,7 +423,8 @@ def _run(
     """Run `worker` over `jobs`, in `workers` processes when > 1, with a progress bar.
 
     The first failing job's exception (a `DataError`) is raised; a pool whose process dies
-    raises `BrokenProcessPool` instead of hanging.
+    raises `BrokenProcessPool` instead of hanging. Workers end with the main process, even
+    when it is killed outright (`_exit_with_parent`).
     """
     results: list[Result] = []
     with tqdm(total=len(jobs), desc=desc, unit="pair") as bar:
@@ -360,7 +433,7 @@ def _run(
                 results.append(worker(job))
                 bar.update()
             return results
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+        with ProcessPoolExecutor(min(workers, len(jobs)), initializer=_exit_with_parent) as pool:
             try:
                 for result in pool.map(worker, jobs, chunksize=4):
                     results.append(result)
@@ -369,6 +442,23 @@ def _run(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return results
+
+
+def _exit_with_parent() -> None:
+    """Pool initializer: end this worker as soon as the process that started it ends.
+
+    Python's pool workers wait for work forever once their parent is gone (a SIGKILLed
+    `cdbench prepare` left two idle processes behind); a thread waiting on the parent's
+    sentinel ends the worker instead.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_wait_then_exit, args=(parent,), daemon=True).start()
+
+
+def _wait_then_exit(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(1)
 
 
 def _jobs(
@@ -419,8 +509,7 @@ def _prepare_levir(
     _check_counts(name, raw_dir, found_images, LEVIR_IMAGES, "images", allow_partial)
     sources = _sources(archives.values())
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.raw-", dir=out_dir.parent))
+    scratch = _scratch_dir(out_dir)
     try:
         roots = {}
         for split, archive in archives.items():
@@ -484,8 +573,7 @@ def _prepare_cdd(raw_dir: Path, out_dir: Path, allow_partial: bool, workers: int
     _check_counts(name, raw_dir, found, CDD_PAIRS, "pairs", allow_partial)
     sources = _sources([archive])
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.raw-", dir=out_dir.parent))
+    scratch = _scratch_dir(out_dir)
     try:
         root = scratch / "cdd"
         extract_archive(archive, root, prefix=CDD_ROOT, fix=fix)
