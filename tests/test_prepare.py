@@ -460,7 +460,7 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
     """
     levir_raw(raw)
     prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = _snapshot(out)
     big = levir_raw(tmp_path / "big", counts={"train": 24, "val": 1, "test": 1}, size=1024)
     log = tmp_path / "stderr.txt"
     command = [sys.executable, "-m", "benchmark", "--params", str(tmp_path / "none.yaml")]
@@ -499,7 +499,7 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
         for pid in workers:
             if not _ended(pid):
                 os.kill(pid, signal.SIGKILL)  # a failed test leaves no process behind
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert _snapshot(out) == before
     if how == "ctrl-c":
         assert returncode == 130
         assert log.read_text().endswith("cdbench prepare: interrupted\n")
@@ -538,6 +538,51 @@ def test_previous_dataset_left_between_the_two_renames_is_restored(raw: Path, ou
     assert prepare.remove_stale_scratch(out) == [out.parent / f".{out.name}.partial-{dead_pid}"]
     assert layout.read_manifest(out) == before
     assert _scratch_beside(out) == []
+
+
+def _snapshot(path: Path) -> dict[Path, bytes]:
+    """Every file at or under `path`, with its bytes."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return {p: p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize("occupant", ["parent-of-datasets", "other-dataset", "file"])
+def test_output_that_is_not_this_dataset_is_refused_and_kept(
+    raw: Path, tmp_path: Path, occupant: str
+) -> None:
+    """`--out data/prepared` (not `data/prepared/levir-cd`) must not replace that folder."""
+    levir_raw(raw)
+    out = tmp_path / "prepared"
+    if occupant == "file":
+        out.write_text("notes")
+        what = "is a file"
+    else:
+        out.mkdir()
+        if occupant == "parent-of-datasets":
+            (out / "synthetic").mkdir()
+            (out / "synthetic" / "manifest.json").write_text('{"dataset": "synthetic"}')
+            what = "is a folder with no readable manifest.json, so not a prepared dataset"
+        else:
+            (out / "manifest.json").write_text('{"dataset": "cdd"}')
+            what = "holds the prepared 'cdd' dataset"
+    before = _snapshot(out)
+
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+
+    assert str(info.value) == (
+        f"{out}: {what}; `cdbench prepare levir-cd` replaces its output folder as a whole, so "
+        f"it will not write there: pass --out a new or empty folder, or delete {out} yourself"
+    )
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared", "raw"]
+
+
+def test_empty_output_folder_is_used(raw: Path, out: Path) -> None:
+    levir_raw(raw)
+    out.mkdir(parents=True)
+    manifest = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert layout.read_manifest(out) == manifest
 
 
 # --------------------------------------------------------------------------- CDD

@@ -35,6 +35,7 @@ Deliberate departures:
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -154,16 +155,51 @@ def prepare_dataset(
     Raises:
         DataError: a missing, unsafe, truncated or corrupt archive, an unknown layout, an
             incomplete pair, unexpected split sizes, or a bad image; nothing is left in
-            `out_dir` (a previous complete dataset there is kept).
+            `out_dir` (a previous complete dataset there is kept). Also when `out_dir` holds
+            something other than a prepared `name` dataset, which it would replace.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     raw_dir = Path(raw_dir)
     out_dir = Path(out_dir)
+    check_replaceable(name, out_dir)
     remove_stale_scratch(out_dir)
     if name == "levir-cd":
         return _prepare_levir(raw_dir, out_dir, allow_partial, workers)
     return _prepare_cdd(raw_dir, out_dir, allow_partial, workers)
+
+
+def check_replaceable(name: str, out_dir: Path) -> None:
+    """Refuse an output folder that holds anything but a prepared `name` dataset.
+
+    The new dataset replaces `out_dir` as a whole, so `--out data/prepared` (instead of
+    `data/prepared/levir-cd`), or a folder of the user's, would otherwise be deleted.
+
+    Raises:
+        DataError: `out_dir` is a file, or a non-empty folder whose `manifest.json` is missing,
+            unreadable, or names another dataset.
+    """
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return
+    found = None
+    if out_dir.is_dir():
+        try:
+            found = json.loads((out_dir / layout.MANIFEST).read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            found = None
+    if found == name:
+        return
+    if found is not None:
+        what = f"holds the prepared {found!r} dataset"
+    elif out_dir.is_dir():
+        what = f"is a folder with no readable {layout.MANIFEST}, so not a prepared dataset"
+    else:
+        what = "is a file"
+    raise DataError(
+        f"{out_dir}: {what}; `cdbench prepare {name}` replaces its output folder as a whole, "
+        f"so it will not write there: pass --out a new or empty folder, or delete {out_dir} "
+        f"yourself"
+    )
 
 
 # --------------------------------------------------------------------------- scratch folders
