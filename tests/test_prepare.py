@@ -3,6 +3,7 @@ and every bad input (with its message, and nothing left in the output folder).""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +23,7 @@ from PIL import Image
 
 from benchmark import cli
 from benchmark.data import layout, prepare
+from benchmark.data.images import read_label, read_rgb
 from benchmark.data.prepare import prepare_dataset
 from benchmark.errors import DataError
 from tests.data.archives import (
@@ -583,6 +586,19 @@ def test_empty_output_folder_is_used(raw: Path, out: Path) -> None:
     out.mkdir(parents=True)
     manifest = prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
     assert layout.read_manifest(out) == manifest
+
+
+@pytest.mark.parametrize("reader", [read_rgb, read_label])
+def test_undecodable_image_is_closed(tmp_path: Path, reader: Callable[..., np.ndarray]) -> None:
+    """An image whose header reads but whose pixels do not leaves no open file behind."""
+    path = tmp_path / "train_1.png"
+    path.write_bytes(png_bytes(np.full((64, 64, 3), 7, np.uint8))[:-40])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match=r"^train\.zip: A/train_1\.png: cannot be decoded"):
+            reader(path, "train.zip: A/train_1.png", "fix")
+        gc.collect()
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 # --------------------------------------------------------------------------- CDD

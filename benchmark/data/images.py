@@ -33,10 +33,14 @@ CHANGE_THRESHOLD = 128
 
 
 def _open(path: Path, source: str, fix: str) -> Image.Image:
+    """Open and decode an image; on failure, close it (no open file left behind)."""
+    image = None
     try:
         image = Image.open(path)
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        if image is not None:
+            image.close()
         raise DataError(
             f"{source}: cannot be decoded as an image ({exc}); the archive is probably "
             f"corrupt: {fix}"
