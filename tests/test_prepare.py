@@ -328,6 +328,32 @@ def test_levir_label_with_differing_channels(raw: Path, out: Path) -> None:
     assert_nothing_left(out)
 
 
+def test_levir_label_encoded_0_1_is_refused(raw: Path, out: Path) -> None:
+    """A 0/1 copy of LEVIR-CD would binarise at 128 to no change anywhere: refused."""
+    change = change_pair(0, "val", 2, 512)[2]
+    levir_raw(raw, edits={"val": {"label/val_2.png": png_bytes(change.astype(np.uint8))}})
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
+    assert str(info.value) == (
+        f"{raw / 'val.zip'}: label/val_2.png: label values are 0 and 1; expected 0 (no change) "
+        f"and 255 (change), a value >= 128 being change, so every pixel would count as "
+        f"unchanged: this is not the dataset's official archive; delete it and re-run "
+        f"`cdbench download levir-cd`"
+    )
+    assert_nothing_left(out)
+
+
+def test_jpeg_label_with_values_0_and_1_is_no_change(tmp_path: Path) -> None:
+    """JPEG noise may leave 1s in a no-change label: that is not a 0/1 encoding."""
+    grey = np.zeros((32, 32), np.uint8)
+    grey[::3, ::5] = 1
+    path = tmp_path / "00000.jpg"
+    path.write_bytes(jpeg_bytes(grey, quality=100))
+    assert read(path).max() == 1
+    label = read_label(path, "cdd: OUT/00000.jpg", "fix")
+    assert label.shape == (32, 32) and not label.any()
+
+
 def test_levir_bad_image_in_a_worker_process(raw: Path, out: Path) -> None:
     levir_raw(raw, edits={"test": {"A/test_2.png": b"\x89PNG\r\n\x1a\n broken"}})
     with pytest.raises(DataError, match=r"test\.zip: A/test_2\.png: cannot be decoded"):

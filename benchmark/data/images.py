@@ -5,7 +5,9 @@ A/train_1.png`), not by the temporary path it was extracted to.
 
 Conventions (datasets.md):
 - Labels: a pixel value >= 128 means change (open-cd; CDLab's `> 127` is the same). CDD labels
-  are JPEG and so not exactly 0/255; `== 255` (ChangeFormer, BSFNet's code) leaves holes.
+  are JPEG and so not exactly 0/255; `== 255` (ChangeFormer, BSFNet's code) leaves holes. A
+  lossless label holding only 0 and 1 (a 0/1-encoded copy) is refused rather than binarised to
+  no change everywhere.
 - LEVIR-CD tiles: 256x256, non-overlapping, named `{stem}_{row:04d}_{col:04d}` where row and col
   are the PIXEL offsets of the tile's top-left corner (0000, 0256, 0512, 0768), as in the
   LEVIR-CD-256 copy distributed by BIT_CD / ChangeFormer (checked against the file names of
@@ -87,29 +89,40 @@ def read_label(path: Path, source: str, fix: str) -> np.ndarray:
 
     A single-channel (or 1-bit) label is binarised directly. A label with several channels
     (RGB, palette) is accepted when every channel gives the same binary map, and refused
-    otherwise.
+    otherwise. A lossless label (not JPEG) holding only the values 0 and 1 is refused: it is
+    a 0/1-encoded copy, and binarising it at 128 would silently mark every pixel unchanged.
 
     Raises:
-        DataError: the file cannot be decoded, has an unsupported mode, or its channels
-            disagree.
+        DataError: the file cannot be decoded, has an unsupported mode, is a 0/1 label, or its
+            channels disagree.
     """
     with _open(path, source, fix) as image:
+        lossless = image.format != "JPEG"
         if image.mode in ("1", "L"):
-            return binarise(np.asarray(image.convert("L")))
-        if image.mode == "P":
-            image = image.convert("RGB")
-        if image.mode != "RGB":
-            raise DataError(
-                f"{source}: label mode {image.mode!r}; expected a single-channel (L) label, "
-                f"or RGB with equal channels"
-            )
-        channels = binarise(np.asarray(image))
+            values = np.asarray(image.convert("L"))
+        else:
+            if image.mode == "P":
+                image = image.convert("RGB")
+            if image.mode != "RGB":
+                raise DataError(
+                    f"{source}: label mode {image.mode!r}; expected a single-channel (L) label, "
+                    f"or RGB with equal channels"
+                )
+            values = np.asarray(image)
+    if lossless and values.max(initial=0) == 1:
+        raise DataError(
+            f"{source}: label values are 0 and 1; expected 0 (no change) and 255 (change), "
+            f"a value >= {CHANGE_THRESHOLD} being change, so every pixel would count as "
+            f"unchanged: this is not the dataset's official archive; {fix}"
+        )
+    if values.ndim == 2:
+        return binarise(values)
+    channels = binarise(values)
     first = channels[..., 0]
     disagree = (channels != first[..., None]).any(axis=-1)
     if disagree.any():
         row, col = (int(v) for v in np.argwhere(disagree)[0])
-        with Image.open(path) as image:
-            example = image.convert("RGB").getpixel((col, row))
+        example = tuple(int(v) for v in values[row, col])
         raise DataError(
             f"{source}: label has 3 channels with differing values at {int(disagree.sum())} "
             f"pixel(s) (e.g. row {row}, column {col}: {example}); expected a single-channel "
