@@ -43,7 +43,7 @@ import zipfile
 import zlib
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import rarfile
@@ -121,7 +121,7 @@ def checked_name(archive: Path, raw_name: str) -> str:
         )
     if not parts:
         raise DataError(f"{archive}: entry {raw_name!r} has an empty name")
-    return str(PurePosixPath(*parts))
+    return "/".join(parts)
 
 
 def _refuse_kind(archive: Path, raw_name: str, kind: str) -> DataError:
@@ -293,13 +293,16 @@ def _extract_zip(
         zipfile.ZipFile(archive) as zf,
         tqdm(total=len(selected), desc=f"extract {archive.name}", unit="file") as bar,
     ):
+        made: set[Path] = set()  # folders already created (one mkdir each, not one per file)
         for info, member in selected:
             bar.update()
             dest = scratch / member.name
+            folder = dest if member.is_dir else dest.parent
+            if folder not in made:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.add(folder)
             if member.is_dir:
-                dest.mkdir(parents=True, exist_ok=True)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, open(dest, "xb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
