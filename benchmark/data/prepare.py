@@ -9,7 +9,9 @@ check that every pair is complete and that the split sizes are the published one
 a temporary folder, decode and check every image, binarise the labels (value >= 128 is change),
 and write everything through `layout.staging_dir`, so a failure leaves no half-written output.
 Scratch folders that a killed run (SIGKILL) could not remove are deleted by the next run
-(`remove_stale_scratch`), and pool workers end with the process that started them.
+(`remove_stale_scratch`), and pool workers end with the process that started them. Since the
+output folder is replaced as a whole, one that holds anything but a prepared dataset of the
+same name (e.g. `--out data/prepared`) is refused (`check_replaceable`).
 
 Datasets (datasets.md):
 - LEVIR-CD (Chen & Shi, Remote Sensing 12(10):1662, 2020): `train.zip`, `val.zip`, `test.zip`,
