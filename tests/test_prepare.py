@@ -564,7 +564,7 @@ def test_previous_dataset_left_between_the_two_renames_is_restored(raw: Path, ou
     out.rename(out.parent / f".{out.name}.old-{dead_pid}")
     (out.parent / f".{out.name}.partial-{dead_pid}").mkdir()  # the new one, complete or not
 
-    assert prepare.remove_stale_scratch(out) == [out.parent / f".{out.name}.partial-{dead_pid}"]
+    assert layout.remove_stale_scratch(out) == [out.parent / f".{out.name}.partial-{dead_pid}"]
     assert layout.read_manifest(out) == before
     assert _scratch_beside(out) == []
 

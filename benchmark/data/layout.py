@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,7 +114,7 @@ def summarise_split(split_dir: Path) -> dict[str, Any]:
     files: dict[str, str] = {}
     changed = 0
     total = 0
-    for name in names:
+    for name in tqdm(names, desc=f"hash {split_dir.name}", unit="pair", leave=False):
         for part in PARTS:
             files[f"{part}/{name}.png"] = file_digest(split_dir / part / f"{name}.png")
         label = np.asarray(Image.open(split_dir / "label" / f"{name}.png"))
@@ -159,7 +161,72 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"{path}: not found; prepare the dataset first "
             f"(`cdbench prepare <dataset>`, `cdbench synth`, or `dvc repro`)"
         )
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: not valid JSON ({exc}); the dataset is damaged: prepare it again "
+            f"(`cdbench prepare <dataset>`, `cdbench synth`, or `dvc repro`)"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- scratch folders
+
+_SCRATCH = re.compile(r"^\.(?P<out>.+)\.(?P<kind>partial|old|raw)-(?P<pid>\d+)(?:-.*)?$")
+"""Folders a run keeps beside its output while it works (`staging_dir`'s `.partial-` and
+`.old-`, `scratch_dir`'s `.<kind>-`), each named after the process that made it."""
+
+
+def scratch_dir(out: Path, kind: str = "raw") -> Path:
+    """A new folder beside `out` for intermediate files, named after this process.
+
+    The caller removes it; if the process is killed first, the next run's
+    `remove_stale_scratch` does.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.{kind}-{os.getpid()}-", dir=out.parent))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_scratch(out: Path) -> list[Path]:
+    """Delete the scratch folders that a killed run (SIGKILL, power loss) left beside `out`.
+
+    A run removes its own scratch folders when it ends, even on an error or Ctrl-C; only a run
+    that could not clean up leaves them (an extracted CDD is several GB). Folders of a process
+    that still exists (a run going on at the same time) are left alone. A run killed between
+    the two renames of `staging_dir` leaves no `out` and the previous dataset in `.old-<pid>`:
+    that one is put back.
+
+    Returns:
+        The folders deleted.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    removed = []
+    for path in sorted(out.parent.iterdir()):
+        match = _SCRATCH.match(path.name)
+        if match is None or match["out"] != out.name or not path.is_dir():
+            continue
+        if _process_exists(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not out.exists():
+            tqdm.write(f"{path}: the previous dataset, left by an interrupted run; restoring it")
+            path.rename(out)
+            continue
+        tqdm.write(f"{path}: left by an interrupted run (process {match['pid']}); deleting it")
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 @contextmanager
@@ -167,10 +234,12 @@ def staging_dir(out: Path) -> Iterator[Path]:
     """Yield an empty folder beside `out`; on success it replaces `out`, on failure it is removed.
 
     Readers therefore see either the previous complete dataset or the new complete one, never
-    a half-written folder under the final name.
+    a half-written folder under the final name. Scratch folders of earlier killed runs are
+    cleaned up first (`remove_stale_scratch`).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(out)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

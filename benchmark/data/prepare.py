@@ -9,7 +9,7 @@ check that every pair is complete and that the split sizes are the published one
 a temporary folder, decode and check every image, binarise the labels (value >= 128 is change),
 and write everything through `layout.staging_dir`, so a failure leaves no half-written output.
 Scratch folders that a killed run (SIGKILL) could not remove are deleted by the next run
-(`remove_stale_scratch`), and pool workers end with the process that started them. Since the
+(`layout.remove_stale_scratch`), and pool workers end with the process that started them. Since the
 output folder is replaced as a whole, one that holds anything but a prepared dataset of the
 same name (e.g. `--out data/prepared`) is refused (`check_replaceable`).
 
@@ -42,7 +42,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -165,7 +164,7 @@ def prepare_dataset(
     raw_dir = Path(raw_dir)
     out_dir = Path(out_dir)
     check_replaceable(name, out_dir)
-    remove_stale_scratch(out_dir)
+    layout.remove_stale_scratch(out_dir)
     if name == "levir-cd":
         return _prepare_levir(raw_dir, out_dir, allow_partial, workers)
     return _prepare_cdd(raw_dir, out_dir, allow_partial, workers)
@@ -202,62 +201,6 @@ def check_replaceable(name: str, out_dir: Path) -> None:
         f"so it will not write there: pass --out a new or empty folder, or delete {out_dir} "
         f"yourself"
     )
-
-
-# --------------------------------------------------------------------------- scratch folders
-
-
-_SCRATCH = re.compile(r"^\.(?P<out>.+)\.(?P<kind>partial|old|raw)-(?P<pid>\d+)(?:-.*)?$")
-"""Folders a run leaves beside `out_dir` while it works (`layout.staging_dir`'s `.partial-` and
-`.old-`, and `_scratch_dir`'s `.raw-`), each named after the process that made it."""
-
-
-def _scratch_dir(out_dir: Path) -> Path:
-    """A new folder beside `out_dir` for the extracted archives, named after this process."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.raw-{os.getpid()}-", dir=out_dir.parent))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def remove_stale_scratch(out_dir: Path) -> list[Path]:
-    """Delete the scratch folders that a killed run (SIGKILL, power loss) left beside `out_dir`.
-
-    A run removes its own scratch folders when it ends, even on an error or Ctrl-C; only a run
-    that could not clean up leaves them (an extracted CDD is several GB). Folders of a process
-    that still exists (a run going on at the same time) are left alone. A run killed between
-    the two renames of `layout.staging_dir` leaves no `out_dir` and the previous dataset in
-    `.old-<pid>`: that one is put back.
-
-    Returns:
-        The folders deleted.
-    """
-    out_dir = Path(out_dir)
-    if not out_dir.parent.is_dir():
-        return []
-    removed = []
-    for path in sorted(out_dir.parent.iterdir()):
-        match = _SCRATCH.match(path.name)
-        if match is None or match["out"] != out_dir.name or not path.is_dir():
-            continue
-        if _process_exists(int(match["pid"])):
-            continue
-        if match["kind"] == "old" and not out_dir.exists():
-            tqdm.write(f"{path}: the previous dataset, left by an interrupted run; restoring it")
-            path.rename(out_dir)
-            continue
-        tqdm.write(f"{path}: left by an interrupted run (process {match['pid']}); deleting it")
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
 
 
 # --------------------------------------------------------------------------- archives
@@ -547,7 +490,7 @@ def _prepare_levir(
     _check_counts(name, raw_dir, found_images, LEVIR_IMAGES, "images", allow_partial)
     sources = _sources(archives.values())
 
-    scratch = _scratch_dir(out_dir)
+    scratch = layout.scratch_dir(out_dir, "raw")
     try:
         roots = {}
         for split, archive in archives.items():
@@ -611,7 +554,7 @@ def _prepare_cdd(raw_dir: Path, out_dir: Path, allow_partial: bool, workers: int
     _check_counts(name, raw_dir, found, CDD_PAIRS, "pairs", allow_partial)
     sources = _sources([archive])
 
-    scratch = _scratch_dir(out_dir)
+    scratch = layout.scratch_dir(out_dir, "raw")
     try:
         root = scratch / "cdd"
         extract_archive(archive, root, prefix=CDD_ROOT, fix=fix)
