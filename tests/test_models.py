@@ -435,7 +435,7 @@ class TestBSFNet:
 
     def test_odd_size_is_rejected(self) -> None:
         t0, t1 = make_pair(size=63)
-        with pytest.raises(ValueError, match=r"even height and width.*63 x 63"):
+        with pytest.raises(ValueError, match=r"divisible by 2 \(the head upsamples.*63 x 63"):
             unfrozen_run("bsfnet").model(t0, t1)
 
     def test_frozen_encoder_keeps_its_batchnorm_statistics(self) -> None:

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeOutput, check_pair
 from benchmark.models.weights import resnet50_encoder
 
 EMBEDDING_CHANNELS = 16
@@ -64,21 +64,6 @@ EMBEDDING_CHANNELS = 16
 
 DISTANCE_EPS = 1e-6
 """Added to the embedding difference before the norm (`F.pairwise_distance`'s default)."""
-
-
-def _check_inputs(t0: Tensor, t1: Tensor) -> None:
-    """Raise a ValueError unless t0 and t1 are (B, 3, H, W) of one shape with H and W even."""
-    if t0.shape != t1.shape or t0.dim() != 4 or t0.shape[1] != 3:
-        raise ValueError(
-            f"BSFNet: expected t0 and t1 of one shape (B, 3, H, W), got {tuple(t0.shape)} "
-            f"and {tuple(t1.shape)}"
-        )
-    height, width = t0.shape[-2:]
-    if height % 2 or width % 2:
-        raise ValueError(
-            f"BSFNet: expected an even height and width (the head upsamples an H/2 map by 2), "
-            f"got {height} x {width}; crop or pad the images"
-        )
 
 
 class ConvBNReLU(nn.Sequential):
@@ -290,7 +275,7 @@ class BSFNet(nn.Module):
             `ChangeOutput` with `score` the distance (B, 1, H, W) in [0, 2] (see the module
             docstring for the 1e-6) and `embeddings` the two (B, 16, H, W) unit-norm maps.
         """
-        _check_inputs(t0, t1)
+        check_pair(t0, t1, "BSFNet", 2, "the head upsamples an H/2 map by 2")
         if self.training and t0.shape[0] == 1:
             raise ValueError(
                 "BSFNet cannot train with batch size 1: its channel attention (CAM) applies "

@@ -68,7 +68,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeOutput, check_pair
 from benchmark.models.weights import vgg16_features
 
 VGG16_TAPS = (4, 9, 16, 23, 30)
@@ -85,21 +85,6 @@ STAGE_WIDTHS: tuple[tuple[int, ...], ...] = (
 
 TAP_CHANNELS = (512, 512, 256, 128, 64)
 """Channels of the encoder taps the stages fuse, coarsest first (relu5_3 ... relu1_2)."""
-
-
-def _check_inputs(t0: Tensor, t1: Tensor) -> None:
-    """Raise a ValueError unless t0 and t1 are (B, 3, H, W) of one shape, H and W % 16 == 0."""
-    if t0.shape != t1.shape or t0.dim() != 4 or t0.shape[1] != 3:
-        raise ValueError(
-            f"IFN: expected t0 and t1 of one shape (B, 3, H, W), got {tuple(t0.shape)} "
-            f"and {tuple(t1.shape)}"
-        )
-    height, width = t0.shape[-2:]
-    if height % 16 or width % 16:
-        raise ValueError(
-            f"IFN: expected height and width divisible by 16 (four 2x upsamplings meet the "
-            f"encoder's taps), got {height} x {width}; crop or pad the images"
-        )
 
 
 class ConvBlock(nn.Sequential):
@@ -239,7 +224,7 @@ class IFN(nn.Module):
             `ChangeOutput` with `score` the full-resolution logit (B, 1, H, W) and
             `side_logits` the five logits at 1/16, 1/8, 1/4, 1/2 and 1/1 of the input.
         """
-        _check_inputs(t0, t1)
+        check_pair(t0, t1, "IFN", 16, "four 2x upsamplings meet the encoder's taps")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             taps0, taps1 = self.encoder(t0), self.encoder(t1)
         features, logit = self.stages[0](torch.cat([taps0[0], taps1[0]], dim=1))

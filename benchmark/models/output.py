@@ -28,3 +28,25 @@ class ChangeOutput:
 
     side_logits: tuple[Tensor, ...] | None = None
     """IFN: deep-supervision logits, coarsest first (1/16, 1/8, 1/4, 1/2, 1/1 of the input)."""
+
+
+def check_pair(t0: Tensor, t1: Tensor, model: str, multiple: int, why: str) -> None:
+    """Raise a ValueError unless t0 and t1 are (B, 3, H, W) of one shape, H and W % multiple == 0.
+
+    Args:
+        t0, t1: the two dates given to `model`.
+        model: the model's name, for the message.
+        multiple: what H and W must be divisible by.
+        why: the architectural reason for `multiple`, for the message.
+    """
+    if t0.shape != t1.shape or t0.dim() != 4 or t0.shape[1] != 3:
+        raise ValueError(
+            f"{model}: expected t0 and t1 of one shape (B, 3, H, W), got {tuple(t0.shape)} "
+            f"and {tuple(t1.shape)}"
+        )
+    height, width = t0.shape[-2:]
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"{model}: expected height and width divisible by {multiple} ({why}), "
+            f"got {height} x {width}; crop or pad the images"
+        )
