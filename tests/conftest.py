@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.httpserver import LocalServer, running_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RAR_FIXTURES = SHARED / "fixtures" / "rar"
@@ -27,3 +30,20 @@ def rar_fixtures() -> Path:
     if not RAR_FIXTURES.is_dir():
         pytest.skip(f"{RAR_FIXTURES} is absent (a checkout outside this project's CI)")
     return RAR_FIXTURES
+
+
+@pytest.fixture
+def fast_download_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pauses between download retries, and short timeouts: test servers are local."""
+    from benchmark.data import download
+
+    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(download, "CONNECT_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(download, "READ_TIMEOUT_S", 5.0)
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    """A local HTTP server on 127.0.0.1 (tests/httpserver.py), stopped after the test."""
+    with running_server() as local:
+        yield local

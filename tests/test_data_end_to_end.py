@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from benchmark import cli
-from benchmark.data import download
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.download import sidecar_path
 from benchmark.data.images import tile_name, tile_offsets
@@ -43,7 +41,7 @@ from tests.data.archives import (
     write_cdd_archive,
     write_levir_archives,
 )
-from tests.httpserver import LocalServer, Route, running_server
+from tests.httpserver import LocalServer, Route
 
 LEVIR_SIZE = 512
 TILE = 256
@@ -52,16 +50,7 @@ CDD_SIZE = 256
 NORMALIZE = PairNormalize((IMAGENET_MEAN,) * 2, (IMAGENET_STD,) * 2)
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
-    monkeypatch.setattr(download, "READ_TIMEOUT_S", 5.0)
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with running_server() as local:
-        yield local
+pytestmark = pytest.mark.usefixtures("fast_download_retries")
 
 
 def cdbench(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:

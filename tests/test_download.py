@@ -10,7 +10,6 @@ import hashlib
 import io
 import random
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from benchmark.data import download, sources
 from benchmark.data.download import download_dataset, sidecar_path
 from benchmark.data.sources import ARCHIVES, Archive
 from benchmark.errors import DownloadError
-from tests.httpserver import LocalServer, Route, closed_port_url, running_server
+from tests.httpserver import LocalServer, Route, closed_port_url
 
 HTML = "text/html; charset=utf-8"
 CDD_NAME = "ChangeDetectionDataset.rar"
@@ -56,18 +55,7 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No pauses between retries, and short timeouts: the server is local."""
-    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
-    monkeypatch.setattr(download, "CONNECT_TIMEOUT_S", 5.0)
-    monkeypatch.setattr(download, "READ_TIMEOUT_S", 5.0)
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with running_server() as local:
-        yield local
+pytestmark = pytest.mark.usefixtures("fast_download_retries")
 
 
 @pytest.fixture
