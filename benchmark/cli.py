@@ -75,6 +75,116 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """params.runtime with the command-line overrides of `train`/`evaluate` applied."""
+    overrides = {
+        key: getattr(args, key)
+        for key in ("device", "bf16", "channels_last", "workers")
+        if getattr(args, key, None) is not None
+    }
+    runtime = dataclasses.replace(params.runtime, **overrides)
+    runtime.check("command line")
+    return runtime
+
+
+def _specs(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The runs named on the command line: one seed, or every seed of the experiment."""
+    from benchmark.config import RunSpec
+
+    experiment = params.experiment(args.experiment)
+    seeds = [args.seed] if args.seed is not None else experiment.seeds
+    return [RunSpec.of(args.experiment, experiment, seed) for seed in seeds]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`cdbench train <experiment>` -> `benchmark.training.loop.train_run`."""
+    params = load_params(args.params)
+    specs = _specs(params, args)
+    runtime = _runtime(params, args)
+    from benchmark.training.loop import train_run
+    from benchmark.training.options import check_experiments
+
+    check_experiments(params)
+    for spec in specs:
+        out = Path(args.checkpoints) / spec.name
+        result = train_run(params, spec, out, runtime, tracking=not args.no_tracking)
+        print(
+            f"trained {spec.name}: {result.steps} steps (resumed at {result.resumed_from}), "
+            f"best selection score {result.best_score:.4f} at step {result.best_step}, "
+            f"checkpoints in {out}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`cdbench evaluate <experiment>` -> `benchmark.evaluation.evaluate.evaluate_run`."""
+    params = load_params(args.params)
+    specs = _specs(params, args)
+    runtime = _runtime(params, args)
+    from benchmark.evaluation.evaluate import evaluate_run
+    from benchmark.training.options import check_experiments
+
+    check_experiments(params)
+    for spec in specs:
+        metrics = evaluate_run(
+            params,
+            spec,
+            Path(args.checkpoints) / spec.name,
+            Path(args.reports),
+            runtime,
+            tracking=not args.no_tracking,
+        )
+        prefixes = ["", "whole_"] if "whole_fixed/f1" in metrics else [""]
+        for prefix in prefixes:
+            print(
+                f"{spec.name} {prefix or 'tiles_'}test: F1 fixed {metrics[prefix + 'fixed/f1']:.4f}"
+                f" | val threshold {metrics[prefix + 'val_threshold/f1']:.4f}"
+                f" | best on test (optimistic) {metrics[prefix + 'test_best_optimistic/f1']:.4f}"
+            )
+    return 0
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    """`cdbench stages` -> `benchmark.stages.write_stages` (the generated part of dvc.yaml)."""
+    params = load_params(args.params)
+    from benchmark.stages import check_stages, write_stages
+
+    if args.check:
+        check_stages(params, Path(args.dvc_yaml))
+        print(f"{args.dvc_yaml}: train/evaluate stages match params.yaml")
+    else:
+        write_stages(params, Path(args.dvc_yaml))
+        print(f"{args.dvc_yaml}: train/evaluate stages written for {len(params.runs())} runs")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """`cdbench runs` -> `benchmark.tracking.runs_table` (the MLflow runs, as a table)."""
+    from benchmark.tracking import format_runs_table, prepare_tracking, runs_table, tracking_uri
+
+    uri = tracking_uri()
+    prepare_tracking(uri)
+    names = [f"cdbench-{dataset}" for dataset in args.dataset] if args.dataset else None
+    print(f"MLflow tracking URI: {uri}")
+    print(format_runs_table(runs_table(names, uri=uri)))
+    return 0
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="an experiment of params.yaml, e.g. bsfnet-sisb-cdd")
+    p.add_argument("--seed", type=int, help="one of the experiment's seeds (default: all)")
+    p.add_argument(
+        "--checkpoints", default="checkpoints", help="checkpoint root (default: checkpoints)"
+    )
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: runtime.device)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast")
+    p.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, help="channels_last format"
+    )
+    p.add_argument("--workers", type=int, help="data-loading processes")
+    p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdbench",
@@ -109,6 +219,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="parameters and GFLOPs of every model")
     p.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train an experiment (resumes from its last checkpoint)")
+    _add_run_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained experiment under every protocol")
+    _add_run_arguments(p)
+    p.add_argument("--reports", default="reports", help="reports folder (default: reports)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("stages", help="write the train/evaluate stages of dvc.yaml")
+    p.add_argument("--dvc-yaml", default="dvc.yaml", help="the file (default: dvc.yaml)")
+    p.add_argument("--check", action="store_true", help="only check that they are up to date")
+    p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("runs", help="list the runs recorded in MLflow")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        choices=("cdd", "levir-cd", "synthetic"),
+        help="only this dataset's runs (repeatable)",
+    )
+    p.set_defaults(func=cmd_runs)
     return parser
 
 

@@ -62,11 +62,250 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimiser of a recipe (torch.optim.Adam or AdamW)."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, ...] = (0.9, 0.999)
+    weight_decay: float = 0.0
+
+    def check(self, where: str) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"{where}.lr: expected a learning rate > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"{where}.betas: expected two numbers in [0, 1), got {self.betas}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{where}.weight_decay: expected >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The learning-rate schedule of a recipe (benchmark/training/recipe.py).
+
+    - `constant`: the optimiser's lr throughout.
+    - `bsfnet-step`: BSFNet's released step decay by iteration (`utils/utils.py`).
+    - `warmup-poly`: linear warm-up from `warmup_start_factor` x lr over `warmup_iters`
+      iterations, then polynomial decay (`power`) to 0 at the last iteration (open-cd).
+    - `plateau`: ReduceLROnPlateau on the validation selection score, mode max (CDLab).
+    """
+
+    name: Literal["constant", "bsfnet-step", "warmup-poly", "plateau"] = "constant"
+    warmup_iters: int = 0
+    warmup_start_factor: float = 1e-6
+    power: float = 1.0
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+
+    def check(self, where: str) -> None:
+        if self.warmup_iters < 0:
+            raise ConfigError(f"{where}.warmup_iters: expected >= 0, got {self.warmup_iters}")
+        if not 0 < self.warmup_start_factor <= 1:
+            raise ConfigError(
+                f"{where}.warmup_start_factor: expected a number in (0, 1], "
+                f"got {self.warmup_start_factor}"
+            )
+        if self.power <= 0:
+            raise ConfigError(f"{where}.power: expected > 0, got {self.power}")
+        if not 0 < self.plateau_factor < 1:
+            raise ConfigError(
+                f"{where}.plateau_factor: expected a number in (0, 1), got {self.plateau_factor}"
+            )
+        if self.plateau_patience < 0:
+            raise ConfigError(
+                f"{where}.plateau_patience: expected >= 0, got {self.plateau_patience}"
+            )
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    """The fixed decision thresholds of a recipe's source, one per kind of evaluation score.
+
+    A pixel is predicted changed when its score is strictly above the threshold: `distance`
+    applies to BSFNet's embedding distance in [0, 2] (losses sisb, contrastive), `probability`
+    to a sigmoid probability (IFN; BSFNet trained with bce).
+    """
+
+    distance: float = 1.0
+    probability: float = 0.5
+
+    def check(self, where: str) -> None:
+        if not 0 <= self.distance <= 2:
+            raise ConfigError(f"{where}.distance: expected a number in [0, 2], got {self.distance}")
+        if not 0 <= self.probability <= 1:
+            raise ConfigError(
+                f"{where}.probability: expected a number in [0, 1], got {self.probability}"
+            )
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """How to train and select a model: one named recipe of `params.yaml`, after its source.
+
+    Training length is `epochs` (passes over the training split, drop_last) or `iterations`
+    (optimiser steps); exactly one is non-zero. `val_every` counts in the same unit.
+    """
+
+    source: str
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    batch_size: int
+    epochs: int = 0
+    iterations: int = 0
+    val_every: int = 1
+    crop: int | None = None
+    train_on_whole: bool = False
+    augment: Literal["none", "opencd", "cdlab", "flips"] = "none"
+    normalize: Literal["imagenet", "bsfnet-cdd"] = "imagenet"
+    thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+    selection_split: Literal["val", "test"] = "val"
+    selection_metric: Literal["f1", "max_f1", "miou"] = "f1"
+    pretrained: bool = True
+    max_val_pairs: int | None = None
+
+    def check(self, where: str) -> None:
+        self.optimizer.check(f"{where}.optimizer")
+        self.schedule.check(f"{where}.schedule")
+        self.thresholds.check(f"{where}.thresholds")
+        if self.batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: expected >= 1, got {self.batch_size}")
+        if self.epochs < 0 or self.iterations < 0 or (self.epochs > 0) == (self.iterations > 0):
+            raise ConfigError(
+                f"{where}: expected exactly one of epochs and iterations to be > 0, "
+                f"got epochs={self.epochs}, iterations={self.iterations}"
+            )
+        if self.val_every < 1:
+            raise ConfigError(f"{where}.val_every: expected >= 1, got {self.val_every}")
+        if self.crop is not None and (self.crop < 32 or self.crop % 32):
+            raise ConfigError(f"{where}.crop: expected a multiple of 32 >= 32, got {self.crop}")
+        if (
+            self.schedule.name == "warmup-poly"
+            and self.iterations
+            and (self.schedule.warmup_iters >= self.iterations)
+        ):
+            raise ConfigError(
+                f"{where}.schedule.warmup_iters: expected fewer than iterations "
+                f"({self.iterations}), got {self.schedule.warmup_iters}"
+            )
+        if self.max_val_pairs is not None and self.max_val_pairs < 1:
+            raise ConfigError(f"{where}.max_val_pairs: expected >= 1, got {self.max_val_pairs}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment of the comparison: a model, a loss, a dataset, a recipe, seeds.
+
+    `model_options` and `loss_options` go to the model's and the loss's constructors
+    (`cdbench models` and benchmark/losses list them); they are checked by name when a
+    command builds them.
+    """
+
+    model: str
+    loss: str
+    dataset: Literal["cdd", "levir-cd", "synthetic"]
+    recipe: str
+    seeds: list[int] = field(default_factory=lambda: [0])
+    model_options: dict[str, Any] = field(default_factory=dict)
+    loss_options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, where: str) -> None:
+        if not self.seeds:
+            raise ConfigError(f"{where}.seeds: expected at least one seed")
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(
+                f"{where}.seeds: expected distinct non-negative integers, got {self.seeds}"
+            )
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How training runs on this machine; none of it changes the recipe's mathematics except
+    `bf16` (autocast) and `deterministic` (slower, reproducible kernels)."""
+
+    device: str = "auto"
+    bf16: bool = False
+    channels_last: bool = False
+    deterministic: bool = True
+    workers: int = 2
+    checkpoint_every: int = 500
+    system_metrics: bool = True
+    progress: bool = True
+
+    def check(self, where: str) -> None:
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ConfigError(
+                f"{where}.device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"{where}.workers: expected >= 0, got {self.workers}")
+        if self.checkpoint_every < 1:
+            raise ConfigError(
+                f"{where}.checkpoint_every: expected >= 1 step, got {self.checkpoint_every}"
+            )
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of `params.yaml`."""
 
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    recipes: dict[str, RecipeConfig] = field(default_factory=dict)
+    experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.runtime.check("runtime")
+        for name, recipe in self.recipes.items():
+            recipe.check(f"recipes.{name}")
+        for name, experiment in self.experiments.items():
+            where = f"experiments.{name}"
+            experiment.check(where)
+            if experiment.recipe not in self.recipes:
+                raise ConfigError(
+                    f"{where}.recipe: unknown recipe {experiment.recipe!r}; expected one of: "
+                    f"{', '.join(sorted(self.recipes)) or '(no recipes defined)'}"
+                )
+
+    def experiment(self, name: str) -> ExperimentConfig:
+        """The experiment called `name`; a ConfigError lists the defined ones."""
+        if name not in self.experiments:
+            raise ConfigError(
+                f"unknown experiment {name!r}; params.yaml defines: "
+                f"{', '.join(sorted(self.experiments)) or '(none)'}"
+            )
+        return self.experiments[name]
+
+    def runs(self) -> list[RunSpec]:
+        """Every (experiment, seed) pair, in params.yaml order."""
+        return [
+            RunSpec.of(name, experiment, seed)
+            for name, experiment in self.experiments.items()
+            for seed in experiment.seeds
+        ]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: an experiment and one of its seeds.
+
+    `name` is the experiment's name, plus `-s<seed>` when the experiment lists several seeds
+    (design.md); checkpoints, metrics files and MLflow runs are named after it.
+    """
+
+    experiment: str
+    seed: int
+    name: str
+
+    @staticmethod
+    def of(experiment: str, config: ExperimentConfig, seed: int) -> RunSpec:
+        if seed not in config.seeds:
+            raise ConfigError(
+                f"experiments.{experiment}.seeds: seed {seed} is not listed "
+                f"(listed: {config.seeds})"
+            )
+        name = experiment if len(config.seeds) == 1 else f"{experiment}-s{seed}"
+        return RunSpec(experiment=experiment, seed=seed, name=name)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -160,6 +399,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if hint is Any:
         return value
     if hint is float:
+        if isinstance(value, str):
+            value = _yaml_float(value, where)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)
@@ -176,3 +417,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
         return value
     raise TypeError(f"config type {hint!r} at {where} is not supported by from_dict")
+
+
+def _yaml_float(text: str, where: str) -> float:
+    """PyYAML (YAML 1.1) reads `1e-5` as a string; accept such numbers, refuse other text."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number, got str {text!r}") from None

@@ -1,0 +1,265 @@
+"""`cdbench evaluate`: score a trained run on the test split under every protocol.
+
+Protocols (all pooled over the split: TP/FP/FN/TN summed over every pixel, then the ratios):
+- `fixed`: the fixed threshold of the recipe's source (BSFNet's test script: distance > 1;
+  open-cd: probability > 0.3; CDLab: > 0.5). Exact counts.
+- `val_threshold`: the threshold that maximises F1 on the VALIDATION split, applied to test.
+  The honest choice when a source gives no threshold.
+- `test_best_optimistic`: the best F1 over thresholds chosen on the TEST split itself, as
+  BSFNet's validation code (`MaxF`) reports it. Optimistic by construction: labelled so.
+- LEVIR-CD: each of the above on the 2048 test tiles (256 x 256) and, prefixed `whole_`, on
+  the 128 whole 1024 x 1024 test images (open-cd's protocol).
+
+Thresholds are searched on a binned histogram of the score (2000 bins; benchmark/evaluation/
+metrics.py), which keeps memory constant; a pixel is changed when its score is strictly above
+the threshold, everywhere. Outputs: `reports/metrics/<run>.json` (flat: identity fields, then
+`<protocol>/<figure>`), `reports/curves/<run>.json` (the test precision-recall curve) and
+`reports/predictions/<run>/*.png` (a few test pairs: A, B, label, prediction, score). The
+training run's MLflow record gets the test metrics and these files as artifacts.
+
+Checked against BSFNet's `utils/metric.py` (pooled counts, threshold sweep) and mmseg's
+`IoUMetric` (pooled per-class intersection and union) for the meaning of each figure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from benchmark.config import Params, RunSpec, RuntimeConfig
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.errors import CdbenchError
+from benchmark.evaluation.metrics import Counts
+from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
+from benchmark.training import checkpoint
+from benchmark.training.loop import build_trainable, prepared_root, resolve_device
+from benchmark.training.recipe import normalizer
+
+THUMBNAILS = 4
+"""Test pairs drawn as prediction maps for the report."""
+
+
+def evaluate_run(
+    params: Params,
+    spec: RunSpec,
+    checkpoint_dir: Path,
+    reports: Path = Path("reports"),
+    runtime: RuntimeConfig | None = None,
+    tracking: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the selected model of `spec` (checkpoint_dir/best.pt); returns the metrics."""
+    runtime = runtime or params.runtime
+    experiment = params.experiment(spec.experiment)
+    recipe = params.recipes[experiment.recipe]
+    best_path = checkpoint_dir / "best.pt"
+    summary_path = checkpoint_dir / "summary.json"
+    if not best_path.exists() or not summary_path.exists():
+        raise CdbenchError(
+            f"{checkpoint_dir}: no finished training run (best.pt and summary.json); "
+            f"run `cdbench train {spec.experiment} --seed {spec.seed}` "
+            f"(or `dvc repro train@{spec.name}`) first"
+        )
+    best = checkpoint.load(best_path)
+    summary = json.loads(summary_path.read_text())
+    config = best["config"]
+    if config["experiment"] != spec.experiment or config["seed"] != spec.seed:
+        raise CdbenchError(
+            f"{best_path}: holds run {config['run']!r}, expected {spec.name!r}; "
+            f"point --checkpoints at that run's folder"
+        )
+
+    device = resolve_device(runtime.device)
+    trainable = build_trainable(
+        experiment, _without_pretrained(recipe)
+    )  # weights come from the checkpoint
+    trainable.load_state_dict(best["model_and_loss"])
+    trainable.to(device).eval()
+    if runtime.channels_last:
+        trainable.to(memory_format=torch.channels_last)
+    kind = score_kind(trainable.model, trainable.loss)
+    threshold = getattr(recipe.thresholds, kind)
+    root = prepared_root(params, experiment.dataset)
+
+    views = [("", False)]
+    if experiment.dataset == "levir-cd":
+        views.append(("whole_", True))
+    metrics: dict[str, Any] = {
+        "run": spec.name,
+        "experiment": spec.experiment,
+        "model": experiment.model,
+        "loss": experiment.loss,
+        "dataset": experiment.dataset,
+        "recipe": experiment.recipe,
+        "seed": spec.seed,
+        "mlflow_run_id": summary.get("mlflow_run_id") or "",
+        "git_commit": _git_commit(),
+        "score_kind": kind,
+        "selected_step": best["step"],
+        "selection_split": best["selection"]["split"],
+        "selection_metric": best["selection"]["metric"],
+        "selection_score": best["selection"]["score"],
+    }
+    curves: dict[str, Any] = {}
+    thumbnails: list[torch.Tensor] = []
+    for prefix, whole in views:
+        val = _score(trainable, root, "val", whole, kind, threshold, recipe, runtime, device)
+        test = new_split_scores(kind, [threshold], device)
+        loader = _loader(root, "test", whole, recipe, runtime, device)
+        kept = score_split(
+            trainable.model,
+            trainable.loss,
+            loader,
+            test,
+            device,
+            bf16=runtime.bf16,
+            channels_last=runtime.channels_last,
+            keep=0 if whole else THUMBNAILS,
+        )
+        thumbnails += kept
+        val_threshold, _ = val.histogram.best_threshold()
+        test_threshold, test_best = test.histogram.best_threshold()
+        protocols = {
+            "fixed": (threshold, test.fixed.counts()[0]),
+            "val_threshold": (val_threshold, test.histogram.counts_at_threshold(val_threshold)),
+            "test_best_optimistic": (test_threshold, test_best),
+        }
+        for name, (value, counts) in protocols.items():
+            metrics.update(_flat(f"{prefix}{name}", value, counts))
+        metrics[f"{prefix}test_pairs"] = test.pairs
+        curves[f"{prefix}test"] = test.histogram.pr_curve()
+
+    for folder in ("metrics", "curves"):
+        (reports / folder).mkdir(parents=True, exist_ok=True)
+    metrics_path = reports / "metrics" / f"{spec.name}.json"
+    curves_path = reports / "curves" / f"{spec.name}.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    curves_path.write_text(json.dumps(_rounded(curves)) + "\n")
+    pictures = _write_thumbnails(
+        root, thumbnails, threshold, kind, reports / "predictions" / spec.name
+    )
+    if tracking and metrics["mlflow_run_id"]:
+        _log(metrics, [metrics_path, curves_path], pictures, spec)
+    return metrics
+
+
+def _without_pretrained(recipe: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(recipe, pretrained=False)
+
+
+def _flat(protocol: str, threshold: float, counts: Counts) -> dict[str, float | int]:
+    figures: dict[str, float | int] = {f"{protocol}/threshold": round(float(threshold), 6)}
+    figures.update({f"{protocol}/{k}": v for k, v in counts.as_dict().items()})
+    figures.update({f"{protocol}/{k}": v for k, v in counts.scores().items()})
+    return figures
+
+
+def _loader(
+    root: Path, split: str, whole: bool, recipe: Any, runtime: RuntimeConfig, device: torch.device
+) -> DataLoader:
+    dataset = ChangeDetectionDataset(root, split, normalizer(recipe), whole=whole)
+    return DataLoader(
+        dataset,
+        batch_size=1 if whole else recipe.batch_size,
+        shuffle=False,
+        num_workers=runtime.workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _score(
+    trainable: Any,
+    root: Path,
+    split: str,
+    whole: bool,
+    kind: Any,
+    threshold: float,
+    recipe: Any,
+    runtime: RuntimeConfig,
+    device: torch.device,
+) -> SplitScores:
+    scores = new_split_scores(kind, [threshold], device)
+    loader = _loader(root, split, whole, recipe, runtime, device)
+    score_split(
+        trainable.model,
+        trainable.loss,
+        loader,
+        scores,
+        device,
+        bf16=runtime.bf16,
+        channels_last=runtime.channels_last,
+    )
+    return scores
+
+
+def _rounded(curves: dict[str, Any]) -> dict[str, Any]:
+    return {
+        view: {key: [round(v, 5) for v in values] for key, values in curve.items()}
+        for view, curve in curves.items()
+    }
+
+
+def _write_thumbnails(
+    root: Path, scores: list[torch.Tensor], threshold: float, kind: str, folder: Path
+) -> list[Path]:
+    """One PNG per pair: A | B | label | prediction at the fixed threshold | score (grey)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    raw = ChangeDetectionDataset(root, "test")
+    high = 2.0 if kind == "distance" else 1.0
+    paths = []
+    for index, score in enumerate(scores):
+        sample = raw[index]
+        a, b = (sample["image"][i].permute(1, 2, 0).numpy() for i in range(2))
+        label = np.repeat(sample["mask"][0].numpy()[..., None] * 255, 3, axis=2)
+        prediction = np.repeat(((score[0] > threshold).numpy() * 255)[..., None], 3, axis=2)
+        grey = (score[0].clamp(0, high) / high * 255).to(torch.uint8).numpy()
+        strip = np.concatenate(
+            [
+                a,
+                b,
+                label.astype(np.uint8),
+                prediction.astype(np.uint8),
+                np.repeat(grey[..., None], 3, axis=2),
+            ],
+            axis=1,
+        )
+        path = folder / f"{sample['name']}.png"
+        Image.fromarray(strip).save(path)
+        paths.append(path)
+    return paths
+
+
+def _git_commit() -> str:
+    from benchmark.tracking import git_commit
+
+    return git_commit(Path.cwd())
+
+
+def _log(metrics: dict[str, Any], files: list[Path], pictures: list[Path], spec: RunSpec) -> None:
+    from benchmark.tracking import RunTracker
+
+    numbers = {
+        f"test/{key}": float(value)
+        for key, value in metrics.items()
+        if "/" in key and isinstance(value, int | float)
+    }
+    with RunTracker(
+        experiment=f"cdbench-{metrics['dataset']}",
+        run_name=spec.name,
+        tags={"evaluated": "true", "dvc_stage_evaluate": f"evaluate@{spec.name}"},
+        run_id=metrics["mlflow_run_id"],
+    ) as tracker:
+        tracker.log_metrics(numbers)
+        for path in files:
+            tracker.log_artifact(path, "evaluation")
+        for path in pictures:
+            tracker.log_artifact(path, "predictions")

@@ -1,0 +1,498 @@
+"""`cdbench train`: train one run (an experiment and a seed) to its recipe, resumably.
+
+What a run does, in order:
+1. Resolve the configuration (experiment + recipe + seed + runtime) and its digest; seed torch;
+   build the model and loss (`benchmark.models`, `benchmark.losses`) and the training data
+   (`ChangeDetectionDataset` + the recipe's transforms under `SeededSamples`).
+2. If `<out>/last.pt` exists and was written for the same configuration, restore everything
+   from it (model, loss, optimiser, scheduler, RNG, step, best score, history, MLflow run id)
+   and continue from the next batch; a checkpoint of another configuration is set aside and the
+   run starts afresh. A finished run is not trained again.
+3. Train to `iterations` (or `epochs` x batches per epoch) optimiser steps. Every `val_every`
+   epochs/iterations, score the selection split (VALIDATION by default; the released BSFNet
+   code selected on TEST, which the recipe can reproduce with `selection_split: test`, and then
+   every record says so), step a plateau schedule, keep the best model in `best.pt`, log to
+   MLflow and write `last.pt`. `last.pt` is also written every `runtime.checkpoint_every` steps.
+4. Write `summary.json` (steps, best step and score, MLflow run id, time).
+
+Under `torchrun` the same function trains with DistributedDataParallel
+(benchmark/training/distributed.py): each rank takes its share of every global batch, the
+selection split is scored in shards and the counts summed, and rank 0 alone writes.
+
+Determinism: with `runtime.deterministic` (the default) and the same device and world size, a
+run killed at any point and resumed ends with bit-identical weights and metrics
+(tests/test_training.py). Metric points logged to MLflow between the last checkpoint and the
+kill are logged again on resume (MLflow keeps both values of such a step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from benchmark.config import ExperimentConfig, Params, RecipeConfig, RunSpec, RuntimeConfig
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.errors import CdbenchError, DataError
+from benchmark.evaluation.predict import (
+    SplitScores,
+    new_split_scores,
+    score_kind,
+    score_split,
+)
+from benchmark.losses import build_loss
+from benchmark.models import build_model
+from benchmark.training import checkpoint
+from benchmark.training.distributed import Distributed
+from benchmark.training.recipe import (
+    build_optimizer,
+    build_scheduler,
+    normalizer,
+    train_transform,
+)
+from benchmark.training.sampler import SeededSamples, epoch_indices
+
+
+class Trainable(nn.Module):
+    """The model and its loss as one module, so that DDP and the optimiser see the loss's own
+    parameters (the `bce` arm's scale and offset) along with the model's."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, t0: Tensor, t1: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.loss(self.model(t0, t1), mask)
+
+
+@dataclass
+class TrainResult:
+    run: str
+    out: Path
+    steps: int
+    best_step: int
+    best_score: float
+    mlflow_run_id: str | None
+    resumed_from: int
+    seconds: float
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` -> cuda:<local rank> when CUDA is present, else cpu; else the name given."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CdbenchError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def resolved_config(params: Params, spec: RunSpec, runtime: RuntimeConfig) -> dict[str, Any]:
+    """Everything that defines the run, as plain data (saved in checkpoints, logged to MLflow)."""
+    experiment = params.experiment(spec.experiment)
+    recipe = params.recipes[experiment.recipe]
+    return {
+        "run": spec.name,
+        "experiment": spec.experiment,
+        "seed": spec.seed,
+        "model": experiment.model,
+        "loss": experiment.loss,
+        "dataset": experiment.dataset,
+        "recipe_name": experiment.recipe,
+        "model_options": dict(experiment.model_options),
+        "loss_options": dict(experiment.loss_options),
+        "recipe": dataclasses.asdict(recipe),
+        "runtime": dataclasses.asdict(runtime),
+        "data_root": str(params.data.prepared(experiment.dataset)),
+    }
+
+
+def _digest(config: dict[str, Any]) -> str:
+    """Digest of what changes the result (not the device, workers or progress bars)."""
+    keys = ("experiment", "seed", "model", "loss", "dataset", "model_options", "loss_options")
+    key_config = {key: config[key] for key in keys}
+    key_config["recipe"] = config["recipe"]
+    key_config["bf16"] = config["runtime"]["bf16"]
+    return checkpoint.config_digest(key_config)
+
+
+def build_trainable(experiment: ExperimentConfig, recipe: RecipeConfig) -> Trainable:
+    """The model (pretrained encoder if the recipe says so) and the loss, in training mode."""
+    model = build_model(experiment.model, pretrained=recipe.pretrained, **experiment.model_options)
+    loss = build_loss(experiment.loss, **experiment.loss_options)
+    return Trainable(model, loss)
+
+
+def prepared_root(params: Params, dataset: str) -> Path:
+    root = params.data.prepared(dataset)
+    if not (root / "manifest.json").is_file():
+        stage = "synth" if dataset == "synthetic" else f"prepare@{dataset}"
+        raise DataError(
+            f"{root}: no prepared {dataset} dataset (no manifest.json); "
+            f"run `dvc repro {stage}` first"
+        )
+    return root
+
+
+def selection_score(scores: SplitScores, metric: str) -> dict[str, float]:
+    """The recipe's selection metric and the validation figures logged with it."""
+    counts = scores.fixed.counts()[0]
+    fixed = counts.scores()
+    best_threshold, best_counts = scores.histogram.best_threshold()
+    union_unchanged = counts.tn + counts.fp + counts.fn
+    iou_unchanged = counts.tn / union_unchanged if union_unchanged else 0.0
+    figures = {
+        "f1": fixed["f1"],
+        "iou": fixed["iou"],
+        "precision": fixed["precision"],
+        "recall": fixed["recall"],
+        "max_f1": best_counts.scores()["f1"],
+        "max_f1_threshold": best_threshold,
+        "miou": (fixed["iou"] + iou_unchanged) / 2,
+    }
+    figures["selection"] = figures[metric]
+    return figures
+
+
+def train_run(
+    params: Params,
+    spec: RunSpec,
+    out: Path,
+    runtime: RuntimeConfig | None = None,
+    tracking: bool = True,
+) -> TrainResult:
+    """Train `spec` to its recipe in `out` (see the module docstring). Returns the summary."""
+    runtime = runtime or params.runtime
+    started = time.perf_counter()
+    experiment = params.experiment(spec.experiment)
+    recipe = params.recipes[experiment.recipe]
+    config = resolved_config(params, spec, runtime)
+    digest = _digest(config)
+    root = prepared_root(params, experiment.dataset)
+
+    wants_cuda = runtime.device.startswith("cuda") or (
+        runtime.device == "auto" and torch.cuda.is_available()
+    )
+    world = Distributed.from_env("cuda" if wants_cuda else "cpu")
+    device = resolve_device(runtime.device, world.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    _set_determinism(runtime.deterministic)
+
+    torch.manual_seed(spec.seed)
+    trainable = build_trainable(experiment, recipe).to(device)
+    if runtime.channels_last:
+        trainable = trainable.to(memory_format=torch.channels_last)
+    kind = score_kind(trainable.model, trainable.loss)
+    threshold = getattr(recipe.thresholds, kind)
+
+    train_set = SeededSamples(
+        ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole),
+        train_transform(recipe),
+        spec.seed,
+    )
+    steps_per_epoch = len(train_set) // recipe.batch_size
+    if steps_per_epoch == 0:
+        raise DataError(
+            f"{root}/train: {len(train_set)} pairs, fewer than one batch of "
+            f"{recipe.batch_size} (recipes.{experiment.recipe}.batch_size)"
+        )
+    total = recipe.iterations or recipe.epochs * steps_per_epoch
+    val_interval = recipe.val_every * (steps_per_epoch if recipe.epochs else 1)
+    val_set: Any = ChangeDetectionDataset(
+        root, recipe.selection_split, normalizer(recipe), whole=recipe.train_on_whole
+    )
+    if recipe.max_val_pairs is not None:
+        val_set = Subset(val_set, range(min(recipe.max_val_pairs, len(val_set))))
+    val_shard = Subset(val_set, range(world.rank, len(val_set), world.world_size))
+
+    optimizer = build_optimizer(recipe, trainable.parameters())
+    scheduler = build_scheduler(recipe, optimizer, total)
+    model: nn.Module = trainable
+    if world.enabled:
+        if device.type == "cuda":
+            trainable = nn.SyncBatchNorm.convert_sync_batchnorm(trainable)
+        model = DistributedDataParallel(
+            trainable, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.clean_scratch(out)
+    state = _resume_state(out / "last.pt", digest, world.is_main)
+    step, best_score, best_step, history, run_id = 0, -math.inf, -1, [], None
+    if state is not None:
+        trainable.load_state_dict(state["model_and_loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
+        history, run_id = state["history"], state["mlflow_run_id"]
+    resumed_from = step
+
+    tracker = _tracker(config, spec, run_id, runtime, tracking and world.is_main)
+    run_id = tracker.run_id if tracker is not None else run_id
+    if tracker is not None and state is None:
+        tracker.log_params(config)
+        tracker.log_text(json.dumps(config, indent=2), "config.json")
+
+    def save_last() -> None:
+        if world.is_main:
+            checkpoint.save_atomic(
+                {
+                    "config": config,
+                    "digest": digest,
+                    "step": step,
+                    "model_and_loss": trainable.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": checkpoint.rng_state(),
+                    "best_score": best_score,
+                    "best_step": best_step,
+                    "history": history,
+                    "mlflow_run_id": run_id or "",
+                },
+                out / "last.pt",
+            )
+        world.barrier()
+
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc=spec.name,
+        unit="step",
+        disable=not (runtime.progress and world.is_main),
+        dynamic_ncols=True,
+    )
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    interval_start, interval_steps = time.perf_counter(), 0
+    status = "FAILED"
+    try:
+        while step < total:
+            epoch, start_batch = divmod(step, steps_per_epoch)
+            items = epoch_indices(
+                len(train_set),
+                spec.seed,
+                epoch,
+                recipe.batch_size,
+                start_batch,
+                world.rank,
+                world.world_size,
+            )
+            loader = DataLoader(
+                train_set,
+                batch_size=recipe.batch_size // world.world_size,
+                sampler=items,
+                num_workers=runtime.workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=False,
+            )
+            trainable.train()
+            for batch in loader:
+                image = batch["image"].to(device, non_blocking=True)
+                mask = batch["mask"].to(device, non_blocking=True)
+                t0, t1 = image[:, 0], image[:, 1]
+                if runtime.channels_last:
+                    t0 = t0.contiguous(memory_format=torch.channels_last)
+                    t1 = t1.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=runtime.bf16):
+                    total_loss, _parts = model(t0, t1, mask)
+                optimizer.zero_grad(set_to_none=True)
+                total_loss.backward()
+                optimizer.step()
+                if not isinstance(scheduler, ReduceLROnPlateau):
+                    scheduler.step()
+                step += 1
+                interval_steps += 1
+                loss_sum += total_loss.detach()
+                loss_count += 1
+                bar.update(1)
+                if step % 10 == 0 or step == total:
+                    current = float(total_loss.detach())
+                    if not math.isfinite(current):
+                        raise CdbenchError(
+                            f"{spec.name}: the training loss became {current} at step {step}; "
+                            f"lower recipes.{experiment.recipe}.optimizer.lr or check the data "
+                            f"(checkpoints in {out} are kept)"
+                        )
+                    bar.set_postfix(loss=f"{current:.4f}", lr=f"{_lr(optimizer):.2e}")
+                end_of_epoch = step % steps_per_epoch == 0
+                validate_now = step % val_interval == 0 or step == total
+                if end_of_epoch or validate_now:
+                    seconds = time.perf_counter() - interval_start
+                    record: dict[str, float] = {
+                        "train/loss": float(loss_sum) / max(loss_count, 1),
+                        "train/lr": _lr(optimizer),
+                        "train/pairs_per_s": interval_steps * recipe.batch_size / seconds,
+                        "train/epoch": step / steps_per_epoch,
+                    }
+                    loss_sum.zero_()
+                    loss_count = 0
+                    if validate_now:
+                        trainable.eval()
+                        scores = new_split_scores(kind, [threshold], device)
+                        score_split(
+                            trainable.model,
+                            trainable.loss,
+                            _eval_loader(val_shard, recipe, runtime, device),
+                            scores,
+                            device,
+                            bf16=runtime.bf16,
+                            channels_last=runtime.channels_last,
+                        )
+                        world.all_reduce_(scores.tensors())
+                        figures = selection_score(scores, recipe.selection_metric)
+                        split = recipe.selection_split
+                        record.update({f"{split}/{k}": v for k, v in figures.items()})
+                        if isinstance(scheduler, ReduceLROnPlateau):
+                            scheduler.step(figures["selection"])
+                        if figures["selection"] > best_score:
+                            best_score, best_step = figures["selection"], step
+                            if world.is_main:
+                                checkpoint.save_atomic(
+                                    {
+                                        "config": config,
+                                        "digest": digest,
+                                        "step": step,
+                                        "model_and_loss": trainable.state_dict(),
+                                        "selection": {
+                                            "split": split,
+                                            "metric": recipe.selection_metric,
+                                            "score": best_score,
+                                        },
+                                    },
+                                    out / "best.pt",
+                                )
+                        record[f"{split}/best_selection"] = best_score
+                        trainable.train()
+                    history.append({"step": step, **record})
+                    if tracker is not None:
+                        tracker.log_metrics(record, step=step)
+                    interval_start, interval_steps = time.perf_counter(), 0
+                if validate_now or step % runtime.checkpoint_every == 0:
+                    save_last()
+                if step >= total:
+                    break
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        bar.close()
+        if tracker is not None:
+            tracker.finish(status)
+
+    seconds = time.perf_counter() - started
+    result = TrainResult(
+        run=spec.name,
+        out=out,
+        steps=step,
+        best_step=best_step,
+        best_score=best_score,
+        mlflow_run_id=run_id,
+        resumed_from=resumed_from,
+        seconds=seconds,
+    )
+    if world.is_main:
+        summary = {
+            **{k: v for k, v in dataclasses.asdict(result).items() if k != "out"},
+            "selection_split": recipe.selection_split,
+            "selection_metric": recipe.selection_metric,
+            "score_kind": kind,
+            "history": history,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    world.barrier()
+    return result
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def _eval_loader(
+    dataset: Any, recipe: RecipeConfig, runtime: RuntimeConfig, device: torch.device
+) -> DataLoader:
+    batch = 1 if recipe.train_on_whole else recipe.batch_size
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=False,
+        num_workers=runtime.workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _set_determinism(deterministic: bool) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def _resume_state(path: Path, digest: str, is_main: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None (no checkpoint, or one of another config)."""
+    if not path.exists():
+        return None
+    state = checkpoint.load(path)
+    if state.get("digest") != digest:
+        if is_main:
+            stale = path.with_name("last.stale.pt")
+            os.replace(path, stale)
+            best = path.with_name("best.pt")
+            if best.exists():
+                os.replace(best, path.with_name("best.stale.pt"))
+            print(
+                f"{path}: written for another configuration; moved to {stale.name} "
+                f"and starting afresh"
+            )
+        return None
+    return state
+
+
+def _tracker(
+    config: dict[str, Any],
+    spec: RunSpec,
+    run_id: str | None,
+    runtime: RuntimeConfig,
+    enabled: bool,
+) -> Any:
+    if not enabled:
+        return None
+    from benchmark.tracking import RunTracker, git_commit
+
+    tags = {
+        "model": config["model"],
+        "loss": config["loss"],
+        "dataset": config["dataset"],
+        "recipe": config["recipe_name"],
+        "seed": str(spec.seed),
+        "experiment": spec.experiment,
+        "git_commit": git_commit(Path.cwd()),
+        "dvc_stage": f"train@{spec.name}",
+        "selection_split": config["recipe"]["selection_split"],
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return RunTracker(
+        experiment=f"cdbench-{config['dataset']}",
+        run_name=spec.name,
+        tags=tags,
+        run_id=run_id or None,
+        system_metrics=runtime.system_metrics,
+    )

@@ -1,0 +1,199 @@
+"""Turn a recipe of `params.yaml` into torch objects: optimiser, learning-rate schedule and the
+training/evaluation transforms.
+
+Sources checked (read, not copied), per recipe (../shared/reference/bsfnet.md, ifn.md):
+- `bsfnet-official`: ClarissaDHL/BSFNet (master) `cd_code/bsfnet_cd.py` (Adam, betas 0.5/0.999,
+  `adjust_learning_rate` before every step) and `utils/utils.py` (`adjust_learning_rate`: the
+  step decay reproduced by `bsfnet_step_lr`).
+- `ifn-opencd`: likyoo/open-cd `configs/common/standard_256x256_40k_levircd.py` (AdamW,
+  LinearLR warm-up then PolyLR; RandomRotate p 0.5 +-180, RandomCrop 256 with
+  cat_max_ratio 0.75, h/v flips, PhotoMetricDistortion).
+- `ifn-cdlab`: Bobholamovic/CDLab `configs/svcd/config_svcd_ifn.yaml` (Adam 1e-4,
+  ReduceLROnPlateau) and its SVCD augmentation (one random choice of flip, rotation, shift or
+  nothing).
+
+Departures, all small and stated: mmseg's rotation pads the label with the ignore index 255;
+the suite's losses have no ignore index, so rotated-in corners are unchanged pixels of a black
+image. mmseg's PhotoMetricDistortion adds a brightness offset of +-10 grey levels and works in
+OpenCV's HSV; here torchvision's ColorJitter with the matching ranges stands in
+(brightness factor 1 +- 10/128, contrast and saturation 0.8-1.2, hue +-10/180), each applied
+with probability 0.5. The released BSFNet code has no LEVIR-CD channel means; the CDD means
+are used for every dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
+from torchvision.transforms import v2
+
+from benchmark.config import RecipeConfig
+from benchmark.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PairNormalize,
+    PairTransform,
+    Sample,
+)
+
+BSFNET_CDD_MEAN_BGR = ((87.54, 99.83, 90.29), (119.69, 127.33, 120.79))
+"""BSFNet's per-date channel means (B, G, R; 0..255) of CDD train+val: date A, date B."""
+
+Scheduler = LRScheduler | ReduceLROnPlateau
+
+
+def build_optimizer(recipe: RecipeConfig, parameters: Iterable[nn.Parameter]) -> Optimizer:
+    """Adam or AdamW over the trainable `parameters` (model and loss)."""
+    config = recipe.optimizer
+    params = [p for p in parameters if p.requires_grad]
+    betas = (config.betas[0], config.betas[1])
+    if config.name == "adamw":
+        return torch.optim.AdamW(
+            params, lr=config.lr, betas=betas, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+
+
+def bsfnet_step_lr(step: int, initial_lr: float = 1e-5) -> float:
+    """The learning rate BSFNet's released `adjust_learning_rate` sets before iteration `step`.
+
+    1e-5 for steps 0..74,999, 8e-6 up to 149,999, 6e-6 at 150,000, then
+    0.7 x 1e-5 - 1e-6 x (step // 75,000): 5e-6, 4e-6, ... (200 CDD epochs = 500,000 steps end
+    at 1e-6). Floored at 1e-6 here: the released formula would reach 0 at step 525,000.
+    """
+    if step <= 150_000:
+        lr = initial_lr - 2e-6 * (step // 75_000)
+    else:
+        lr = 0.7 * initial_lr - 1e-6 * (step // 75_000)
+    return max(lr, 1e-6)
+
+
+def build_scheduler(recipe: RecipeConfig, optimizer: Optimizer, total_steps: int) -> Scheduler:
+    """The recipe's schedule. Iteration schedules are `LambdaLR`s stepped after every optimiser
+    step; `plateau` is a `ReduceLROnPlateau` stepped after every validation."""
+    config = recipe.schedule
+    base_lr = recipe.optimizer.lr
+    if config.name == "plateau":
+        return ReduceLROnPlateau(
+            optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    if config.name == "bsfnet-step":
+        return LambdaLR(optimizer, _BsfnetFactor(base_lr))
+    if config.name == "warmup-poly":
+        return LambdaLR(
+            optimizer,
+            _WarmupPolyFactor(
+                config.warmup_iters, config.warmup_start_factor, config.power, total_steps
+            ),
+        )
+    return LambdaLR(optimizer, _constant)
+
+
+def _constant(step: int) -> float:
+    return 1.0
+
+
+class _BsfnetFactor:
+    def __init__(self, base_lr: float) -> None:
+        self.base_lr = base_lr
+
+    def __call__(self, step: int) -> float:
+        return bsfnet_step_lr(step, self.base_lr) / self.base_lr
+
+
+class _WarmupPolyFactor:
+    """mmengine's LinearLR(start_factor, end=warmup) followed by PolyLR(power, eta_min 0)."""
+
+    def __init__(self, warmup: int, start_factor: float, power: float, total: int) -> None:
+        self.warmup, self.start_factor, self.power, self.total = warmup, start_factor, power, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.start_factor + (1 - self.start_factor) * step / self.warmup
+        remaining = 1 - (step - self.warmup) / max(self.total - self.warmup, 1)
+        return max(remaining, 0.0) ** self.power
+
+
+def normalizer(recipe: RecipeConfig) -> PairNormalize:
+    """The recipe's input normalisation (uint8 -> float32)."""
+    if recipe.normalize == "bsfnet-cdd":
+        return PairNormalize(BSFNET_CDD_MEAN_BGR, std=None, bgr=True, divide_by_255=False)
+    return PairNormalize((IMAGENET_MEAN, IMAGENET_MEAN), (IMAGENET_STD, IMAGENET_STD))
+
+
+def train_transform(recipe: RecipeConfig) -> v2.Compose:
+    """Augmentation (shared geometry, per-date colour) and normalisation for training."""
+    geometric: list[Any] = []
+    photometric = None
+    if recipe.augment == "opencd":
+        geometric.append(v2.RandomApply([v2.RandomRotation(180)], p=0.5))
+    if recipe.crop is not None:
+        if recipe.augment == "opencd":
+            geometric.append(CatMaxRatioCrop(recipe.crop, cat_max_ratio=0.75))
+        else:
+            geometric.append(v2.RandomCrop(recipe.crop))
+    if recipe.augment in ("opencd", "flips"):
+        geometric += [v2.RandomHorizontalFlip(0.5), v2.RandomVerticalFlip(0.5)]
+    if recipe.augment == "opencd":
+        photometric = v2.Compose(
+            [
+                v2.RandomApply([v2.ColorJitter(brightness=10 / 128)], p=0.5),
+                v2.RandomApply([v2.ColorJitter(contrast=(0.8, 1.2))], p=0.5),
+                v2.RandomApply([v2.ColorJitter(saturation=(0.8, 1.2))], p=0.5),
+                v2.RandomApply([v2.ColorJitter(hue=10 / 180)], p=0.5),
+            ]
+        )
+    if recipe.augment == "cdlab":
+        geometric.append(
+            v2.RandomChoice(
+                [
+                    v2.RandomHorizontalFlip(1.0),
+                    v2.RandomVerticalFlip(1.0),
+                    v2.RandomRotation((90, 90)),
+                    v2.RandomRotation((180, 180)),
+                    v2.RandomRotation((270, 270)),
+                    v2.RandomAffine(degrees=0, translate=(0.0625, 0.0625)),
+                    v2.Identity(),
+                ]
+            )
+        )
+    pair = PairTransform(v2.Compose(geometric) if geometric else None, photometric)
+    return v2.Compose([pair, normalizer(recipe)])
+
+
+class CatMaxRatioCrop:
+    """mmseg's RandomCrop with `cat_max_ratio`: up to 10 random crops are drawn; the first in
+    which both classes occur and the larger covers less than `cat_max_ratio` of the crop is
+    kept, else the last one. (Called by `PairTransform` on a dict of tv_tensors.)"""
+
+    def __init__(self, size: int, cat_max_ratio: float = 0.75, tries: int = 10) -> None:
+        self.size, self.cat_max_ratio, self.tries = size, cat_max_ratio, tries
+
+    def __call__(self, sample: Sample) -> Sample:
+        image, mask = sample["image"], sample["mask"]
+        height, width = mask.shape[-2:]
+        if height < self.size or width < self.size:
+            raise ValueError(
+                f"CatMaxRatioCrop: image {height} x {width} is smaller than the crop {self.size}"
+            )
+        for _ in range(self.tries):
+            top = int(torch.randint(0, height - self.size + 1, ()))
+            left = int(torch.randint(0, width - self.size + 1, ()))
+            window = mask[..., top : top + self.size, left : left + self.size]
+            changed = float(window.float().mean())
+            if 0 < changed < 1 and max(changed, 1 - changed) < self.cat_max_ratio:
+                break
+        crop = v2.functional.crop
+        return {
+            **sample,
+            "image": crop(image, top, left, self.size, self.size),
+            "mask": crop(mask, top, left, self.size, self.size),
+        }
+
+    def __repr__(self) -> str:
+        return f"CatMaxRatioCrop(size={self.size}, cat_max_ratio={self.cat_max_ratio})"
