@@ -1,0 +1,424 @@
+"""Tests for benchmark/tracking.py: where runs go, the shared SQLite database, RunTracker.
+
+Creating a fresh MLflow database runs every alembic migration (about 6 s here), so most tests
+copy one database prepared once per session; `test_concurrent_processes_on_a_fresh_database`
+starts from nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+from benchmark import tracking
+from benchmark.errors import CdbenchError
+from benchmark.tracking import RunTracker
+
+EXPERIMENT = "cdbench-synthetic"
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow database with the current schema, made once per session."""
+    folder = tmp_path_factory.mktemp("template")
+    db = folder / tracking.DB_FILE
+    tracking.prepare_tracking(f"sqlite:///{db}")
+    return db
+
+
+@pytest.fixture
+def repo(tmp_path: Path, template_db: Path) -> Path:
+    """A repository root (it holds `.dvc`) with a ready mlflow.db."""
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    shutil.copy(template_db, root / tracking.DB_FILE)
+    return root
+
+
+def _uri(root: Path) -> str:
+    return tracking.default_tracking_uri(root)
+
+
+# --- where ---------------------------------------------------------------------------------
+
+
+def test_repo_root_from_a_nested_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "repo"
+    nested = root / "benchmark" / "data"
+    nested.mkdir(parents=True)
+    (root / ".git").mkdir()
+    assert tracking.repo_root(nested) == root
+    monkeypatch.chdir(nested)
+    assert tracking.repo_root() == root
+
+
+def test_repo_root_from_a_dvc_queue_copy(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    copy = real / ".dvc" / "tmp" / "exps" / "tmpabc"
+    (copy / ".dvc").mkdir(parents=True)  # the copy holds its own .dvc and .git, as DVC makes it
+    (copy / ".git").mkdir()
+    (copy / "reports").mkdir()
+    (real / ".git").mkdir()
+    assert tracking.repo_root(copy / "reports") == real
+    assert tracking.repo_root(copy) == real
+
+
+def test_repo_root_outside_any_repository(tmp_path: Path) -> None:
+    if any((p / ".git").exists() or (p / ".dvc").is_dir() for p in tmp_path.parents):
+        pytest.skip(f"a folder above {tmp_path} holds .git or .dvc")
+    with pytest.raises(CdbenchError, match="neither this folder nor any above"):
+        tracking.repo_root(tmp_path)
+
+
+def test_default_uri_is_absolute_sqlite_in_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    (root / "sub").mkdir()
+    monkeypatch.chdir(root / "sub")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = tracking.tracking_uri()
+    assert uri == "sqlite:///" + str(root.resolve()) + "/mlflow.db"
+    assert uri.startswith("sqlite:////")
+    assert tracking.sqlite_path(uri) == root.resolve() / "mlflow.db"
+    assert tracking.artifact_root(uri) == root.resolve() / "mlruns"
+
+
+def test_environment_uri_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".git").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    # A server keeps its own artifact location, and so does a database outside a repo root.
+    assert tracking.artifact_root("http://127.0.0.1:5000") is None
+    assert tracking.artifact_root(f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}") is None
+
+
+def test_prepare_tracking_turns_telemetry_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    tracking.prepare_tracking("http://127.0.0.1:5000")
+    import os
+
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert os.environ["DO_NOT_TRACK"] == "true"
+
+
+# --- one database, several processes -------------------------------------------------------
+
+
+def _worker(uri: str, index: int, barrier: multiprocessing.synchronize.Barrier) -> None:
+    """Prepare the database and log one run, in step with the other workers (a worker that
+    fails breaks the barrier, so the others fail too instead of waiting forever)."""
+    barrier.wait(timeout=120)
+    try:
+        tracking.prepare_tracking(uri)
+    except BaseException:
+        barrier.abort()
+        raise
+    barrier.wait(timeout=120)
+    with RunTracker(
+        experiment=EXPERIMENT, run_name=f"worker-{index}", tags={"seed": str(index)}, uri=uri
+    ) as run:
+        run.log_params({"index": index})
+        for step in range(5):
+            run.log_metrics({"loss": float(index * 10 + step)}, step=step)
+
+
+@pytest.mark.slow
+def test_concurrent_processes_on_a_fresh_database(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    uri = _uri(root)
+    assert not (root / "mlflow.db").exists()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [context.Process(target=_worker, args=(uri, i, barrier)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 300
+    for worker in workers:
+        worker.join(timeout=max(1.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"worker-{i}" for i in range(4)]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        index = int(run.data.tags["seed"])
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == [
+            (step, float(index * 10 + step)) for step in range(5)
+        ]
+
+
+# --- RunTracker ----------------------------------------------------------------------------
+
+
+def test_resume_keeps_one_run_and_its_metric_history(repo: Path) -> None:
+    uri = _uri(repo)
+    params = {"train": {"epochs": 2, "lr": 0.001}}
+    with RunTracker(experiment=EXPERIMENT, run_name="a", tags={"seed": "1"}, uri=uri) as first:
+        first.log_params(params)
+        first.log_metrics({"loss": 1.0}, step=0)
+        first.log_metrics({"loss": 0.5}, step=1)
+        run_id = first.run_id
+    assert run_id is not None
+
+    with RunTracker(
+        experiment=EXPERIMENT, run_name="a", tags={"resumed": "yes"}, uri=uri, run_id=run_id
+    ) as second:
+        assert second.run_id == run_id
+        second.log_params(params)  # the same values again: accepted
+        with pytest.raises(CdbenchError, match=r"train\.lr: '0\.001' -> '0\.1'"):
+            second.log_params({"train": {"epochs": 2, "lr": 0.1}})
+        second.log_metrics({"loss": 0.25}, step=2)
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["seed"] == "1"
+    assert run.data.tags["resumed"] == "yes"
+    assert run.data.params == {"train.epochs": "2", "train.lr": "0.001"}
+
+
+def test_resume_refuses_a_run_of_another_experiment(repo: Path) -> None:
+    uri = _uri(repo)
+    with RunTracker(experiment="cdbench-cdd", run_name="a", tags={}, uri=uri) as other:
+        run_id = other.run_id
+    with pytest.raises(CdbenchError, match="belongs to experiment"):
+        RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri, run_id=run_id)
+    with pytest.raises(CdbenchError, match="cannot resume"):
+        RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri, run_id="0" * 32)
+
+
+def test_flatten_params() -> None:
+    flat = tracking.flatten_params(
+        {"model": {"name": "bsfnet", "widths": [64, 128]}, "seed": 3, "crop": (256, 256), "x": {}}
+    )
+    assert flat == {
+        "model.name": "bsfnet",
+        "model.widths": "[64, 128]",
+        "seed": "3",
+        "crop": "[256, 256]",
+        "x": "{}",
+    }
+    long = tracking.flatten_params({"note": "y" * (MAX_PARAM_VAL_LENGTH + 1)})["note"]
+    assert len(long) == MAX_PARAM_VAL_LENGTH
+    assert long.endswith(tracking.TRUNCATION_MARKER)
+    assert long.startswith("y" * (MAX_PARAM_VAL_LENGTH - len(tracking.TRUNCATION_MARKER)))
+
+
+def test_params_are_logged_flat_in_batches(repo: Path) -> None:
+    uri = _uri(repo)
+    many = {f"p{i:03d}": i for i in range(150)}  # more than one batch of 100
+    with RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri) as run:
+        run.log_params({"group": many, "long": "z" * 7000})
+        run_id = run.run_id
+    params = MlflowClient(uri).get_run(run_id).data.params
+    assert len(params) == 151
+    assert params["group.p149"] == "149"
+    assert params["long"].endswith(tracking.TRUNCATION_MARKER)
+    assert len(params["long"]) == MAX_PARAM_VAL_LENGTH
+
+
+def test_artifacts_land_in_the_repository_when_cwd_is_elsewhere(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    report = tmp_path / "metrics.json"
+    report.write_text(json.dumps({"f1": 0.5}))
+    uri = _uri(repo)
+    with RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri) as run:
+        run.log_artifact(report, artifact_path="reports")
+        run.log_text("epochs: 2\n", "config.yaml")
+        run_id = run.run_id
+
+    experiment = MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
+    assert experiment.artifact_location == str(repo.resolve() / "mlruns" / EXPERIMENT)
+    artifacts = repo.resolve() / "mlruns" / EXPERIMENT / run_id / "artifacts"
+    assert json.loads((artifacts / "reports" / "metrics.json").read_text()) == {"f1": 0.5}
+    assert (artifacts / "config.yaml").read_text() == "epochs: 2\n"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_disabled_tracker_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    report = tmp_path / "r.txt"
+    report.write_text("x")
+    with RunTracker(
+        experiment=EXPERIMENT, run_name="a", tags={}, uri=_uri(root), enabled=False
+    ) as run:
+        assert run.run_id is None
+        run.log_params({"a": 1})
+        run.log_metrics({"loss": 1.0}, step=0)
+        run.log_artifact(report)
+        run.log_text("x", "x.txt")
+        run.set_tags({"t": "v"})
+    assert sorted(p.name for p in root.iterdir()) == [".dvc"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(None, "FINISHED"), (RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")],
+)
+def test_leaving_the_block_sets_the_status(
+    repo: Path, error: type[BaseException] | None, status: str
+) -> None:
+    uri = _uri(repo)
+    run_id = None
+    try:
+        with RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri) as run:
+            run_id = run.run_id
+            assert MlflowClient(uri).get_run(run_id).info.status == "RUNNING"
+            if error is not None:
+                raise error("stop")
+    except (RuntimeError, KeyboardInterrupt) as caught:
+        assert type(caught) is error
+    assert MlflowClient(uri).get_run(run_id).info.status == status
+
+
+def test_finish_refuses_an_unknown_status(repo: Path) -> None:
+    run = RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=_uri(repo))
+    with pytest.raises(ValueError, match="expected one of FINISHED, FAILED, KILLED"):
+        run.finish("DONE")
+    run.finish()
+
+
+def test_two_trackers_in_one_process_stay_apart(repo: Path) -> None:
+    import mlflow
+
+    uri = _uri(repo)
+    first = RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri)
+    second = RunTracker(experiment="cdbench-cdd", run_name="b", tags={}, uri=uri)
+    first.log_metrics({"loss": 1.0})
+    second.log_metrics({"loss": 2.0})
+    assert mlflow.active_run() is None
+    first.finish()
+    second.finish("KILLED")
+    client = MlflowClient(uri)
+    assert client.get_run(first.run_id).data.metrics == {"loss": 1.0}
+    assert client.get_run(second.run_id).data.metrics == {"loss": 2.0}
+    assert client.get_run(second.run_id).info.status == "KILLED"
+
+
+def test_system_metrics_are_logged_and_stop_on_finish(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.05")
+    uri = _uri(repo)
+    run = RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri, system_metrics=True)
+    monitor = run._monitor
+    assert monitor is not None
+    thread = monitor._process
+    assert thread is not None and thread.is_alive()
+    deadline = time.monotonic() + 30
+    while monitor._logging_step < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.finish()
+    assert not thread.is_alive()
+    history = MlflowClient(uri).get_metric_history(run.run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 2
+    assert all(0.0 <= m.value <= 100.0 for m in history)
+
+
+# --- reading back --------------------------------------------------------------------------
+
+
+def test_runs_table(repo: Path) -> None:
+    uri = _uri(repo)
+    rows = [
+        ("ifn-ds-synthetic", {"model": "ifn", "loss": "ds", "seed": "0"}, 0.5),
+        ("bsfnet-sisb-synthetic", {"model": "bsfnet", "loss": "sisb", "seed": "0"}, 0.75),
+    ]
+    for name, tags, f1 in rows:
+        with RunTracker(
+            experiment=EXPERIMENT, run_name=name, tags={**tags, "dataset": "synthetic"}, uri=uri
+        ) as run:
+            run.log_metrics({"test/whole/f1": f1, "test/whole/iou": f1 / 2, "train/loss": 1.0})
+    with RunTracker(experiment="cdbench-cdd", run_name="other", tags={}, uri=uri) as run:
+        run.log_metrics({"test/tiles/f1": 0.1})
+
+    table = tracking.runs_table([EXPERIMENT], uri=uri)
+    assert list(table.columns) == [
+        "run_name",
+        "status",
+        "model",
+        "loss",
+        "dataset",
+        "recipe",
+        "seed",
+        "test/whole/f1",
+        "test/whole/iou",
+    ]
+    assert list(table["run_name"]) == ["bsfnet-sisb-synthetic", "ifn-ds-synthetic"]
+    assert list(table["model"]) == ["bsfnet", "ifn"]
+    assert list(table["test/whole/f1"]) == [0.75, 0.5]
+    assert table["recipe"].isna().all()
+
+    everything = tracking.runs_table(uri=uri)
+    assert list(everything["run_name"]) == ["bsfnet-sisb-synthetic", "ifn-ds-synthetic", "other"]
+    assert "test/tiles/f1" in everything.columns
+
+    text = tracking.format_runs_table(table)
+    lines = text.splitlines()
+    assert lines[0].split() == list(table.columns)
+    assert lines[1].split() == [
+        "bsfnet-sisb-synthetic",
+        "FINISHED",
+        "bsfnet",
+        "sisb",
+        "synthetic",
+        "-",
+        "0",
+        "0.7500",
+        "0.3750",
+    ]
+    assert tracking.format_runs_table(tracking.runs_table(["no-such"], uri=uri)) == "(no runs)"
+
+
+def test_git_commit(tmp_path: Path) -> None:
+    assert tracking.git_commit(tmp_path) == "unknown"
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD")
+    assert len(head) == 40
+    (tmp_path / "untracked.txt").write_text("not part of the tree")
+    assert tracking.git_commit(tmp_path) == head
+    (tmp_path / "a.txt").write_text("2")
+    assert tracking.git_commit(tmp_path) == f"{head}-dirty"
