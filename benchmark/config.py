@@ -45,10 +45,10 @@ class SynthConfig:
     """The built-in synthetic dataset (`cdbench synth`)."""
 
     seed: int = 0
-    size: int = 256
+    size: int = 128
     train: int = 320
-    val: int = 80
-    test: int = 80
+    val: int = 48
+    test: int = 48
 
     def __post_init__(self) -> None:
         if self.seed < 0:

@@ -49,10 +49,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         raise CdbenchError(
             f"{path}: not a readable cdbench checkpoint ({exc}); delete it to start afresh"
         ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != FORMAT:
         raise CdbenchError(
-            f"{path}: checkpoint format {payload.get('format') if isinstance(payload, dict) else '?'}"
-            f", expected {FORMAT}; delete it to start afresh"
+            f"{path}: checkpoint format {found}, expected {FORMAT}; delete it to start afresh"
         )
     return payload
 
