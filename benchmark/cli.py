@@ -165,8 +165,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     uri = tracking_uri()
     prepare_tracking(uri)
     names = [f"cdbench-{dataset}" for dataset in args.dataset] if args.dataset else None
+    table = runs_table(names, uri=uri)
+    if not args.all_metrics:
+        keep = [c for c in table.columns if not c.startswith("test/") or c.endswith("/f1")]
+        table = table[keep]
     print(f"MLflow tracking URI: {uri}")
-    print(format_runs_table(runs_table(names, uri=uri)))
+    print(format_runs_table(table))
     return 0
 
 
@@ -241,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("cdd", "levir-cd", "synthetic"),
         help="only this dataset's runs (repeatable)",
     )
+    p.add_argument("--all-metrics", action="store_true", help="every test metric, not only the F1s")
     p.set_defaults(func=cmd_runs)
     return parser
 

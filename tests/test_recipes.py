@@ -126,35 +126,30 @@ def test_ifn_opencd_warmup_poly(repo_params: Params) -> None:
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
     scheduler = build_scheduler(recipe, optimizer, total_steps=40_000)
     assert isinstance(scheduler, LambdaLR)
-    # mmengine LinearLR(start_factor=1e-6, end=1000): factor 1e-6 + (1 - 1e-6) * t / 1000;
-    # then PolyLR(power 1, eta_min 0, begin=1000, end=40000): 1 - (t - 1000) / 39_000.
+    # mmengine LinearLR(start_factor=1e-6, end=1000), total_iters 999: factor
+    # 1e-6 + (1 - 1e-6) * t / 999; then PolyLR(power 1, eta_min 0, begin=1000, end=40000),
+    # total_iters 38_999: 1 - (t - 1000) / 38_999 (see the exact test below).
+    s = 1e-6
     expected = {
-        0: 1e-3 * 1e-6,
-        500: 1e-3 * (1e-6 + (1 - 1e-6) * 0.5),  # = 5.000005e-4
+        0: 1e-3 * s,
+        500: 1e-3 * (s + (1 - s) * 500 / 999),  # = 5.005015e-4
         1000: 1e-3,
-        20_500: 0.5e-3,  # (20_500 - 1000) / 39_000 = 0.5
-        40_000: 0.0,
+        20_500: 1e-3 * (1 - 19_500 / 38_999),
+        39_999: 0.0,
     }
     assert _lr(optimizer) == pytest.approx(expected[0], rel=1e-9)
     optimizer.step()
     seen = {0: _lr(optimizer)}
-    for step in range(1, 40_001):
+    for step in range(1, 40_000):
         scheduler.step()
         if step in expected:
             seen[step] = _lr(optimizer)
     assert seen == pytest.approx(expected, rel=1e-9, abs=1e-15)
     (factor,) = scheduler.lr_lambdas
-    assert 1e-3 * factor(20_500) == pytest.approx(0.5e-3, rel=1e-9)
+    assert factor(39_998) == pytest.approx(1 / 38_999, rel=1e-9)
     assert factor(40_000) == 0.0
-    assert factor(39_999) == pytest.approx(1 / 39_000, rel=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="off by one against mmengine: LinearLR/PolyLR use total_iters = end - begin - 1, so "
-    "open-cd reaches the full lr at iteration 999 and lr 0 at 39,999 (the last iteration); "
-    "recipe._WarmupPolyFactor divides by 1000 and 39,000 (<= 0.1 % relative difference)",
-)
 def test_ifn_opencd_warmup_poly_matches_mmengine_exactly(repo_params: Params) -> None:
     recipe = repo_params.recipes["ifn-opencd"]
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
@@ -400,13 +395,6 @@ def test_train_transform_keeps_mask_and_image_aligned(augment: str, crop: int | 
         assert len(distinct) > 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open-cd's MultiImgRandomRotate calls mmcv.imrotate with its default bilinear "
-    "interpolation for the images (nearest only for the label); recipe.py's "
-    "v2.RandomRotation(180) resamples the images with nearest too, a departure its docstring "
-    "does not state",
-)
 def test_opencd_rotation_resamples_images_bilinearly() -> None:
     # Date A holds two grey levels (0 and 255). Photometric jitter maps each level to one new
     # level (brightness and contrast are affine per image; saturation and hue leave grey

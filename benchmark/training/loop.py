@@ -243,6 +243,11 @@ def train_run(
         step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
         history, run_id = state["history"], state["mlflow_run_id"]
     resumed_from = step
+    loss_sum = torch.zeros((), device=device)  # training loss since the last logged record
+    loss_count = 0
+    if state is not None:
+        loss_sum += state["loss_sum"].to(device)
+        loss_count = state["loss_count"]
 
     tracker = _tracker(config, spec, run_id, runtime, tracking and world.is_main)
     run_id = tracker.run_id if tracker is not None else run_id
@@ -264,6 +269,8 @@ def train_run(
                     "best_score": best_score,
                     "best_step": best_step,
                     "history": history,
+                    "loss_sum": loss_sum,
+                    "loss_count": loss_count,
                     "mlflow_run_id": run_id or "",
                 },
                 out / "last.pt",
@@ -278,8 +285,6 @@ def train_run(
         disable=not (runtime.progress and world.is_main),
         dynamic_ncols=True,
     )
-    loss_sum = torch.zeros((), device=device)
-    loss_count = 0
     interval_start, interval_steps = time.perf_counter(), 0
     status = "FAILED"
     try:

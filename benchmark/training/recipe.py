@@ -113,9 +113,11 @@ class _WarmupPolyFactor:
         self.warmup, self.start_factor, self.power, self.total = warmup, start_factor, power, total
 
     def __call__(self, step: int) -> float:
+        # mmengine counts `total_iters = end - begin - 1`: the warm-up reaches the full rate at
+        # iteration warmup - 1 and the poly decay reaches 0 at the last iteration, total - 1.
         if step < self.warmup:
-            return self.start_factor + (1 - self.start_factor) * step / self.warmup
-        remaining = 1 - (step - self.warmup) / max(self.total - self.warmup, 1)
+            return self.start_factor + (1 - self.start_factor) * step / max(self.warmup - 1, 1)
+        remaining = 1 - (step - self.warmup) / max(self.total - self.warmup - 1, 1)
         return max(remaining, 0.0) ** self.power
 
 
@@ -131,7 +133,9 @@ def train_transform(recipe: RecipeConfig) -> v2.Compose:
     geometric: list[Any] = []
     photometric = None
     if recipe.augment == "opencd":
-        geometric.append(v2.RandomApply([v2.RandomRotation(180)], p=0.5))
+        # bilinear for the images, as mmcv.imrotate; v2 resamples the mask with nearest
+        rotate = v2.RandomRotation(180, interpolation=v2.InterpolationMode.BILINEAR)
+        geometric.append(v2.RandomApply([rotate], p=0.5))
     if recipe.crop is not None:
         if recipe.augment == "opencd":
             geometric.append(CatMaxRatioCrop(recipe.crop, cat_max_ratio=0.75))
@@ -167,9 +171,10 @@ def train_transform(recipe: RecipeConfig) -> v2.Compose:
 
 
 class CatMaxRatioCrop:
-    """mmseg's RandomCrop with `cat_max_ratio`: up to 10 random crops are drawn; the first in
+    """mmseg's RandomCrop with `cat_max_ratio`: up to 10 random crops are tried; the first in
     which both classes occur and the larger covers less than `cat_max_ratio` of the crop is
-    kept, else the last one. (Called by `PairTransform` on a dict of tv_tensors.)"""
+    kept, else one more random crop, unchecked. (Called by `PairTransform` on a dict of
+    tv_tensors.)"""
 
     def __init__(self, size: int, cat_max_ratio: float = 0.75, tries: int = 10) -> None:
         self.size, self.cat_max_ratio, self.tries = size, cat_max_ratio, tries
@@ -181,9 +186,11 @@ class CatMaxRatioCrop:
             raise ValueError(
                 f"CatMaxRatioCrop: image {height} x {width} is smaller than the crop {self.size}"
             )
-        for _ in range(self.tries):
+        for attempt in range(self.tries + 1):
             top = int(torch.randint(0, height - self.size + 1, ()))
             left = int(torch.randint(0, width - self.size + 1, ()))
+            if attempt == self.tries:
+                break
             window = mask[..., top : top + self.size, left : left + self.size]
             changed = float(window.float().mean())
             if 0 < changed < 1 and max(changed, 1 - changed) < self.cat_max_ratio:

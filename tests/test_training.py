@@ -1,0 +1,278 @@
+"""End-to-end training and evaluation on a tiny synthetic dataset: resume after an
+interruption (in process and after kill -9) ends exactly like an uninterrupted run, the
+evaluation protocols, MLflow records, and DistributedDataParallel with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from benchmark.config import Params, SynthConfig, load_params
+from benchmark.data.synth import generate_synthetic
+from benchmark.evaluation.evaluate import evaluate_run
+from benchmark.training import checkpoint
+from benchmark.training.loop import Trainable, train_run
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "synth": {"seed": 0, "size": 64, "train": 16, "val": 4, "test": 4},
+    "runtime": {
+        "device": "cpu",
+        "workers": 0,
+        "checkpoint_every": 2,
+        "system_metrics": False,
+        "progress": False,
+    },
+    "recipes": {
+        "tiny": {
+            "source": "tests",
+            "optimizer": {"name": "adam", "lr": "1e-3"},
+            "schedule": {"name": "constant"},
+            "batch_size": 4,
+            "iterations": 6,
+            "val_every": 3,
+            "crop": 32,
+            "augment": "flips",
+            "pretrained": False,
+        }
+    },
+    "experiments": {
+        "bsfnet-bce-synthetic": {
+            "model": "bsfnet",
+            "loss": "bce",
+            "dataset": "synthetic",
+            "recipe": "tiny",
+        }
+    },
+}
+RUN = "bsfnet-bce-synthetic"
+
+
+def write_params(folder: Path, data: Path, changes: dict[str, Any] | None = None) -> Path:
+    content = json.loads(json.dumps(TINY))
+    content["data"] = {"raw_dir": str(folder / "raw"), "prepared_dir": str(data)}
+    for key, value in (changes or {}).items():
+        content[key] = value
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/prepared with a 16/4/4-pair synthetic dataset of 64 x 64 images."""
+    root = tmp_path_factory.mktemp("prepared")
+    generate_synthetic(root / "synthetic", SynthConfig(size=64, train=16, val=4, test=4))
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint folder of the tiny run, trained without interruption."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    params = load_params(write_params(folder, prepared))
+    (spec,) = params.runs()
+    train_run(params, spec, folder / "checkpoints" / RUN, tracking=False)
+    return folder / "checkpoints" / RUN
+
+
+def tiny_params(tmp_path: Path, prepared: Path) -> Params:
+    return load_params(write_params(tmp_path, prepared))
+
+
+def assert_same_training(a: Path, b: Path) -> None:
+    """Bit-identical weights, optimiser state, best model and history (bar the timings)."""
+    last_a, last_b = checkpoint.load(a / "last.pt"), checkpoint.load(b / "last.pt")
+    assert last_a["step"] == last_b["step"]
+    for name, tensor in last_a["model_and_loss"].items():
+        assert torch.equal(tensor, last_b["model_and_loss"][name]), name
+    state_a, state_b = last_a["optimizer"]["state"], last_b["optimizer"]["state"]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        for field, value in state_a[key].items():
+            assert torch.equal(value, state_b[key][field]), (key, field)
+    best_a, best_b = checkpoint.load(a / "best.pt"), checkpoint.load(b / "best.pt")
+    assert best_a["step"] == best_b["step"]
+    assert best_a["selection"] == best_b["selection"]
+    for name, tensor in best_a["model_and_loss"].items():
+        assert torch.equal(tensor, best_b["model_and_loss"][name]), name
+
+    def without_timing(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in h.items() if k != "train/pairs_per_s"} for h in history]
+
+    assert without_timing(last_a["history"]) == without_timing(last_b["history"])
+
+
+def test_resume_after_interruption_ends_like_an_uninterrupted_run(
+    tmp_path: Path, prepared: Path, uninterrupted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    out = tmp_path / "checkpoints" / RUN
+    original = Trainable.forward
+    calls = {"n": 0}
+
+    def interrupted_at_step_5(self: Trainable, *args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainable, "forward", interrupted_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(params, spec, out, tracking=False)
+    assert checkpoint.load(out / "last.pt")["step"] == 4  # checkpoint_every 2
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(Trainable, "forward", original)
+
+    result = train_run(params, spec, out, tracking=False)
+    assert result.resumed_from == 4 and result.steps == 6
+    assert_same_training(uninterrupted, out)
+
+    # The evaluation of both is the same, number for number.
+    metrics_a = evaluate_run(params, spec, uninterrupted, tmp_path / "a", tracking=False)
+    metrics_b = evaluate_run(params, spec, out, tmp_path / "b", tracking=False)
+    assert {k: v for k, v in metrics_a.items() if k != "git_commit"} == {
+        k: v for k, v in metrics_b.items() if k != "git_commit"
+    }
+
+    # A finished run is not trained again.
+    again = train_run(params, spec, out, tracking=False)
+    assert again.resumed_from == 6 and again.steps == 6
+
+
+def test_checkpoint_of_another_configuration_is_set_aside(
+    tmp_path: Path, prepared: Path, uninterrupted: Path
+) -> None:
+    out = tmp_path / "checkpoints" / RUN
+    shutil.copytree(uninterrupted, out)
+    recipe = dict(TINY["recipes"]["tiny"], iterations=3)
+    params = load_params(write_params(tmp_path, prepared, {"recipes": {"tiny": recipe}}))
+    (spec,) = params.runs()
+    result = train_run(params, spec, out, tracking=False)
+    assert result.resumed_from == 0 and result.steps == 3
+    assert (out / "last.stale.pt").exists()
+    assert checkpoint.load(out / "last.pt")["step"] == 3
+
+
+def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: Path) -> None:
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    metrics = evaluate_run(params, spec, uninterrupted, tmp_path / "reports", tracking=False)
+    on_disk = json.loads((tmp_path / "reports" / "metrics" / f"{RUN}.json").read_text())
+    assert on_disk == metrics
+    pixels = 4 * 64 * 64
+    for protocol in ("fixed", "val_threshold", "test_best_optimistic"):
+        counts = [metrics[f"{protocol}/{k}"] for k in ("tp", "fp", "fn", "tn")]
+        assert sum(counts) == pixels
+        tp, fp, fn, _ = counts
+        assert metrics[f"{protocol}/f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert metrics["fixed/threshold"] == 0.5  # bce arm: a probability
+    assert metrics["test_best_optimistic/f1"] >= metrics["val_threshold/f1"]
+    assert metrics["test_best_optimistic/f1"] >= metrics["fixed/f1"]
+    assert metrics["selection_split"] == "val"
+    assert metrics["score_kind"] == "probability"
+    curve = json.loads((tmp_path / "reports" / "curves" / f"{RUN}.json").read_text())
+    assert len(curve["test"]["precision"]) == len(curve["test"]["threshold"]) > 100
+    pictures = sorted((tmp_path / "reports" / "predictions" / RUN).glob("*.png"))
+    assert len(pictures) == 4
+
+
+def test_mlflow_records_params_curves_test_metrics_and_artifacts(
+    tmp_path: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    (tmp_path / ".git").mkdir()  # a repository root: the default URI lives here
+    monkeypatch.chdir(tmp_path)
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    out = tmp_path / "checkpoints" / RUN
+    train_run(params, spec, out)
+    evaluate_run(params, spec, out, tmp_path / "reports")
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("cdbench-synthetic")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == RUN and run.info.status == "FINISHED"
+    assert run.data.params["recipe.optimizer.lr"] == "0.001"
+    assert run.data.params["loss"] == "bce"
+    for tag in ("model", "loss", "dataset", "recipe", "seed", "git_commit", "dvc_stage"):
+        assert tag in run.data.tags, tag
+    assert run.data.tags["dvc_stage"] == f"train@{RUN}"
+    assert len(client.get_metric_history(run.info.run_id, "val/f1")) == 2  # steps 3 and 6
+    # train metrics at every validation (3, 6) and every end of epoch (4 batches an epoch)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert sorted(steps) == [3, 4, 6]
+    assert "test/fixed/f1" in run.data.metrics
+    assert "test/val_threshold/f1" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "evaluation", "predictions"} <= artifacts
+    assert (tmp_path / "mlruns").is_dir()  # artifacts in the repository, not elsewhere
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_ends_like_an_uninterrupted_run(
+    tmp_path: Path, prepared: Path, uninterrupted: Path
+) -> None:
+    params_file = write_params(tmp_path, prepared)
+    command = [
+        str(BIN / "cdbench"), "--params", str(params_file), "train", RUN,
+        "--no-tracking", "--checkpoints", str(tmp_path / "checkpoints"),
+    ]  # fmt: skip
+    last = tmp_path / "checkpoints" / RUN / "last.pt"
+    process = subprocess.Popen(command, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists() and checkpoint.load(last)["step"] >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = checkpoint.load(last)["step"]
+    assert killed_at < 6
+
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed at {killed_at}" in done.stdout
+    assert_same_training(uninterrupted, last.parent)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_with_ddp(tmp_path: Path, prepared: Path) -> None:
+    params_file = write_params(tmp_path, prepared)
+    command = [
+        str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
+        "-m", "benchmark", "--params", str(params_file), "train", RUN,
+        "--no-tracking", "--checkpoints", str(tmp_path / "checkpoints"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained bsfnet-bce-synthetic: 6 steps") == 2  # both ranks
+    out = tmp_path / "checkpoints" / RUN
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6
+    last = checkpoint.load(out / "last.pt")
+    assert last["step"] == 6
+    assert all(torch.isfinite(t).all() for t in last["model_and_loss"].values())
+    assert [h["step"] for h in last["history"]] == [3, 4, 6]  # validations and epoch ends
+    assert all(0 <= h["val/f1"] <= 1 for h in last["history"] if "val/f1" in h)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "summary.json"]
