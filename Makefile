@@ -33,10 +33,12 @@ sysdeps:
 		echo "warning: install 'unar' and 'libarchive-tools' (bsdtar) to extract CDD's RAR archive"; \
 	fi
 
-# The whole pipeline on the built-in synthetic data (CPU, minutes).
+# The whole pipeline on the built-in synthetic data (CPU, minutes): generate the data, train
+# and evaluate every model x loss under the demo recipe, list the runs recorded in MLflow.
 demo: setup
-	$(BIN)/dvc repro synth
-	$(BIN)/cdbench models --size 256
+	$(BIN)/cdbench stages --check
+	$(BIN)/dvc repro --glob 'evaluate@*-synthetic'
+	$(BIN)/cdbench runs --dataset synthetic
 
 test: setup
 	$(BIN)/python -m pytest
