@@ -144,8 +144,36 @@ def evaluate_run(
         root, thumbnails, threshold, kind, reports / "predictions" / spec.name
     )
     if tracking and metrics["mlflow_run_id"]:
-        _log(metrics, [metrics_path, curves_path], pictures, spec)
+        figure = reports / "curves" / f"{spec.name}.png"
+        _plot_curves(curves, metrics, figure)
+        _log(metrics, [metrics_path, curves_path, figure], pictures, spec)
+        figure.unlink()
     return metrics
+
+
+def _plot_curves(curves: dict[str, Any], metrics: dict[str, Any], path: Path) -> None:
+    """The test precision-recall curve(s), with the operating point of each protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(4.5, 4.5))
+    for view, curve in curves.items():
+        axes.plot(curve["recall"], curve["precision"], label=view)
+        prefix = "whole_" if view.startswith("whole") else ""
+        for protocol, marker in (("fixed", "o"), ("val_threshold", "s")):
+            axes.plot(
+                metrics[f"{prefix}{protocol}/recall"],
+                metrics[f"{prefix}{protocol}/precision"],
+                marker,
+                label=f"{prefix}{protocol}",
+            )
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1), title=metrics["run"])
+    axes.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def _without_pretrained(recipe: Any) -> Any:

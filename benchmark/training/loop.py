@@ -335,7 +335,12 @@ def train_run(
                             f"lower recipes.{experiment.recipe}.optimizer.lr or check the data "
                             f"(checkpoints in {out} are kept)"
                         )
-                    bar.set_postfix(loss=f"{current:.4f}", lr=f"{_lr(optimizer):.2e}")
+                    rate = bar.format_dict.get("rate") or 0.0
+                    bar.set_postfix(
+                        loss=f"{current:.4f}",
+                        lr=f"{_lr(optimizer):.2e}",
+                        pairs_per_s=f"{rate * recipe.batch_size:.1f}",
+                    )
                 end_of_epoch = step % steps_per_epoch == 0
                 validate_now = step % val_interval == 0 or step == total
                 if end_of_epoch or validate_now:

@@ -12,6 +12,17 @@ Sources checked (read, not copied), per recipe (../shared/reference/bsfnet.md, i
   ReduceLROnPlateau) and its SVCD augmentation (one random choice of flip, rotation, shift or
   nothing).
 
+Recipe decisions where a source's code does something that is not a recipe:
+- BSFNet's `validate()` calls `net_CD.eval()` and training never calls `train()` again, so
+  from the first validation (epoch 5) on, its batch-norm layers run in inference mode while
+  training. That is a bug; here batch norm trains throughout.
+- BSFNet validates every 5th epoch and, in addition, every one of the last 10 epochs; here
+  every `val_every` (5) epochs and at the end. Its "best" is the MaxF of a threshold sweep on
+  d in steps of 1/255 over [0, 1] (so never above 1 although d reaches 2); here `max_f1`
+  sweeps the whole range [0, 2] in steps of 1/1000.
+- BSFNet selects on the CDD TEST split; the recipe selects on validation unless
+  `selection_split: test` is set, and every record of such a run says so.
+
 Departures, all small and stated: mmseg's rotation pads the label with the ignore index 255;
 the suite's losses have no ignore index, so rotated-in corners are unchanged pixels of a black
 image. mmseg's PhotoMetricDistortion adds a brightness offset of +-10 grey levels and works in
