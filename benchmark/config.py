@@ -154,6 +154,7 @@ class RecipeConfig:
     iterations: int = 0
     val_every: int = 1
     crop: int | None = None
+    crop_cat_max_ratio: float | None = None
     train_on_whole: bool = False
     augment: Literal["none", "opencd", "cdlab", "flips"] = "none"
     normalize: Literal["imagenet", "bsfnet-cdd"] = "imagenet"
@@ -186,6 +187,13 @@ class RecipeConfig:
             raise ConfigError(
                 f"{where}.schedule.warmup_iters: expected fewer than iterations "
                 f"({self.iterations}), got {self.schedule.warmup_iters}"
+            )
+        if self.crop_cat_max_ratio is not None and (
+            self.crop is None or not 0.5 < self.crop_cat_max_ratio <= 1
+        ):
+            raise ConfigError(
+                f"{where}.crop_cat_max_ratio: expected a number in (0.5, 1] with a crop size, "
+                f"got {self.crop_cat_max_ratio} (crop {self.crop})"
             )
         if self.max_val_pairs is not None and self.max_val_pairs < 1:
             raise ConfigError(f"{where}.max_val_pairs: expected >= 1, got {self.max_val_pairs}")

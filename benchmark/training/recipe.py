@@ -148,8 +148,8 @@ def train_transform(recipe: RecipeConfig) -> v2.Compose:
         rotate = v2.RandomRotation(180, interpolation=v2.InterpolationMode.BILINEAR)
         geometric.append(v2.RandomApply([rotate], p=0.5))
     if recipe.crop is not None:
-        if recipe.augment == "opencd":
-            geometric.append(CatMaxRatioCrop(recipe.crop, cat_max_ratio=0.75))
+        if recipe.crop_cat_max_ratio is not None:
+            geometric.append(CatMaxRatioCrop(recipe.crop, recipe.crop_cat_max_ratio))
         else:
             geometric.append(v2.RandomCrop(recipe.crop))
     if recipe.augment in ("opencd", "flips"):
