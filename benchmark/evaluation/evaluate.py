@@ -287,7 +287,7 @@ def _log(metrics: dict[str, Any], files: list[Path], pictures: list[Path], spec:
         run_id=metrics["mlflow_run_id"],
     ) as tracker:
         tracker.log_metrics(numbers)
-        for path in files:
-            tracker.log_artifact(path, "evaluation")
+        for path in files:  # evaluation/metrics/<run>.json, evaluation/curves/<run>.{json,png}
+            tracker.log_artifact(path, f"evaluation/{path.parent.name}")
         for path in pictures:
             tracker.log_artifact(path, "predictions")
