@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repository_params_file_loads() -> None:
     params = load_params(REPO / "params.yaml")
     assert isinstance(params, Params)
-    assert params.synth.size == 256
+    assert params.synth == SynthConfig()  # the defaults are the repository's values
+    assert params.recipes["bsfnet-official"].optimizer.lr == 1e-5  # "1.0e-5" in YAML
+    assert {r.name for r in params.runs()} >= {"bsfnet-sisb-cdd", "ifn-ds-levir-cd"}
     assert params.data.prepared("synthetic") == Path("data/prepared/synthetic")
 
 
