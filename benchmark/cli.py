@@ -96,15 +96,22 @@ def _specs(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return [RunSpec.of(args.experiment, experiment, seed) for seed in seeds]
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """`cdbench train <experiment>` -> `benchmark.training.loop.train_run`."""
+def _checked_runs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """params.yaml, the runs named on the command line and the runtime, all checked first."""
     params = load_params(args.params)
     specs = _specs(params, args)
     runtime = _runtime(params, args)
-    from benchmark.training.loop import train_run
     from benchmark.training.options import check_experiments
 
     check_experiments(params)
+    return params, specs, runtime
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`cdbench train <experiment>` -> `benchmark.training.loop.train_run`."""
+    params, specs, runtime = _checked_runs(args)
+    from benchmark.training.loop import train_run
+
     for spec in specs:
         out = Path(args.checkpoints) / spec.name
         result = train_run(params, spec, out, runtime, tracking=not args.no_tracking)
@@ -118,13 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`cdbench evaluate <experiment>` -> `benchmark.evaluation.evaluate.evaluate_run`."""
-    params = load_params(args.params)
-    specs = _specs(params, args)
-    runtime = _runtime(params, args)
+    params, specs, runtime = _checked_runs(args)
     from benchmark.evaluation.evaluate import evaluate_run
-    from benchmark.training.options import check_experiments
 
-    check_experiments(params)
     for spec in specs:
         metrics = evaluate_run(
             params,

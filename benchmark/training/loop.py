@@ -255,14 +255,20 @@ def train_run(
         tracker.log_params(config)
         tracker.log_text(json.dumps(config, indent=2), "config.json")
 
+    def model_payload() -> dict[str, Any]:
+        """What both checkpoints hold: the configuration and the model and loss weights."""
+        return {
+            "config": config,
+            "digest": digest,
+            "step": step,
+            "model_and_loss": trainable.state_dict(),
+        }
+
     def save_last() -> None:
         if world.is_main:
             checkpoint.save_atomic(
                 {
-                    "config": config,
-                    "digest": digest,
-                    "step": step,
-                    "model_and_loss": trainable.state_dict(),
+                    **model_payload(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": checkpoint.rng_state(),
@@ -376,10 +382,7 @@ def train_run(
                             if world.is_main:
                                 checkpoint.save_atomic(
                                     {
-                                        "config": config,
-                                        "digest": digest,
-                                        "step": step,
-                                        "model_and_loss": trainable.state_dict(),
+                                        **model_payload(),
                                         "selection": {
                                             "split": split,
                                             "metric": recipe.selection_metric,
