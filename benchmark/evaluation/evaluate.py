@@ -23,6 +23,7 @@ Checked against BSFNet's `utils/metric.py` (pooled counts, threshold sweep) and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -108,18 +109,10 @@ def evaluate_run(
     curves: dict[str, Any] = {}
     thumbnails: list[torch.Tensor] = []
     for prefix, whole in views:
-        val = _score(trainable, root, "val", whole, kind, threshold, recipe, runtime, device)
-        test = new_split_scores(kind, [threshold], device)
-        loader = _loader(root, "test", whole, recipe, runtime, device)
-        kept = score_split(
-            trainable.model,
-            trainable.loss,
-            loader,
-            test,
-            device,
-            bf16=runtime.bf16,
-            channels_last=runtime.channels_last,
-            keep=0 if whole else THUMBNAILS,
+        val, _ = _score(trainable, root, "val", whole, kind, threshold, recipe, runtime, device)
+        keep = 0 if whole else THUMBNAILS
+        test, kept = _score(
+            trainable, root, "test", whole, kind, threshold, recipe, runtime, device, keep
         )
         thumbnails += kept
         val_threshold, _ = val.histogram.best_threshold()
@@ -177,8 +170,6 @@ def _plot_curves(curves: dict[str, Any], metrics: dict[str, Any], path: Path) ->
 
 
 def _without_pretrained(recipe: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(recipe, pretrained=False)
 
 
@@ -212,10 +203,12 @@ def _score(
     recipe: Any,
     runtime: RuntimeConfig,
     device: torch.device,
-) -> SplitScores:
+    keep: int = 0,
+) -> tuple[SplitScores, list[torch.Tensor]]:
+    """Score one split; also return the score maps of its first `keep` pairs (thumbnails)."""
     scores = new_split_scores(kind, [threshold], device)
     loader = _loader(root, split, whole, recipe, runtime, device)
-    score_split(
+    kept = score_split(
         trainable.model,
         trainable.loss,
         loader,
@@ -223,8 +216,9 @@ def _score(
         device,
         bf16=runtime.bf16,
         channels_last=runtime.channels_last,
+        keep=keep,
     )
-    return scores
+    return scores, kept
 
 
 def _rounded(curves: dict[str, Any]) -> dict[str, Any]:

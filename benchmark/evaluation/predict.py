@@ -54,7 +54,6 @@ class SplitScores:
     """What `score_split` pooled over one split."""
 
     kind: ScoreKind
-    thresholds: list[float]
     fixed: ThresholdCounter
     histogram: ScoreHistogram
     pairs: int
@@ -67,7 +66,6 @@ def new_split_scores(kind: ScoreKind, thresholds: list[float], device: torch.dev
     low, high = SCORE_RANGE[kind]
     return SplitScores(
         kind=kind,
-        thresholds=thresholds,
         fixed=ThresholdCounter(thresholds, device=device),
         histogram=ScoreHistogram(low, high, bins=HISTOGRAM_BINS, device=device),
         pairs=0,
