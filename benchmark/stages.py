@@ -53,6 +53,8 @@ _DO = """\
       outs:
         - reports/curves/${key}.json:
             cache: false
+        - reports/per_image/${key}.csv:
+            cache: false
         - reports/predictions/${key}:
             cache: false
 """

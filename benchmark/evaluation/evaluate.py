@@ -12,10 +12,14 @@ Protocols (all pooled over the split: TP/FP/FN/TN summed over every pixel, then 
 
 Thresholds are searched on a binned histogram of the score (2000 bins; benchmark/evaluation/
 metrics.py), which keeps memory constant; a pixel is changed when its score is strictly above
-the threshold, everywhere. Outputs: `reports/metrics/<run>.json` (flat: identity fields, then
-`<protocol>/<figure>`), `reports/curves/<run>.json` (the test precision-recall curve) and
-`reports/predictions/<run>/*.png` (a few test pairs: A, B, label, prediction, score). The
-training run's MLflow record gets the test metrics and these files as artifacts.
+the threshold, everywhere. Outputs, read by `cdbench report`:
+- `reports/metrics/<run>.json`: flat, identity fields, then `<protocol>/<figure>`;
+- `reports/curves/<run>.json`: the test precision-recall curve(s) (`test`, `whole_test`) and
+  the training history (`training`: the records of checkpoints/<run>/summary.json);
+- `reports/per_image/<run>.csv`: each test pair's tp/fp/fn/tn at the threshold of each
+  protocol (from per-image histograms; the report's bootstrap resamples these rows);
+- `reports/predictions/<run>/*.png`: a few test pairs, A | B | label | prediction | score.
+The training run's MLflow record gets the test metrics and these files as artifacts.
 
 Checked against BSFNet's `utils/metric.py` (pooled counts, threshold sweep) and mmseg's
 `IoUMetric` (pooled per-class intersection and union) for the meaning of each figure.
@@ -23,6 +27,7 @@ Checked against BSFNet's `utils/metric.py` (pooled counts, threshold sweep) and 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -107,16 +112,19 @@ def evaluate_run(
         "selection_score": best["selection"]["score"],
     }
     curves: dict[str, Any] = {}
+    per_image: list[dict[str, Any]] = []
     thumbnails: list[torch.Tensor] = []
+    thumbnail_threshold = threshold
     for prefix, whole in views:
         val, _ = _score(trainable, root, "val", whole, kind, threshold, recipe, runtime, device)
         keep = 0 if whole else THUMBNAILS
         test, kept = _score(
-            trainable, root, "test", whole, kind, threshold, recipe, runtime, device, keep
+            trainable, root, "test", whole, kind, threshold, recipe, runtime, device, keep, True
         )
-        thumbnails += kept
         val_threshold, _ = val.histogram.best_threshold()
         test_threshold, test_best = test.histogram.best_threshold()
+        if kept:
+            thumbnails, thumbnail_threshold = kept, val_threshold
         protocols = {
             "fixed": (threshold, test.fixed.counts()[0]),
             "val_threshold": (val_threshold, test.histogram.counts_at_threshold(val_threshold)),
@@ -125,21 +133,27 @@ def evaluate_run(
         for name, (value, counts) in protocols.items():
             metrics.update(_flat(f"{prefix}{name}", value, counts))
         metrics[f"{prefix}test_pairs"] = test.pairs
-        curves[f"{prefix}test"] = test.histogram.pr_curve()
+        curves[f"{prefix}test"] = _rounded(test.histogram.pr_curve())
+        per_image += _per_image_rows(test, "whole" if whole else "tiles", protocols)
+    metrics["thumbnail_threshold"] = round(float(thumbnail_threshold), 6)
+    curves["selected_step"] = best["step"]
+    curves["training"] = summary.get("history", [])
 
-    for folder in ("metrics", "curves"):
+    for folder in ("metrics", "curves", "per_image"):
         (reports / folder).mkdir(parents=True, exist_ok=True)
     metrics_path = reports / "metrics" / f"{spec.name}.json"
     curves_path = reports / "curves" / f"{spec.name}.json"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    curves_path.write_text(json.dumps(_rounded(curves)) + "\n")
+    curves_path.write_text(json.dumps(curves) + "\n")
+    _write_per_image(per_image, reports / "per_image" / f"{spec.name}.csv")
     pictures = _write_thumbnails(
-        root, thumbnails, threshold, kind, reports / "predictions" / spec.name
+        root, thumbnails, thumbnail_threshold, kind, reports / "predictions" / spec.name
     )
     if tracking and metrics["mlflow_run_id"]:
         figure = reports / "curves" / f"{spec.name}.png"
-        _plot_curves(curves, metrics, figure)
-        _log(metrics, [metrics_path, curves_path, figure], pictures, spec)
+        _plot_curves({k: v for k, v in curves.items() if k.endswith("test")}, metrics, figure)
+        per_image_path = reports / "per_image" / f"{spec.name}.csv"
+        _log(metrics, [metrics_path, curves_path, figure, per_image_path], pictures, spec)
         figure.unlink()
     return metrics
 
@@ -204,9 +218,10 @@ def _score(
     runtime: RuntimeConfig,
     device: torch.device,
     keep: int = 0,
+    per_image: bool = False,
 ) -> tuple[SplitScores, list[torch.Tensor]]:
     """Score one split; also return the score maps of its first `keep` pairs (thumbnails)."""
-    scores = new_split_scores(kind, [threshold], device)
+    scores = new_split_scores(kind, [threshold], device, per_image)
     loader = _loader(root, split, whole, recipe, runtime, device)
     kept = score_split(
         trainable.model,
@@ -221,17 +236,43 @@ def _score(
     return scores, kept
 
 
-def _rounded(curves: dict[str, Any]) -> dict[str, Any]:
-    return {
-        view: {key: [round(v, 5) for v in values] for key, values in curve.items()}
-        for view, curve in curves.items()
-    }
+def _rounded(curve: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {key: [round(v, 5) for v in values] for key, values in curve.items()}
+
+
+PER_IMAGE_FIGURES = ("tp", "fp", "fn", "tn")
+
+
+def _per_image_rows(
+    test: SplitScores, view: str, protocols: dict[str, tuple[float, Counts]]
+) -> list[dict[str, Any]]:
+    """One row per test pair: its counts at the threshold each protocol chose (bin edges)."""
+    assert test.images is not None, "the test split is scored with per_image=True"
+    rows: list[dict[str, Any]] = [{"view": view, "name": name} for name in test.names]
+    for protocol, (threshold, _) in protocols.items():
+        counts = test.images.counts_at_threshold(threshold).tolist()
+        for row, values in zip(rows, counts, strict=True):
+            figures = zip(PER_IMAGE_FIGURES, values, strict=True)
+            row.update({f"{protocol}/{k}": v for k, v in figures})
+    return rows
+
+
+def _write_per_image(rows: list[dict[str, Any]], path: Path) -> None:
+    """reports/per_image/<run>.csv: view, name, then <protocol>/{tp,fp,fn,tn} per protocol."""
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["view", "name"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _write_thumbnails(
     root: Path, scores: list[torch.Tensor], threshold: float, kind: str, folder: Path
 ) -> list[Path]:
-    """One PNG per pair: A | B | label | prediction at the fixed threshold | score (grey)."""
+    """One PNG per pair: A | B | label | prediction at `threshold` | score (grey), each W wide.
+
+    The threshold is the validation-chosen one (the honest protocol; `thumbnail_threshold` in
+    the metrics file). The report's qualitative grid reads the panels back from these strips.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()

@@ -243,3 +243,58 @@ class ScoreHistogram:
     def tensors(self) -> list[Tensor]:
         """The int64 state (histogram, NaN count), to `all_reduce` (sum) in place."""
         return [self._histogram, self._nan]
+
+
+class ImageHistograms:
+    """One score histogram per image, on the bins of a `ScoreHistogram`: per-image counts.
+
+    The report's bootstrap intervals resample test images, so they need each image's confusion
+    counts at the threshold a protocol chose, which is known only after the whole split was
+    seen (the best-F1 threshold on test). Keeping a (2, bins + 2) histogram per image makes the
+    counts at every edge available afterwards; summed over images they equal the pooled
+    `ScoreHistogram` exactly. Memory: 2 x (bins + 2) int64 per image on the device (64 kB at
+    2000 bins; 3000 CDD test pairs: 190 MB).
+
+    Args:
+        like: the pooled histogram whose edges (and device) these histograms share.
+    """
+
+    def __init__(self, like: ScoreHistogram) -> None:
+        self.bins = like.bins
+        self.edges = like.edges
+        self.device = like.device
+        self._edges = like._edges
+        self._rows: list[Tensor] = []
+
+    def update(self, score: Tensor, mask: Tensor) -> None:
+        """Add one batch of images, (B, ...) scores and masks (as `ThresholdCounter.update`)."""
+        if score.shape != mask.shape or score.dim() < 1:
+            raise ValueError(
+                f"score and mask must have the same (B, ...) shape, got score "
+                f"{tuple(score.shape)} and mask {tuple(mask.shape)}"
+            )
+        batch = score.shape[0]
+        flat_score = score.detach().to(device=self.device, dtype=torch.float64).reshape(batch, -1)
+        changed = (mask.detach().to(self.device) != 0).reshape(batch, -1)
+        index = torch.bucketize(flat_score, self._edges) + changed.long() * (self.bins + 2)
+        rows = torch.zeros(batch, 2 * (self.bins + 2), dtype=torch.int64, device=self.device)
+        rows.scatter_add_(1, index, torch.ones_like(index))
+        self._rows.append(rows.view(batch, 2, self.bins + 2))
+
+    def __len__(self) -> int:
+        return sum(rows.shape[0] for rows in self._rows)
+
+    def counts_at_threshold(self, threshold: float) -> Tensor:
+        """(N, 4) int64 on the CPU: tp, fp, fn, tn of each image at `threshold`, an edge
+        within 1e-9 (else ValueError)."""
+        distance = (self.edges - threshold).abs()
+        k = int(distance.argmin())
+        if not distance[k] <= _EDGE_TOLERANCE:
+            raise ValueError(f"threshold {threshold} is not an edge of these histograms")
+        if not self._rows:
+            return torch.zeros(0, 4, dtype=torch.int64)
+        histograms = torch.cat(self._rows).cpu()  # (N, 2, bins + 2)
+        above = histograms[:, :, k + 1 :].sum(-1)  # class c, score > edges[k]
+        totals = histograms.sum(-1)
+        tp, fp = above[:, 1], above[:, 0]
+        return torch.stack([tp, fp, totals[:, 1] - tp, totals[:, 0] - fp], dim=1)

@@ -15,13 +15,13 @@ so memory stays constant however large the split is.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.evaluation.metrics import ScoreHistogram, ThresholdCounter
+from benchmark.evaluation.metrics import ImageHistograms, ScoreHistogram, ThresholdCounter
 from benchmark.losses import DistanceBCELoss
 from benchmark.models.output import ChangeOutput
 
@@ -57,18 +57,27 @@ class SplitScores:
     fixed: ThresholdCounter
     histogram: ScoreHistogram
     pairs: int
+    images: ImageHistograms | None = None
+    """Per-image histograms (evaluation of the test split only), in loader order."""
+    names: list[str] = field(default_factory=list)
+    """The pairs' names in loader order, when `images` is kept."""
 
     def tensors(self) -> list[Tensor]:
         return self.fixed.tensors() + self.histogram.tensors()
 
 
-def new_split_scores(kind: ScoreKind, thresholds: list[float], device: torch.device) -> SplitScores:
+def new_split_scores(
+    kind: ScoreKind, thresholds: list[float], device: torch.device, per_image: bool = False
+) -> SplitScores:
+    """Empty accumulators for one split; `per_image` also keeps each pair's histogram."""
     low, high = SCORE_RANGE[kind]
+    histogram = ScoreHistogram(low, high, bins=HISTOGRAM_BINS, device=device)
     return SplitScores(
         kind=kind,
         fixed=ThresholdCounter(thresholds, device=device),
-        histogram=ScoreHistogram(low, high, bins=HISTOGRAM_BINS, device=device),
+        histogram=histogram,
         pairs=0,
+        images=ImageHistograms(histogram) if per_image else None,
     )
 
 
@@ -101,6 +110,9 @@ def score_split(
         score = evaluation_score(output, loss)
         scores.fixed.update(score, mask)
         scores.histogram.update(score, mask)
+        if scores.images is not None:
+            scores.images.update(score, mask)
+            scores.names += list(batch["name"])
         scores.pairs += image.shape[0]
         kept += [item.cpu() for item in score[: max(keep - len(kept), 0)]]
     return kept
