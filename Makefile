@@ -34,11 +34,14 @@ sysdeps:
 	fi
 
 # The whole pipeline on the built-in synthetic data (CPU, minutes): generate the data, train
-# and evaluate every model x loss under the demo recipe, list the runs recorded in MLflow.
+# and evaluate every model x loss under the demo recipe, list the runs recorded in MLflow,
+# write the comparison report and check it against the demo references.
 demo: setup
 	$(BIN)/cdbench stages --check
 	$(BIN)/dvc repro --glob 'evaluate@*-synthetic'
+	$(BIN)/dvc repro --single-item report
 	$(BIN)/cdbench runs --dataset synthetic
+	$(BIN)/cdbench check --profile demo
 
 test: setup
 	$(BIN)/python -m pytest

@@ -177,6 +177,51 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """`cdbench report` -> `benchmark.reporting.report.write_report`."""
+    from benchmark.reporting.report import write_report
+
+    report = write_report(
+        Path(args.reports),
+        Path(args.references),
+        tolerance=args.tolerance,
+        resamples=args.resamples,
+        tracking=not args.no_tracking,
+    )
+    print(
+        f"report of {len(report.runs)} run(s) ({report.summary['experiment'].nunique()} "
+        f"experiment(s)): {', '.join(str(p) for p in report.tables[:1])} and "
+        f"{len(report.tables) - 1} more table(s), {len(report.figures)} figure(s) in "
+        f"{Path(args.reports) / 'figures'}"
+        + (f"; MLflow run {report.mlflow_run_id}" if report.mlflow_run_id else "")
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`cdbench check` -> `benchmark.reporting.check.check` (exit 1 when a reference is missed)."""
+    from benchmark.reporting.check import check, format_check, write_check
+    from benchmark.reporting.references import load_references
+    from benchmark.reporting.results import load_runs
+
+    references = load_references(Path(args.references))
+    metrics_dir = Path(args.reports) / "metrics"
+    runs = load_runs(metrics_dir) if any(metrics_dir.glob("*.json")) else None
+    result = check(
+        runs,
+        references,
+        args.profile,
+        tolerance=args.tolerance,
+        metrics=tuple(args.metric or ["f1"]),
+        fail_missing=args.fail_missing,
+    )
+    out = Path(args.out) if args.out else Path(args.reports) / "check.json"
+    write_check(result, out)
+    print(format_check(result))
+    print(f"written to {out}")
+    return 0 if result.passed else 1
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="an experiment of params.yaml, e.g. bsfnet-sisb-cdd")
     p.add_argument("--seed", type=int, help="one of the experiment's seeds (default: all)")
@@ -190,6 +235,21 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, help="data-loading processes")
     p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
+
+
+def _add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reports", default="reports", help="reports folder (default: reports)")
+    p.add_argument(
+        "--references",
+        default="references.yaml",
+        help="reference scores (default: references.yaml)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        help="points below a reference still accepted, where its row sets none (default 1.0)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +310,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all-metrics", action="store_true", help="every test metric, not only the F1s")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="tables and figures: our results against the references")
+    _add_report_arguments(p)
+    p.add_argument(
+        "--resamples", type=int, default=1000, help="bootstrap resamples of the test images"
+    )
+    p.add_argument("--no-tracking", action="store_true", help="do not record the report in MLflow")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("check", help="fail when a reference score is not reached")
+    _add_report_arguments(p)
+    p.add_argument(
+        "--profile",
+        choices=("demo", "full"),
+        default="full",
+        help="demo: the synthetic references (CI); full: the published ones (default)",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        choices=("precision", "recall", "f1", "iou", "oa"),
+        help="a figure to gate on (repeatable; default: f1)",
+    )
+    p.add_argument(
+        "--fail-missing",
+        action="store_true",
+        help="a reference whose values are not transcribed fails instead of being listed",
+    )
+    p.add_argument("--out", help="the JSON result (default: <reports>/check.json)")
+    p.set_defaults(func=cmd_check)
     return parser
 
 

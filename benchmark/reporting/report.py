@@ -1,0 +1,106 @@
+"""`cdbench report`: the comparison report from every evaluated run.
+
+Reads `reports/{metrics,per_image,curves,predictions}` (written by `cdbench evaluate`) and
+`references.yaml`; writes `reports/comparison.{md,csv,tex}`, `reports/ablation.{csv,tex}`
+(benchmark/reporting/tables.py) and `reports/figures/*.png` (benchmark/reporting/figures.py),
+and records them as artifacts of an MLflow run named "report" (experiment `cdbench-report`),
+so the comparison is one click away in the MLflow UI. Whatever runs have been evaluated are
+reported: the synthetic demo alone, or every experiment after a full `dvc repro`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.errors import DataError
+from benchmark.reporting.references import Reference, load_references
+from benchmark.reporting.results import RESAMPLES, load_runs, summarise, unmatched
+from benchmark.reporting.tables import write_tables
+
+REPORT_EXPERIMENT = "cdbench-report"
+"""The MLflow experiment holding one run per `cdbench report`."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `write_report` produced."""
+
+    summary: pd.DataFrame
+    runs: pd.DataFrame
+    unmatched: list[Reference]
+    tables: list[Path]
+    figures: list[Path]
+    mlflow_run_id: str | None
+
+
+def write_report(
+    reports: Path = Path("reports"),
+    references_path: Path = Path("references.yaml"),
+    tolerance: float = 1.0,
+    resamples: int = RESAMPLES,
+    tracking: bool = True,
+) -> Report:
+    """Build every table and figure of the report into `reports` (see the module docstring)."""
+    references = load_references(references_path)
+    runs = load_runs(reports / "metrics")
+    summary = summarise(runs, references, reports / "per_image", tolerance, resamples)
+    datasets = set(summary["dataset"])
+    extra = [
+        r for r in unmatched(references, summary) if r.dataset in datasets or r.profile == "full"
+    ]
+    tables = write_tables(summary, extra, reports)
+    figures_dir = reports / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for stale in figures_dir.glob("*.png"):
+        stale.unlink()
+    from benchmark.reporting.figures import write_figures
+
+    curves = _curves(reports / "curves", list(runs["run"]))
+    figures = write_figures(summary, runs, curves, reports / "predictions", figures_dir)
+    run_id = _log(summary, runs, tables, figures) if tracking else None
+    return Report(summary, runs, extra, tables, figures, run_id)
+
+
+def _curves(folder: Path, runs: list[str]) -> dict[str, dict[str, Any]]:
+    """run -> its curves file (runs without one are left out: their figures are skipped)."""
+    curves = {}
+    for run in runs:
+        path = folder / f"{run}.json"
+        if not path.exists():
+            continue
+        try:
+            curves[run] = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}: not valid JSON ({exc}); rerun `dvc repro evaluate@{run}`"
+            ) from None
+    return curves
+
+
+def _log(
+    summary: pd.DataFrame, runs: pd.DataFrame, tables: list[Path], figures: list[Path]
+) -> str | None:
+    from benchmark.tracking import RunTracker, git_commit
+
+    tags = {"cdbench_stage": "report", "git_commit": git_commit(Path.cwd()), "dvc_stage": "report"}
+    with RunTracker(experiment=REPORT_EXPERIMENT, run_name="report", tags=tags) as tracker:
+        tracker.log_params(
+            {
+                "runs": " ".join(runs["run"]),
+                "datasets": " ".join(sorted(set(runs["dataset"]))),
+                "experiments": len(set(runs["experiment"])),
+            }
+        )
+        tracker.log_metrics(
+            {f"{row.experiment}/{row.protocol}/f1": float(row.f1) for row in summary.itertuples()}
+        )
+        for path in tables:
+            tracker.log_artifact(path, "tables")
+        for path in figures:
+            tracker.log_artifact(path, "figures")
+        return tracker.run_id

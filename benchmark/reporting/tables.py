@@ -1,0 +1,245 @@
+"""The report's tables: the comparison with the references and the BSFNet loss ablation.
+
+`write_tables` writes, from `results.summarise`'s frame:
+- `comparison.csv`: every column of the summary (numbers, percent) - for scripts;
+- `comparison.md`: how to read it, then per dataset one row per experiment and protocol (our
+  mean +- std over seeds, the seed count, the 95 % bootstrap interval of F1, the reference
+  with the same protocol, the difference and the verdict), the ablation table, the
+  references that have no results yet, and the sources with their citations;
+- `comparison.tex` and `ablation.tex` (booktabs, via pandas' Styler) and `ablation.csv`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.reporting.references import Reference
+from benchmark.reporting.results import DATASET_ORDER
+
+PROTOCOL_LABELS = {
+    "fixed": "fixed threshold",
+    "val_threshold": "val-chosen threshold",
+    "test_best_optimistic": "best on test (optimistic)",
+    "whole_fixed": "whole images, fixed threshold",
+    "whole_val_threshold": "whole images, val-chosen threshold",
+    "whole_test_best_optimistic": "whole images, best on test (optimistic)",
+}
+ABLATION_LOSSES = ("sisb", "bce", "contrastive")
+ABLATION_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
+
+HOW_TO_READ = """\
+How to read this table. Every figure is the change class in percent, from a confusion matrix
+pooled over the whole test set. Ours is the mean over seeds (`± std` when there are several);
+`F1 95% CI` is a bootstrap interval over test images (the seeds' mean F1 over 1000 resamples of
+the test pairs, thresholds held). Protocols: **fixed threshold** is the threshold of the
+recipe's source (BSFNet: distance > 1; open-cd: probability > 0.3; CDLab: > 0.5); **val-chosen
+threshold** maximises F1 on the validation split and applies it to test (the honest choice);
+**best on test (optimistic)** picks the threshold on the test split itself, as BSFNet's code
+reports it (an upper bound, never a result); **whole images** (LEVIR-CD) scores the 128 whole
+1024 x 1024 test images instead of the 2048 tiles, as open-cd does. A published number is
+compared only with ours under the same protocol: `Δ F1` = ours - published; the verdict is
+*within tolerance* when |Δ| ≤ the tolerance (points), *below* or *above* otherwise, and
+*reference missing* when the source is known but its numbers are not transcribed
+(references.yaml says where to fill them in). Rows with no reference have no verdict."""
+
+
+def cell(mean: float, std: float = math.nan, digits: int = 2) -> str:
+    """`46.92`, `46.92 ± 1.20` with a seed std, `–` for a missing value."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _interval(low: float, high: float) -> str:
+    return "–" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+
+
+def _signed(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:+.2f}"
+
+
+def source_numbers(summary: pd.DataFrame, extra: list[Reference]) -> dict[str, int]:
+    """A footnote number for every reference source shown, in order of appearance."""
+    numbers: dict[str, int] = {}
+    for source in [*summary.get("reference", []), *(r.source for r in extra)]:
+        if source and source not in numbers:
+            numbers[source] = len(numbers) + 1
+    return numbers
+
+
+def comparison_table(summary: pd.DataFrame, numbers: dict[str, int]) -> pd.DataFrame:
+    """Display strings: one row per experiment x protocol."""
+    rows = []
+    for _, row in summary.iterrows():
+        rows.append(
+            {
+                "dataset": row["dataset"],
+                "model": row["model"],
+                "loss": row["loss"],
+                "protocol": PROTOCOL_LABELS[row["protocol"]],
+                "seeds": int(row["seeds"]),
+                "P": cell(row["precision"], row["precision_std"]),
+                "R": cell(row["recall"], row["recall_std"]),
+                "F1": cell(row["f1"], row["f1_std"]),
+                "F1 95% CI": _interval(row["f1_ci_low"], row["f1_ci_high"]),
+                "IoU": cell(row["iou"], row["iou_std"]),
+                "OA": cell(row["oa"], row["oa_std"]),
+                "ref.": f"[{numbers[row['reference']]}]" if row["reference"] else "",
+                "ref. F1": cell(row["ref_f1"]) if row["ref_status"] == "available" else "",
+                "Δ F1": _signed(row["diff_f1"]),
+                "verdict": row["verdict"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """BSFNet's losses side by side per dataset: F1 under each tile protocol, IoU and the F1
+    difference to SISB with the validation-chosen threshold."""
+    bsfnet = summary[summary["model"] == "bsfnet"]
+    rows = []
+    for dataset in _datasets(bsfnet):
+        part = bsfnet[bsfnet["dataset"] == dataset]
+        if part["loss"].nunique() < 2:
+            continue
+        sisb = part[(part["loss"] == "sisb") & (part["protocol"] == "val_threshold")]["f1"]
+        for loss in ABLATION_LOSSES:
+            mine = part[part["loss"] == loss].set_index("protocol")
+            if mine.empty:
+                continue
+            row = {"dataset": dataset, "loss": loss, "seeds": int(mine["seeds"].iloc[0])}
+            for protocol in ABLATION_PROTOCOLS:
+                if protocol in mine.index:
+                    row[f"F1 {PROTOCOL_LABELS[protocol]}"] = cell(
+                        mine.at[protocol, "f1"], mine.at[protocol, "f1_std"]
+                    )
+            if "val_threshold" in mine.index:
+                value = mine.at["val_threshold", "f1"]
+                row["IoU val-chosen threshold"] = cell(
+                    mine.at["val_threshold", "iou"], mine.at["val_threshold", "iou_std"]
+                )
+                row["F1 95% CI (val-chosen)"] = _interval(
+                    mine.at["val_threshold", "f1_ci_low"], mine.at["val_threshold", "f1_ci_high"]
+                )
+                row["Δ F1 vs SISB (val-chosen)"] = (
+                    _signed(value - sisb.iloc[0]) if len(sisb) and loss != "sisb" else ""
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _datasets(frame: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(frame["dataset"]))
+    return sorted(present, key=lambda d: DATASET_ORDER.index(d) if d in DATASET_ORDER else 99)
+
+
+def render_markdown(
+    summary: pd.DataFrame, extra: list[Reference], title: str = "Comparison with the references"
+) -> str:
+    """comparison.md: how to read, per-dataset tables, the ablation, unmatched references,
+    sources."""
+    numbers = source_numbers(summary, extra)
+    table = comparison_table(summary, numbers)
+    parts = [f"# {title}", "", HOW_TO_READ, ""]
+    for dataset in _datasets(summary):
+        rows = table[table["dataset"] == dataset].drop(columns="dataset")
+        parts += [f"## {dataset}", "", rows.to_markdown(index=False, disable_numparse=True), ""]
+    ablation = ablation_table(summary)
+    parts += ["## Loss ablation (BSFNet: SISB vs BCE vs contrastive)", ""]
+    if ablation.empty:
+        parts += ["No dataset has BSFNet results with more than one loss yet.", ""]
+    else:
+        parts += [
+            "No publication reports this ablation: these rows are the suite's own result.",
+            "",
+            ablation.to_markdown(index=False, disable_numparse=True),
+            "",
+        ]
+    if extra:
+        parts += ["## References without results yet", ""]
+        for reference in extra:
+            values = ", ".join(
+                f"{name} {value:.2f}"
+                for name, value in reference.values.as_dict().items()
+                if value is not None
+            )
+            parts.append(
+                f"- {reference.label()} [{numbers[reference.source]}]: "
+                f"{values or 'reference missing (values not transcribed)'}"
+            )
+        parts.append("")
+    if numbers:
+        parts += ["## Sources", ""]
+        citations = {
+            r: c
+            for r, c in zip(summary.get("reference", []), summary.get("citation", []), strict=True)
+        }
+        citations.update({r.source: r.citation for r in extra})
+        for source, number in numbers.items():
+            citation = citations.get(source) or ""
+            parts.append(f"{number}. {source}" + (f". {citation}" if citation else ""))
+        parts.append("")
+    notes = summary[summary["note"].astype(bool)][["experiment", "protocol", "note"]]
+    if not notes.empty:
+        parts += ["## Protocol notes", ""]
+        for _, row in notes.iterrows():
+            parts.append(
+                f"- {row['experiment']}, {PROTOCOL_LABELS[row['protocol']]}: {row['note']}"
+            )
+        parts.append("")
+    return "\n".join(parts)
+
+
+def render_latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular of display strings (special characters escaped)."""
+    escaped = table.map(_latex_escape)
+    escaped.columns = [_latex_escape(str(c)) for c in table.columns]
+    styler = escaped.style.hide(axis="index")
+    return styler.to_latex(hrules=True, column_format="l" * len(table.columns))
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "–": "--",
+}
+
+
+def _latex_escape(value: object) -> str:
+    """`value` as LaTeX text: special characters escaped, ±, Δ and – as LaTeX."""
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in str(value))
+
+
+def write_tables(summary: pd.DataFrame, extra: list[Reference], out_dir: Path) -> list[Path]:
+    """Write comparison.{md,csv,tex} and ablation.{csv,tex} into `out_dir`; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    numbers = source_numbers(summary, extra)
+    ablation = ablation_table(summary)
+    paths = {
+        "comparison.md": render_markdown(summary, extra),
+        "comparison.csv": summary.to_csv(index=False, float_format="%.4f"),
+        "comparison.tex": render_latex(comparison_table(summary, numbers)),
+        "ablation.csv": ablation.to_csv(index=False),
+        "ablation.tex": render_latex(ablation) if not ablation.empty else "% no ablation yet\n",
+    }
+    written = []
+    for name, text in paths.items():
+        path = out_dir / name
+        path.write_text(text)
+        written.append(path)
+    return written
