@@ -1,0 +1,276 @@
+"""The report's figures (benchmark/reporting/figures.py) on hand-made summaries, runs and strips."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.reporting import figures
+from benchmark.reporting.figures import colour_of, error_map, read_strip, write_figures
+
+METRICS = ("precision", "recall", "f1", "iou", "oa")
+TILE_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
+LEVIR_PROTOCOLS = (*TILE_PROTOCOLS, *(f"whole_{p}" for p in TILE_PROTOCOLS))
+SIDE = 16
+"""Panel width and height of the fake prediction strips."""
+
+SYNTHETIC = {  # experiment -> (model, loss, seeds)
+    "bsfnet-sisb-synthetic": ("bsfnet", "sisb", (0, 1)),
+    "bsfnet-bce-synthetic": ("bsfnet", "bce", (0,)),
+    "bsfnet-contrastive-synthetic": ("bsfnet", "contrastive", (0,)),
+    "ifn-ifn_ds-synthetic": ("ifn", "ifn_ds", (0,)),
+}
+LEVIR = {
+    "bsfnet-sisb-levir-cd": ("bsfnet", "sisb", (3,)),
+    "ifn-ifn_ds-levir-cd": ("ifn", "ifn_ds", (3,)),
+}
+
+
+def _summary_row(
+    experiment: str, model: str, loss: str, dataset: str, protocol: str, seeds: int
+) -> dict[str, Any]:
+    rng = np.random.default_rng([ord(c) for c in experiment + protocol])
+    row: dict[str, Any] = {
+        "experiment": experiment,
+        "model": model,
+        "loss": loss,
+        "dataset": dataset,
+        "protocol": protocol,
+        "seeds": seeds,
+    }
+    for metric in METRICS:
+        row[metric] = float(rng.uniform(40, 95))
+        row[f"{metric}_std"] = float(rng.uniform(0.5, 4)) if seeds > 1 else math.nan
+    row["f1_ci_low"], row["f1_ci_high"] = row["f1"] - 2.0, row["f1"] + 1.5
+    row["reference"], row["ref_status"], row["ref_f1"] = "", "none", math.nan
+    if dataset == "levir-cd" and protocol == "whole_fixed":
+        if model == "ifn":
+            row["reference"], row["ref_status"], row["ref_f1"] = (
+                "open-cd IFN table",
+                "available",
+                88.1,
+            )
+        else:
+            row["reference"], row["ref_status"] = "BSFNet paper (no LEVIR-CD value)", "missing"
+    return row
+
+
+def _run_row(experiment: str, model: str, loss: str, dataset: str, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng([seed, *(ord(c) for c in experiment)])
+    row: dict[str, Any] = {
+        "run": f"{experiment}-s{seed}",
+        "experiment": experiment,
+        "model": model,
+        "loss": loss,
+        "dataset": dataset,
+        "seed": seed,
+    }
+    protocols = LEVIR_PROTOCOLS if dataset == "levir-cd" else TILE_PROTOCOLS
+    for protocol in protocols:
+        precision, recall = rng.uniform(0.4, 0.95, size=2)
+        row[f"{protocol}/threshold"] = float(rng.uniform(0.2, 0.8))
+        row[f"{protocol}/precision"] = float(precision)
+        row[f"{protocol}/recall"] = float(recall)
+        row[f"{protocol}/f1"] = float(2 * precision * recall / (precision + recall))
+        row[f"{protocol}/iou"] = float(row[f"{protocol}/f1"] / (2 - row[f"{protocol}/f1"]))
+    return row
+
+
+def _curve(shift: float) -> dict[str, list[float]]:
+    threshold = np.linspace(0, 1, 50)
+    recall = 1 - threshold**2
+    precision = np.clip(0.2 + 0.7 * threshold + shift, 0, 1)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-9)
+    return {
+        "threshold": threshold.tolist(),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+    }
+
+
+def _training(scale: float) -> list[dict[str, float]]:
+    records: list[dict[str, float]] = []
+    for step in range(50, 301, 50):
+        records.append({"step": step, "train/loss": scale / step, "train/lr": 1e-3})
+        if step % 100 == 0:
+            val_f1 = min(step / 400 * (0.6 + 0.1 * scale), 1.0)
+            records.append({"step": step, "train/loss": scale / step, "val/f1": val_f1})
+    return records
+
+
+def _write_strip(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t0, t1 = (rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8) for _ in range(2))
+    label = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
+    label[4:10, 4:10] = 255
+    prediction = np.zeros_like(label)
+    prediction[5:12, 3:9] = 255
+    score = np.repeat(rng.integers(0, 255, (SIDE, SIDE, 1), dtype=np.uint8), 3, axis=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([t0, t1, label, prediction, score], axis=1)).save(path)
+
+
+def _inputs(
+    root: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]], Path]:
+    """summary, runs, curves and the predictions folder of two datasets (module constants)."""
+    summary_rows, run_rows = [], []
+    for dataset, experiments, protocols in (
+        ("synthetic", SYNTHETIC, TILE_PROTOCOLS),
+        ("levir-cd", LEVIR, LEVIR_PROTOCOLS),
+    ):
+        for experiment, (model, loss, seeds) in experiments.items():
+            for protocol in protocols:
+                summary_rows.append(
+                    _summary_row(experiment, model, loss, dataset, protocol, len(seeds))
+                )
+            for seed in seeds:
+                run_rows.append(_run_row(experiment, model, loss, dataset, seed))
+    runs = pd.DataFrame(run_rows)
+    curves: dict[str, dict[str, Any]] = {}
+    predictions = root / "predictions"
+    for k, row in runs.iterrows():
+        run = row["run"]
+        curves[run] = {"test": _curve(0.02 * k), "training": _training(1.0 + k)}
+        if row["dataset"] == "levir-cd":
+            curves[run]["whole_test"] = _curve(0.05)
+        for pair in range(5):
+            _write_strip(predictions / run / f"pair_{pair:03d}.png", seed=pair)
+    del curves["bsfnet-sisb-levir-cd-s3"]["training"]  # an older curves file
+    (predictions / "ifn-ifn_ds-synthetic-s0" / "pair_004.png").unlink()  # not in every run
+    return pd.DataFrame(summary_rows), runs, curves, predictions
+
+
+def _names(paths: list[Path]) -> list[str]:
+    return [path.name for path in paths]
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """Every figure of the two datasets, drawn once for the module: (out folder, paths)."""
+    root = tmp_path_factory.mktemp("figures")
+    summary, runs, curves, predictions = _inputs(root)
+    out = root / "out" / "figures"
+    return out, write_figures(summary, runs, curves, predictions, out)
+
+
+def _synthetic(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["dataset"] == "synthetic"]
+
+
+def test_write_figures_writes_every_figure_in_a_stable_order(
+    drawn: tuple[Path, list[Path]],
+) -> None:
+    out, written = drawn
+    assert _names(written) == [
+        "f1-levir-cd.png",
+        "pr-levir-cd.png",
+        "training-levir-cd.png",
+        "qualitative-levir-cd.png",
+        "f1-synthetic.png",
+        "ablation-synthetic.png",
+        "pr-synthetic.png",
+        "training-synthetic.png",
+        "qualitative-synthetic.png",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(_names(written))
+
+
+def test_every_figure_is_a_readable_png_and_is_closed(drawn: tuple[Path, list[Path]]) -> None:
+    from matplotlib import pyplot
+
+    _, written = drawn
+    for path in written:
+        with Image.open(path) as image:
+            image.verify()
+            assert image.format == "PNG", path
+            width, height = image.size
+        assert 400 <= width <= 4000 and 250 <= height <= 3000, (path, width, height)
+    assert pyplot.get_fignums() == []
+
+
+def test_ablation_needs_more_than_one_bsfnet_loss(tmp_path: Path) -> None:
+    summary = _synthetic(_inputs(tmp_path)[0])
+    no_runs = pd.DataFrame()
+    only_sisb = summary[(summary["model"] != "bsfnet") | (summary["loss"] == "sisb")]
+    written = write_figures(only_sisb, no_runs, {}, tmp_path / "absent", tmp_path / "a")
+    assert _names(written) == ["f1-synthetic.png"]
+    two_losses = summary[summary["loss"] != "contrastive"]
+    written = write_figures(two_losses, no_runs, {}, tmp_path / "absent", tmp_path / "b")
+    assert _names(written) == ["f1-synthetic.png", "ablation-synthetic.png"]
+
+
+def test_missing_optional_inputs_skip_their_figures(tmp_path: Path) -> None:
+    summary, runs, _, _ = _inputs(tmp_path)
+    summary, runs = _synthetic(summary), _synthetic(runs)
+    no_training = {run: {"test": _curve(0.0)} for run in runs["run"]}  # older curves files
+    written = write_figures(summary, runs, no_training, tmp_path / "absent", tmp_path / "a")
+    assert _names(written) == ["f1-synthetic.png", "ablation-synthetic.png", "pr-synthetic.png"]
+    unknown_runs = {"another-run": {"test": _curve(0.0)}}
+    written = write_figures(summary, runs, unknown_runs, tmp_path / "absent", tmp_path / "b")
+    assert "pr-synthetic.png" not in _names(written)
+
+
+def test_error_map_colours_each_outcome() -> None:
+    label = np.array([[1, 1], [0, 0]], dtype=bool)
+    prediction = np.array([[1, 0], [1, 0]], dtype=bool)
+    expected = np.array(
+        [
+            [figures.TRUE_POSITIVE, figures.FALSE_NEGATIVE],
+            [figures.FALSE_POSITIVE, figures.TRUE_NEGATIVE],
+        ],
+        dtype=np.uint8,
+    )
+    coloured = error_map(label, prediction)
+    assert coloured.dtype == np.uint8 and coloured.shape == (2, 2, 3)
+    np.testing.assert_array_equal(coloured, expected)
+    np.testing.assert_array_equal(coloured[0, 0], [255, 255, 255])
+    np.testing.assert_array_equal(coloured[1, 1], [0, 0, 0])
+    with pytest.raises(ValueError, match="one shape"):
+        error_map(label, np.zeros((2, 3), dtype=bool))
+
+
+def test_strip_panels_are_thresholded_at_128(tmp_path: Path) -> None:
+    path = tmp_path / "pair.png"
+    _write_strip(path, seed=0)
+    panels = read_strip(path)
+    assert [panel.shape for panel in panels] == [(SIDE, SIDE, 3)] * 5
+    assert figures.mask_of(panels[2]).sum() == 36  # the 6 x 6 white square
+    grey = np.array([[[127] * 3, [128] * 3]], dtype=np.uint8)
+    assert figures.mask_of(grey).tolist() == [[False, True]]
+
+
+def test_malformed_strip_raises_naming_the_file(tmp_path: Path) -> None:
+    from matplotlib import pyplot
+
+    summary, runs, _, predictions = _inputs(tmp_path)
+    bad = predictions / "bsfnet-bce-synthetic-s0" / "pair_000.png"
+    Image.fromarray(np.zeros((SIDE, 5 * SIDE + 1, 3), dtype=np.uint8)).save(bad)
+    with pytest.raises(ValueError, match=r"bsfnet-bce-synthetic-s0.pair_000\.png.*divisible by 5"):
+        write_figures(_synthetic(summary), _synthetic(runs), {}, predictions, tmp_path / "out")
+    assert pyplot.get_fignums() == []
+    bad.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"pair_000\.png: not a readable"):
+        read_strip(bad)
+
+
+def test_summary_without_required_column_is_refused(tmp_path: Path) -> None:
+    summary, runs, curves, predictions = _inputs(tmp_path)
+    with pytest.raises(ValueError, match=r"summary table lacks columns \['f1'\]"):
+        write_figures(summary.drop(columns="f1"), runs, curves, predictions, tmp_path / "out")
+
+
+def test_colour_of_is_stable_and_distinct() -> None:
+    names = ["ifn / ifn_ds", "bsfnet / sisb", "bsfnet / bce"]
+    colours = [colour_of(name, names) for name in names]
+    assert len(set(colours)) == 3
+    assert colours == [colour_of(name, list(reversed(names))) for name in names]
+    with pytest.raises(ValueError, match="bsfnet / dice"):
+        colour_of("bsfnet / dice", names)
