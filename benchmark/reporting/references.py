@@ -128,14 +128,17 @@ def load_references(path: Path = Path("references.yaml")) -> list[Reference]:
         if not isinstance(rows, list):
             raise ConfigError(f"{path}: {profile}: expected a list of rows")
         for index, row in enumerate(rows):
-            where = f"{path}: {profile}[{index}]"
+            where = f"{profile}[{index}]"
             if isinstance(row, dict) and "profile" in row:
-                raise ConfigError(f"{where}: `profile` is given by the section, not the row")
-            reference = from_dict(Reference, {**row, "profile": profile}, where)
-            reference.check(where)
+                raise ConfigError(f"{path}: {where}: `profile` is given by the section")
+            try:
+                reference = from_dict(Reference, {**row, "profile": profile}, where)
+                reference.check(where)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
             if (profile, reference.key) in seen:
                 raise ConfigError(
-                    f"{where}: {reference.label()} is already given by "
+                    f"{path}: {where}: {reference.label()} is already given by "
                     f"{seen[(profile, reference.key)]}; keep one row per model, loss, "
                     f"dataset and protocol"
                 )

@@ -1,0 +1,512 @@
+"""The comparison report and `cdbench check` (benchmark/reporting/) on fabricated evaluations.
+
+Each fabricated run is a set of per-image confusion counts; its metrics file is computed from
+them with `Counts.scores`, exactly as `cdbench evaluate` pools them, so expectations below are
+worked out by hand from the counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.errors import ConfigError, DataError
+from benchmark.evaluation.metrics import Counts
+from benchmark.reporting.check import FAIL, MISSING, NO_RESULTS, PASS, check
+from benchmark.reporting.references import load_references
+from benchmark.reporting.results import (
+    ABOVE,
+    BELOW,
+    WITHIN,
+    bootstrap_f1,
+    load_runs,
+    per_image_counts,
+    summarise,
+    verdict,
+)
+from benchmark.reporting.tables import ablation_table, write_tables
+
+REPO = Path(__file__).resolve().parents[1]
+PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
+
+
+def write_run(
+    reports: Path,
+    run: str,
+    experiment: str,
+    seed: int,
+    images: dict[str, list[tuple[int, int, int, int]]],
+    whole: dict[str, list[tuple[int, int, int, int]]] | None = None,
+) -> dict:
+    """Fabricate what `cdbench evaluate` writes for one run: per-image counts per protocol
+    (`images[protocol]`, one (tp, fp, fn, tn) per test image), the pooled metrics file, the
+    curves file and one prediction strip."""
+    model, rest = experiment.split("-", 1)
+    loss = rest.split("-", 1)[0] if model == "bsfnet" else "ifn_ds"
+    dataset = experiment.split("-", 2)[2]
+    metrics: dict = {
+        "run": run,
+        "experiment": experiment,
+        "model": model,
+        "loss": loss,
+        "dataset": dataset,
+        "recipe": "demo",
+        "seed": seed,
+    }
+    rows: list[dict] = []
+    for prefix, view, table in (("", "tiles", images), ("whole_", "whole", whole or {})):
+        names = [f"{view}_{i:03d}" for i in range(len(next(iter(table.values()), [])))]
+        for i, name in enumerate(names):
+            row = {"view": view, "name": name}
+            for protocol in PROTOCOLS:
+                row.update(
+                    dict(
+                        zip(
+                            (f"{protocol}/{k}" for k in ["tp", "fp", "fn", "tn"]),
+                            table[protocol][i],
+                            strict=True,
+                        )
+                    )
+                )
+            rows.append(row)
+        for protocol in PROTOCOLS if table else ():
+            pooled = Counts(*np.sum(table[protocol], axis=0).tolist())
+            metrics[f"{prefix}{protocol}/threshold"] = 0.5
+            metrics.update({f"{prefix}{protocol}/{k}": v for k, v in pooled.as_dict().items()})
+            metrics.update({f"{prefix}{protocol}/{k}": v for k, v in pooled.scores().items()})
+    for folder in ("metrics", "per_image", "curves", "predictions"):
+        (reports / folder).mkdir(parents=True, exist_ok=True)
+    (reports / "metrics" / f"{run}.json").write_text(json.dumps(metrics))
+    pd.DataFrame(rows).to_csv(reports / "per_image" / f"{run}.csv", index=False)
+    curve = {"threshold": [0.0, 0.5, 1.0], "precision": [0.1, 0.5, 1.0], "recall": [1.0, 0.5, 0.0]}
+    curves = {
+        "test": {**curve, "f1": [0.2, 0.5, 0.0]},
+        "selected_step": 2,
+        "training": [
+            {"step": 1, "train/loss": 1.0, "val/f1": 0.2},
+            {"step": 2, "train/loss": 0.5, "val/f1": 0.4},
+        ],
+    }
+    (reports / "curves" / f"{run}.json").write_text(json.dumps(curves))
+    strip = np.zeros((8, 40, 3), np.uint8)
+    strip[:4, 16:24] = 255  # label: top half changed
+    strip[:, 24:32] = 255 if seed % 2 else 0  # prediction
+    (reports / "predictions" / run).mkdir(exist_ok=True)
+    Image.fromarray(strip).save(reports / "predictions" / run / "test_0000.png")
+    return metrics
+
+
+def same_counts(counts: tuple[int, int, int, int], images: int = 4) -> dict:
+    return {protocol: [counts] * images for protocol in PROTOCOLS}
+
+
+def references_file(tmp_path: Path, rows: dict) -> Path:
+    path = tmp_path / "references.yaml"
+    path.write_text(yaml.safe_dump(rows))
+    return path
+
+
+# ---------------------------------------------------------------------------- references.yaml
+
+
+def test_repository_references_load_and_bsfnet_rows_are_missing() -> None:
+    references = load_references(REPO / "references.yaml")
+    full = [r for r in references if r.profile == "full"]
+    assert {r.key for r in full} == {
+        ("ifn", "ifn_ds", "levir-cd", "whole_fixed"),
+        ("ifn", "ifn_ds", "levir-cd", "fixed"),
+        ("ifn", "ifn_ds", "cdd", "fixed"),
+        ("bsfnet", "sisb", "cdd", "fixed"),
+        ("bsfnet", "sisb", "levir-cd", "fixed"),
+    }
+    assert [r.missing for r in full if r.model == "bsfnet"] == [True, True]
+    opencd = next(r for r in full if r.protocol == "whole_fixed")
+    assert opencd.values.f1 == 90.83 and opencd.values.oa is None
+    demo = [r for r in references if r.profile == "demo"]
+    assert demo and all(r.dataset == "synthetic" and r.values.f1 for r in demo)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"colour": "red"}, "unknown key(s) demo[0].colour"),
+        ({"protocol": "best"}, "expected one of our protocols"),
+        ({"values": {"f1": 120.0}}, "demo[0].values.f1: expected a percentage"),
+        ({"values": {"mf1": 1.0}}, "unknown key(s) demo[0].values.mf1"),
+        ({"loss": "ifn_ds"}, "bsfnet is trained with"),
+        ({"protocol": "whole_fixed"}, "levir-cd only"),
+        ({"dataset": "mnist"}, "demo[0].dataset"),
+    ],
+)
+def test_bad_reference_rows_are_refused_naming_the_row(
+    tmp_path: Path, row: dict, message: str
+) -> None:
+    base = {
+        "model": "bsfnet",
+        "loss": "sisb",
+        "dataset": "synthetic",
+        "protocol": "fixed",
+        "values": {"f1": 40.0},
+    }
+    path = references_file(tmp_path, {"demo": [{**base, **row}]})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_references(path)
+
+
+def test_duplicate_rows_and_uncited_published_rows_are_refused(tmp_path: Path) -> None:
+    row = {
+        "model": "ifn",
+        "loss": "ifn_ds",
+        "dataset": "cdd",
+        "protocol": "fixed",
+        "values": {"f1": 90.0},
+        "citation": "someone",
+    }
+    with pytest.raises(ConfigError, match=r"full\[1\].*already given by full\[0\]"):
+        load_references(references_file(tmp_path, {"full": [row, row]}))
+    del row["citation"]
+    with pytest.raises(ConfigError, match="needs its citation"):
+        load_references(references_file(tmp_path, {"full": [row]}))
+
+
+# ------------------------------------------------------------------------ aggregation, bootstrap
+
+
+def test_bootstrap_matches_a_plain_loop_over_the_same_draws() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 50, size=(2, 7, 4)).astype(float)
+    low, high = bootstrap_f1(counts, resamples=200, seed=5)
+    draws = np.random.default_rng(5).integers(0, 7, size=(200, 7))
+    means = []
+    for draw in draws:
+        f1s = []
+        for seed_counts in counts:
+            tp, fp, fn, _ = seed_counts[draw].sum(axis=0)
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+        means.append(np.mean(f1s) * 100)
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+    assert low < high
+
+
+def test_bootstrap_of_identical_images_is_a_point() -> None:
+    counts = np.tile(np.array([[[3.0, 1.0, 2.0, 10.0]]]), (1, 5, 1))
+    low, high = bootstrap_f1(counts, resamples=50)
+    assert low == pytest.approx(200 / 3) and high == pytest.approx(200 / 3)  # 2*3 / (6 + 1 + 2)
+
+
+def test_summary_means_stds_seeds_and_reference_verdicts(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    # Two seeds: F1 = 2tp/(2tp+fp+fn) = 80 % and 60 %; one seed of another experiment.
+    write_run(reports, "ifn-ds-synthetic-s0", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    write_run(reports, "ifn-ds-synthetic-s1", "ifn-ds-synthetic", 1, same_counts((3, 2, 2, 9)))
+    write_run(
+        reports, "bsfnet-sisb-synthetic", "bsfnet-sisb-synthetic", 0, same_counts((1, 1, 0, 10))
+    )
+    references = load_references(
+        references_file(
+            tmp_path,
+            {
+                "demo": [
+                    {
+                        "model": "ifn",
+                        "loss": "ifn_ds",
+                        "dataset": "synthetic",
+                        "protocol": "fixed",
+                        "values": {"f1": 75.0},
+                    },  # ours 70: below by 5 with tolerance 1
+                    {
+                        "model": "ifn",
+                        "loss": "ifn_ds",
+                        "dataset": "synthetic",
+                        "protocol": "val_threshold",
+                        "values": {"f1": 72.0},
+                        "tolerance": 3.0,
+                    },  # within
+                    {
+                        "model": "bsfnet",
+                        "loss": "sisb",
+                        "dataset": "synthetic",
+                        "protocol": "fixed",
+                        "values": {"f1": None},
+                    },  # missing
+                ]
+            },
+        )
+    )
+    summary = summarise(load_runs(reports / "metrics"), references, reports / "per_image")
+    ifn = summary[summary["experiment"] == "ifn-ds-synthetic"].set_index("protocol")
+    assert ifn.at["fixed", "seeds"] == 2
+    assert ifn.at["fixed", "f1"] == pytest.approx(70.0)
+    assert ifn.at["fixed", "f1_std"] == pytest.approx(np.std([80.0, 60.0], ddof=1))
+    assert ifn.at["fixed", "precision"] == pytest.approx((80.0 + 60.0) / 2)
+    # Every image is identical, so the bootstrap interval collapses to the mean.
+    assert ifn.at["fixed", "f1_ci_low"] == pytest.approx(70.0)
+    assert ifn.at["fixed", "verdict"] == BELOW and ifn.at["fixed", "diff_f1"] == pytest.approx(-5)
+    assert ifn.at["val_threshold", "verdict"] == WITHIN
+    assert ifn.at["test_best_optimistic", "verdict"] == ""
+    assert ifn.at["test_best_optimistic", "ref_status"] == "none"
+    bsfnet = summary[summary["experiment"] == "bsfnet-sisb-synthetic"].set_index("protocol")
+    assert bsfnet.at["fixed", "verdict"] == MISSING
+    assert np.isnan(bsfnet.at["fixed", "f1_std"])
+
+
+@pytest.mark.parametrize(
+    ("difference", "tolerance", "expected"),
+    [
+        (-1.5, 1.0, BELOW),
+        (-1.0, 1.0, WITHIN),
+        (0.5, 1.0, WITHIN),
+        (1.5, 1.0, ABOVE),
+        (5.0, -10.0, BELOW),
+        (12.0, -10.0, ABOVE),
+    ],
+)
+def test_verdict(difference: float, tolerance: float, expected: str) -> None:
+    assert verdict(difference, tolerance, "available") == expected
+
+
+def test_seeds_evaluated_on_different_images_are_refused(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "a-s0", "ifn-ds-synthetic", 0, same_counts((1, 1, 1, 1), images=3))
+    write_run(reports, "a-s1", "ifn-ds-synthetic", 1, same_counts((1, 1, 1, 1), images=4))
+    with pytest.raises(DataError, match=r"a-s1\.csv: its tiles test images differ"):
+        per_image_counts(reports / "per_image", ["a-s0", "a-s1"], "fixed")
+
+
+def test_bad_metrics_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no metrics files"):
+        load_runs(tmp_path)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(DataError, match=r"broken.json: not valid JSON.*evaluate@broken"):
+        load_runs(tmp_path)
+    (tmp_path / "broken.json").write_text(json.dumps({"run": "broken"}))
+    with pytest.raises(DataError, match=r"broken\.json: missing experiment"):
+        load_runs(tmp_path)
+
+
+# -------------------------------------------------------------------------------------- tables
+
+
+def test_tables_ablation_latex_and_unmatched_references(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    for loss, counts in (("sisb", (4, 1, 1, 10)), ("bce", (3, 2, 2, 9))):
+        write_run(
+            reports, f"bsfnet-{loss}-synthetic", f"bsfnet-{loss}-synthetic", 0, same_counts(counts)
+        )
+    references = load_references(REPO / "references.yaml")
+    summary = summarise(load_runs(reports / "metrics"), references, reports / "per_image")
+    ablation = ablation_table(summary)
+    assert list(ablation["loss"]) == ["sisb", "bce"]
+    assert ablation.iloc[1]["Δ F1 vs SISB (val-chosen)"] == "-20.00"  # 60 - 80
+    unmatched = [r for r in references if r.profile == "full"]
+    paths = write_tables(summary, unmatched, reports)
+    assert sorted(p.name for p in paths) == sorted(
+        ["comparison.md", "comparison.csv", "comparison.tex", "ablation.csv", "ablation.tex"]
+    )
+    markdown = (reports / "comparison.md").read_text()
+    assert "## synthetic" in markdown and "## Loss ablation" in markdown
+    assert "bsfnet/sisb cdd fixed" in markdown and "reference missing" in markdown
+    assert "| 80.00 " in markdown
+    tex = (reports / "comparison.tex").read_text()
+    assert r"\toprule" in tex and r"$\Delta$ F1" in tex and "best on test" in tex
+    assert "ifn_ds" not in tex and "bsfnet" in tex
+    table = pd.read_csv(reports / "comparison.csv")
+    assert {"f1", "f1_std", "f1_ci_low", "ref_f1", "verdict"} <= set(table.columns)
+
+
+# --------------------------------------------------------------------------------------- check
+
+
+def test_check_statuses(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    path = references_file(
+        tmp_path,
+        {
+            "demo": [
+                {
+                    "model": "ifn",
+                    "loss": "ifn_ds",
+                    "dataset": "synthetic",
+                    "protocol": "fixed",
+                    "values": {"f1": 80.5, "iou": 70.0},
+                },
+                {
+                    "model": "ifn",
+                    "loss": "ifn_ds",
+                    "dataset": "synthetic",
+                    "protocol": "val_threshold",
+                    "values": {"f1": 85.0},
+                    "tolerance": 4.0,
+                },
+                {
+                    "model": "bsfnet",
+                    "loss": "sisb",
+                    "dataset": "synthetic",
+                    "protocol": "fixed",
+                    "values": {"f1": 10.0},
+                },
+                {
+                    "model": "bsfnet",
+                    "loss": "bce",
+                    "dataset": "synthetic",
+                    "protocol": "fixed",
+                    "values": {},
+                },
+            ]
+        },
+    )
+    runs, references = load_runs(reports / "metrics"), load_references(path)
+    result = check(runs, references, "demo", tolerance=1.0, metrics=("f1", "iou"))
+    statuses = [
+        (row.reference.split()[0], row.protocol, row.metric, row.status) for row in result.rows
+    ]
+    assert statuses == [
+        ("ifn/ifn_ds", "fixed", "f1", PASS),  # 80 >= 80.5 - 1
+        ("ifn/ifn_ds", "fixed", "iou", FAIL),  # 4/6 = 66.7 < 70 - 1
+        ("ifn/ifn_ds", "val_threshold", "f1", FAIL),  # 80 < 85 - 4
+        ("bsfnet/sisb", "fixed", "f1", NO_RESULTS),
+        ("bsfnet/bce", "fixed", "f1", MISSING),
+    ]
+    assert not result.passed and len(result.failed) == 3
+    strict = check(runs, references, "demo", fail_missing=True)
+    assert [row.status for row in strict.rows][-1] == FAIL
+
+
+def test_check_command_passes_then_fails_naming_the_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    row = {
+        "model": "ifn",
+        "loss": "ifn_ds",
+        "dataset": "synthetic",
+        "protocol": "fixed",
+        "values": {"f1": 78.0},
+        "tolerance": 5.0,
+    }
+    missing = {
+        "model": "bsfnet",
+        "loss": "sisb",
+        "dataset": "cdd",
+        "protocol": "fixed",
+        "values": {},
+        "citation": "a letter",
+    }
+    path = references_file(tmp_path, {"demo": [row], "full": [missing]})
+    args = ["check", "--reports", str(reports), "--references", str(path)]
+    assert main([*args, "--profile", "demo"]) == 0
+    result = json.loads((reports / "check.json").read_text())
+    assert result["passed"] and result["counts"]["pass"] == 1
+    assert "passed (demo profile)" in capsys.readouterr().out
+    # The full profile's only row is missing: listed, neither passes nor fails...
+    assert main([*args, "--profile", "full"]) == 0
+    assert "reference missing" in capsys.readouterr().out
+    # ...unless asked.
+    assert main([*args, "--profile", "full", "--fail-missing"]) == 1
+    capsys.readouterr()
+    # An impossible tolerance (demand 100 points above the reference) fails, naming the row.
+    references_file(tmp_path, {"demo": [{**row, "tolerance": -100.0}], "full": [missing]})
+    assert main([*args, "--profile", "demo"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (demo profile): ifn/ifn_ds synthetic fixed f1 (fail)" in out
+    assert json.loads((reports / "check.json").read_text())["passed"] is False
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def test_report_command_writes_tables_figures_and_an_mlflow_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports = tmp_path / "reports"
+    for seed, counts in ((0, (4, 1, 1, 10)), (1, (3, 2, 2, 9))):
+        write_run(
+            reports,
+            f"bsfnet-sisb-synthetic-s{seed}",
+            "bsfnet-sisb-synthetic",
+            seed,
+            same_counts(counts),
+        )
+    write_run(
+        reports, "bsfnet-bce-synthetic", "bsfnet-bce-synthetic", 0, same_counts((2, 1, 1, 10))
+    )
+    (reports / "figures").mkdir()
+    (reports / "figures" / "stale.png").write_bytes(b"old")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(
+            [
+                "report",
+                "--reports",
+                str(reports),
+                "--references",
+                str(REPO / "references.yaml"),
+                "--resamples",
+                "100",
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "comparison.md",
+        "comparison.csv",
+        "comparison.tex",
+        "ablation.csv",
+        "ablation.tex",
+    ):
+        assert (reports / name).stat().st_size > 0
+    figures = sorted(p.name for p in (reports / "figures").glob("*.png"))
+    assert "stale.png" not in figures
+    assert {
+        "f1-synthetic.png",
+        "ablation-synthetic.png",
+        "pr-synthetic.png",
+        "training-synthetic.png",
+        "qualitative-synthetic.png",
+    } <= set(figures)
+    markdown = (reports / "comparison.md").read_text()
+    assert "70.00 ± 14.14" in markdown  # mean and std of 80 and 60 over two seeds
+
+    import mlflow
+
+    found = mlflow.search_runs(
+        experiment_names=["cdbench-report"], filter_string="attributes.run_name = 'report'"
+    )
+    assert len(found) == 1 and found.iloc[0]["status"] == "FINISHED"
+    assert found.iloc[0]["metrics.bsfnet-sisb-synthetic/fixed/f1"] == pytest.approx(70.0)
+    client = mlflow.MlflowClient()
+    artifacts = {
+        a.path
+        for folder in ("tables", "figures")
+        for a in client.list_artifacts(found.iloc[0]["run_id"], folder)
+    }
+    assert "tables/comparison.md" in artifacts and "figures/f1-synthetic.png" in artifacts
+
+
+def test_dvc_report_stage_depends_on_every_evaluation_output() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    report = stages["report"]
+    assert report["cmd"] == "cdbench report"
+    assert {
+        "reports/metrics",
+        "reports/per_image",
+        "reports/curves",
+        "reports/predictions",
+        "references.yaml",
+        "benchmark/reporting",
+    } <= set(report["deps"])
+    outs = {next(iter(o)) if isinstance(o, dict) else o for o in report["outs"]}
+    assert {"reports/comparison.md", "reports/figures"} <= outs
+    evaluate_outs = json.dumps(stages["evaluate"]["do"])
+    assert "reports/per_image/${key}.csv" in evaluate_outs
