@@ -284,10 +284,17 @@ def _protocol_style(protocol: str) -> dict[str, Any]:
     }
 
 
+PROTOCOL_NAMES = {
+    "fixed": "fixed threshold",
+    "val_threshold": "val-chosen threshold",
+    "test_best_optimistic": "best on test (optimistic)",
+}
+
+
 def _protocol_name(protocol: str) -> str:
-    if protocol.startswith("whole_"):
-        return f"{protocol.removeprefix('whole_')} (whole images)"
-    return protocol
+    """The reader's name of a protocol (as in comparison.md)."""
+    name = PROTOCOL_NAMES.get(protocol.removeprefix("whole_"), protocol)
+    return f"{name}, whole images" if protocol.startswith("whole_") else name
 
 
 def _draw_bar(
@@ -340,9 +347,16 @@ def _interval_legend(shown: set[str], sources: list[str]) -> list[Any]:
     if sources:
         handles.append(
             Line2D([], [], color="black", marker="D", linestyle="none", markeredgecolor="white",
-                   label="published (" + "; ".join(sources) + ")")
+                   label=_reference_label(sources))
         )  # fmt: skip
     return handles
+
+
+def _reference_label(sources: list[str]) -> str:
+    """Demo references are recorded scores, not publications: say which the marker is."""
+    if all("synthetic demo" in source for source in sources):
+        return "demo reference (recorded, not published)"
+    return "published (sources in comparison.md)"
 
 
 # --- f1-<dataset>.png ----------------------------------------------------------------------
@@ -372,10 +386,10 @@ def _f1_figure(rows: pd.DataFrame, dataset: str, path: Path) -> bool:
             _draw_reference(axes, x, row, extent, sources)
     axes.set_xticks(range(len(experiments)))
     firsts = rows.drop_duplicates("experiment").set_index("experiment")
-    axes.set_xticklabels([_label(firsts.at[e, "model"], firsts.at[e, "loss"]) for e in experiments])
+    axes.set_xticklabels([f"{firsts.at[e, 'model']}\n{firsts.at[e, 'loss']}" for e in experiments])
     axes.set(ylim=(0, 100), xlim=(-0.6, len(experiments) - 0.4), ylabel="F1 (%)")
     axes.set_xlabel("model / loss")
-    axes.set_title(f"F1, ours vs published: {dataset} (test split, mean over seeds)")
+    axes.set_title(f"F1 on the {dataset} test split: ours (mean over seeds) vs references")
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
     handles = [Patch(label=_protocol_name(p), **_protocol_style(p)) for p in protocols]
@@ -448,7 +462,7 @@ def _ablation_figure(rows: pd.DataFrame, dataset: str, colours: dict[str, str], 
                 x = group - 0.4 + width * (k + 0.5)
                 _draw_bar(axes, x, width, match.iloc[0], style, shown)
     axes.set_xticks(range(len(protocols)))
-    axes.set_xticklabels(protocols)
+    axes.set_xticklabels([_protocol_name(p) for p in protocols])
     axes.set(ylim=(0, 100), xlim=(-0.6, len(protocols) - 0.4), ylabel="F1 (%)", xlabel="protocol")
     axes.set_title(f"BSFNet loss ablation on {dataset}")
     axes.grid(axis="y", alpha=0.3)
@@ -514,6 +528,10 @@ def _pr_figure(
             if curve:
                 recall = 100 * np.asarray(curve["recall"], dtype=float)
                 precision = 100 * np.asarray(curve["precision"], dtype=float)
+                # Thresholds above every score predict nothing: precision is undefined there
+                # (0 by convention), not a point of the curve.
+                defined = ~((recall == 0) & (precision == 0))
+                recall, precision = recall[defined], precision[defined]
                 axes.plot(recall, precision, linestyle=linestyle, **style)
                 whole_drawn = whole_drawn or bool(prefix)
             for protocol, marker in (("fixed", "o"), ("val_threshold", "s")):
@@ -536,7 +554,7 @@ def _pr_figure(
         Line2D([], [], color="grey", marker="o", linestyle="none", markeredgecolor="black",
                label="fixed threshold"),
         Line2D([], [], color="grey", marker="s", linestyle="none", markeredgecolor="black",
-               label="val_threshold"),
+               label="val-chosen threshold"),
     ]  # fmt: skip
     if whole_drawn:
         handles += [
@@ -610,7 +628,9 @@ def _training_figure(
         positive = [(s, v) for s, v in zip(steps, loss, strict=True) if v > 0]  # log scale
         if positive:
             (legend[label],) = loss_axes.plot(*zip(*positive, strict=True), **style)
-    val_axes.set(xlabel="step (iteration)", ylabel="validation F1 (%)", ylim=(0, 100))
+    val_axes.set(
+        xlabel="step (iteration)", ylabel="validation F1, fixed threshold (%)", ylim=(0, 100)
+    )
     val_axes.set_title(f"Validation F1: {dataset}")
     loss_axes.set(xlabel="step (iteration)", ylabel="training loss (log scale)", yscale="log")
     loss_axes.set_title("Training loss (loss scales differ between losses)")
@@ -685,7 +705,8 @@ def _qualitative_figure(runs: pd.DataFrame, predictions: Path, dataset: str, pat
         )
     ]
     figure.suptitle(
-        f"Test predictions on {dataset} (first seed of each experiment, fixed threshold)",
+        f"Test predictions on {dataset} (first seed of each experiment, "
+        "threshold chosen on validation)",
         fontsize=10,
     )
     figure.legend(handles=legend, loc="lower center", ncol=4, fontsize=8, frameon=False)
