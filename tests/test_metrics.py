@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from benchmark.evaluation.metrics import Counts, ScoreHistogram, ThresholdCounter
+from benchmark.evaluation.metrics import Counts, ImageHistograms, ScoreHistogram, ThresholdCounter
 
 SEEDS = [0, 1, 2]
 MASK_DTYPES = [torch.bool, torch.uint8, torch.int64, torch.float32]
@@ -249,3 +249,33 @@ def test_device_argument(device: str | torch.device) -> None:
     assert histogram.edges.device.type == "cpu"
     assert counter.counts()[0].scores() == pytest.approx(sklearn_scores(pairs, 0.5))
     assert histogram.counts_at(5) == counter.counts()[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_image_histograms_give_each_images_exact_counts(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    pooled = ScoreHistogram(0.0, 1.0, bins=20)
+    images = ImageHistograms(pooled)
+    batches = [
+        (
+            torch.rand(b, 1, 5, 6, generator=generator),
+            torch.rand(b, 1, 5, 6, generator=generator) > 0.6,
+        )
+        for b in (3, 2)
+    ]
+    for score, mask in batches:
+        pooled.update(score, mask)
+        images.update(score, mask)
+    assert len(images) == 5
+    score = torch.cat([s for s, _ in batches])
+    mask = torch.cat([m for _, m in batches])
+    for k in (0, 7, 10, 20):
+        threshold = float(pooled.edges[k])
+        per_image = images.counts_at_threshold(threshold)
+        for i in range(5):  # each image's counts, as a ThresholdCounter on it alone sees them
+            counter = ThresholdCounter([threshold])
+            counter.update(score[i], mask[i])
+            assert Counts(*per_image[i].tolist()) == counter.counts()[0]
+        assert Counts(*per_image.sum(0).tolist()) == pooled.counts_at(k)
+    with pytest.raises(ValueError, match="not an edge"):
+        images.counts_at_threshold(0.123)

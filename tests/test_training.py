@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -189,6 +190,34 @@ def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: P
     assert len(curve["test"]["precision"]) == len(curve["test"]["threshold"]) > 100
     pictures = sorted((tmp_path / "reports" / "predictions" / RUN).glob("*.png"))
     assert len(pictures) == 4
+    assert metrics["thumbnail_threshold"] == metrics["val_threshold/threshold"]
+    assert [r["step"] for r in curve["training"] if "val/f1" in r] == [3, 6]
+    # Per-image counts (the report's bootstrap) add up to the pooled counts of every protocol.
+    per_image = pd.read_csv(tmp_path / "reports" / "per_image" / f"{RUN}.csv")
+    assert list(per_image["name"]) == [p.stem for p in pictures] and len(per_image) == 4
+    for protocol in ("fixed", "val_threshold", "test_best_optimistic"):
+        for k in ("tp", "fp", "fn", "tn"):
+            assert per_image[f"{protocol}/{k}"].sum() == metrics[f"{protocol}/{k}"], protocol
+
+
+def test_report_of_a_real_evaluation(tmp_path: Path, prepared: Path, uninterrupted: Path) -> None:
+    """evaluate -> report on a real (tiny) run: tables and figures, the run's row inside."""
+    from benchmark.reporting.report import write_report
+
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    reports = tmp_path / "reports"
+    evaluate_run(params, spec, uninterrupted, reports, tracking=False)
+    repo = Path(__file__).resolve().parents[1]
+    report = write_report(reports, repo / "references.yaml", resamples=50, tracking=False)
+    row = report.summary.set_index("protocol").loc["val_threshold"]
+    metrics = json.loads((reports / "metrics" / f"{RUN}.json").read_text())
+    assert row["f1"] == pytest.approx(100 * metrics["val_threshold/f1"])
+    assert row["f1_ci_low"] <= row["f1"] <= row["f1_ci_high"]
+    assert f"| {row['f1']:.2f} " in (reports / "comparison.md").read_text()
+    names = {p.name for p in report.figures}
+    assert {"f1-synthetic.png", "pr-synthetic.png", "training-synthetic.png",
+            "qualitative-synthetic.png"} <= names  # fmt: skip
 
 
 def test_mlflow_records_params_curves_test_metrics_and_artifacts(
