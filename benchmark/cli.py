@@ -179,6 +179,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`cdbench report` -> `benchmark.reporting.report.write_report`."""
+    params = load_params(args.params)
     from benchmark.reporting.report import write_report
 
     report = write_report(
@@ -187,7 +188,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         resamples=args.resamples,
         tracking=not args.no_tracking,
+        runs_of={spec.name for spec in params.runs()},
     )
+    _warn_ignored(report.ignored, args.params)
     print(
         f"report of {len(report.runs)} run(s) ({report.summary['experiment'].nunique()} "
         f"experiment(s)): {', '.join(str(p) for p in report.tables[:1])} and "
@@ -198,15 +201,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_ignored(paths: list[Path], params_path: str) -> None:
+    if paths:
+        print(
+            f"ignored {len(paths)} metrics file(s) of runs that {params_path} does not list: "
+            + ", ".join(str(path) for path in paths),
+            file=sys.stderr,
+        )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """`cdbench check` -> `benchmark.reporting.check.check` (exit 1 when a reference is missed)."""
+    params = load_params(args.params)
     from benchmark.reporting.check import check, format_check, write_check
     from benchmark.reporting.references import load_references
-    from benchmark.reporting.results import load_runs
+    from benchmark.reporting.results import load_runs, stray_files
 
     references = load_references(Path(args.references))
     metrics_dir = Path(args.reports) / "metrics"
-    runs = load_runs(metrics_dir) if any(metrics_dir.glob("*.json")) else None
+    names = {spec.name for spec in params.runs()}
+    ignored = stray_files(metrics_dir, names)
+    _warn_ignored(ignored, args.params)
+    has_runs = any(path.stem in names for path in metrics_dir.glob("*.json"))
+    runs = load_runs(metrics_dir, names) if has_runs else None
     result = check(
         runs,
         references,

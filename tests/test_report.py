@@ -281,6 +281,23 @@ def test_seeds_evaluated_on_different_images_are_refused(tmp_path: Path) -> None
         per_image_counts(reports / "per_image", ["a-s0", "a-s1"], "fixed")
 
 
+def test_runs_outside_params_are_ignored_and_duplicate_seeds_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    write_run(reports, "old-name", "ifn-ds-synthetic", 0, same_counts((1, 1, 1, 1)))
+    runs = load_runs(reports / "metrics", only={"ifn-ds-synthetic"})
+    assert list(runs["run"]) == ["ifn-ds-synthetic"]
+    with pytest.raises(DataError, match=r"both hold ifn-ds-synthetic seed 0; delete the stale"):
+        load_runs(reports / "metrics")
+    params = ["--params", str(REPO / "params.yaml")]
+    check_args = ["check", "--reports", str(reports), "--profile", "demo"]
+    assert main([*params, *check_args]) == 1  # the other demo runs have no results
+    err = capsys.readouterr().err
+    assert "ignored 1 metrics file(s) of runs that" in err and "old-name.json" in err
+
+
 def test_bad_metrics_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no metrics files"):
         load_runs(tmp_path)
@@ -403,7 +420,8 @@ def test_check_command_passes_then_fails_naming_the_row(
         "citation": "a letter",
     }
     path = references_file(tmp_path, {"demo": [row], "full": [missing]})
-    args = ["check", "--reports", str(reports), "--references", str(path)]
+    args = ["--params", str(REPO / "params.yaml"), "check", "--reports", str(reports)]
+    args += ["--references", str(path)]
     assert main([*args, "--profile", "demo"]) == 0
     result = json.loads((reports / "check.json").read_text())
     assert result["passed"] and result["counts"]["pass"] == 1
@@ -447,6 +465,8 @@ def test_report_command_writes_tables_figures_and_an_mlflow_run(
     assert (
         main(
             [
+                "--params",
+                str(REPO / "params.yaml"),
                 "report",
                 "--reports",
                 str(reports),

@@ -11,6 +11,7 @@ reported: the synthetic demo alone, or every experiment after a full `dvc repro`
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import pandas as pd
 
 from benchmark.errors import DataError
 from benchmark.reporting.references import Reference, load_references
-from benchmark.reporting.results import RESAMPLES, load_runs, summarise, unmatched
+from benchmark.reporting.results import (
+    RESAMPLES,
+    load_runs,
+    stray_files,
+    summarise,
+    unmatched,
+)
 from benchmark.reporting.tables import write_tables
 
 REPORT_EXPERIMENT = "cdbench-report"
@@ -36,6 +43,8 @@ class Report:
     tables: list[Path]
     figures: list[Path]
     mlflow_run_id: str | None
+    ignored: list[Path]
+    """Metrics files of runs that params.yaml does not list (left out of the report)."""
 
 
 def write_report(
@@ -44,10 +53,15 @@ def write_report(
     tolerance: float = 1.0,
     resamples: int = RESAMPLES,
     tracking: bool = True,
+    runs_of: Collection[str] | None = None,
 ) -> Report:
-    """Build every table and figure of the report into `reports` (see the module docstring)."""
+    """Build every table and figure of the report into `reports` (see the module docstring).
+
+    `runs_of`: the run names to report (those of params.yaml); None reports every file.
+    """
     references = load_references(references_path)
-    runs = load_runs(reports / "metrics")
+    runs = load_runs(reports / "metrics", runs_of)
+    ignored = stray_files(reports / "metrics", runs_of) if runs_of is not None else []
     summary = summarise(runs, references, reports / "per_image", tolerance, resamples)
     datasets = set(summary["dataset"])
     extra = [
@@ -63,7 +77,7 @@ def write_report(
     curves = _curves(reports / "curves", list(runs["run"]))
     figures = write_figures(summary, runs, curves, reports / "predictions", figures_dir)
     run_id = _log(summary, runs, tables, figures) if tracking else None
-    return Report(summary, runs, extra, tables, figures, run_id)
+    return Report(summary, runs, extra, tables, figures, run_id, ignored)
 
 
 def _curves(folder: Path, runs: list[str]) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ transcribed), or empty when no source gives that protocol.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,27 @@ COUNTS = ("tp", "fp", "fn", "tn")
 WITHIN, BELOW, ABOVE, MISSING = "within tolerance", "below", "above", "reference missing"
 
 
-def load_runs(metrics_dir: Path) -> pd.DataFrame:
+def stray_files(metrics_dir: Path, runs: Collection[str]) -> list[Path]:
+    """Metrics files of runs that are not in `runs` (e.g. left by an experiment since removed
+    from params.yaml, or named before its seeds were several)."""
+    return [path for path in sorted(metrics_dir.glob("*.json")) if path.stem not in runs]
+
+
+def load_runs(metrics_dir: Path, only: Collection[str] | None = None) -> pd.DataFrame:
     """One row per run from `metrics_dir/*.json`, sorted by dataset, model, loss and seed.
 
+    Args:
+        metrics_dir: reports/metrics.
+        only: the run names to read (the runs of params.yaml); None reads every file.
+
     Raises:
-        DataError: no metrics file, a file that is not JSON or lacks the identity fields.
+        DataError: no metrics file, a file that is not JSON or lacks the identity fields, two
+            files for the same experiment and seed.
     """
     rows = []
-    for path in sorted(metrics_dir.glob("*.json")):
+    seen: dict[tuple[str, int], Path] = {}
+    paths = sorted(metrics_dir.glob("*.json"))
+    for path in paths if only is None else [p for p in paths if p.stem in only]:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -62,6 +76,13 @@ def load_runs(metrics_dir: Path) -> pd.DataFrame:
                 f"{path}: missing {', '.join(missing)}; not written by `cdbench evaluate`? "
                 f"rerun `dvc repro evaluate@{path.stem}`"
             )
+        key = (data["experiment"], data["seed"])
+        if key in seen:
+            raise DataError(
+                f"{path} and {seen[key]} both hold {data['experiment']} seed {data['seed']}; "
+                f"delete the stale one"
+            )
+        seen[key] = path
         rows.append(data)
     if not rows:
         raise DataError(
