@@ -162,7 +162,11 @@ def format_check(result: CheckResult) -> str:
             for row in result.rows
         ]
     )
-    lines = [table.to_markdown(index=False, disable_numparse=True) if len(table) else "(no references in this profile)"]
+    lines = [
+        table.to_markdown(index=False, disable_numparse=True)
+        if len(table)
+        else "(no references in this profile)"
+    ]
     if result.failed:
         names = "; ".join(f"{row.reference} {row.metric} ({row.status})" for row in result.failed)
         lines.append(f"FAILED ({result.profile} profile): {names}")
