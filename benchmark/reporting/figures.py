@@ -30,20 +30,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from benchmark.reporting.references import PROTOCOLS
+from benchmark.reporting.results import LOSS_ORDER
+from benchmark.reporting.tables import ABLATION_LOSSES, ABLATION_PROTOCOLS
+
 DPI = 120
-PROTOCOLS = (
-    "fixed",
-    "val_threshold",
-    "test_best_optimistic",
-    "whole_fixed",
-    "whole_val_threshold",
-    "whole_test_best_optimistic",
-)
-"""Every protocol of `cdbench evaluate`, in the order the figures draw them."""
-ABLATION_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
-ABLATION_LOSSES = ("sisb", "bce", "contrastive")
 MODEL_ORDER = ("bsfnet", "ifn")
-LOSS_ORDER = ("sisb", "bce", "contrastive", "ifn_ds")
 PROTOCOL_COLOURS = {
     "fixed": "#E69F00",  # Okabe-Ito orange
     "val_threshold": "#56B4E9",  # sky blue
@@ -390,19 +382,24 @@ def _f1_figure(rows: pd.DataFrame, dataset: str, path: Path) -> bool:
     axes.set(ylim=(0, 100), xlim=(-0.6, len(experiments) - 0.4), ylabel="F1 (%)")
     axes.set_xlabel("model / loss")
     axes.set_title(f"F1 on the {dataset} test split: ours (mean over seeds) vs references")
+    handles = [Patch(label=_protocol_name(p), **_protocol_style(p)) for p in protocols]
+    _finish_bars(figure, axes, handles + _interval_legend(shown, sources), "protocol", path)
+    return True
+
+
+def _finish_bars(figure: Any, axes: Any, handles: list[Any], title: str, path: Path) -> None:
+    """Grid behind the bars, the legend outside on the right, save."""
     axes.grid(axis="y", alpha=0.3)
     axes.set_axisbelow(True)
-    handles = [Patch(label=_protocol_name(p), **_protocol_style(p)) for p in protocols]
     axes.legend(
-        handles=handles + _interval_legend(shown, sources),
+        handles=handles,
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         fontsize=8,
-        title="protocol",
+        title=title,
         title_fontsize=8,
     )
     _save(figure, path)
-    return True
 
 
 MISSING_TEXT_ROOM = 17.0
@@ -465,17 +462,7 @@ def _ablation_figure(rows: pd.DataFrame, dataset: str, colours: dict[str, str], 
     axes.set_xticklabels([_protocol_name(p) for p in protocols])
     axes.set(ylim=(0, 100), xlim=(-0.6, len(protocols) - 0.4), ylabel="F1 (%)", xlabel="protocol")
     axes.set_title(f"BSFNet loss ablation on {dataset}")
-    axes.grid(axis="y", alpha=0.3)
-    axes.set_axisbelow(True)
-    axes.legend(
-        handles=handles + _interval_legend(shown, []),
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        fontsize=8,
-        title="loss",
-        title_fontsize=8,
-    )
-    _save(figure, path)
+    _finish_bars(figure, axes, handles + _interval_legend(shown, []), "loss", path)
     return True
 
 
