@@ -490,7 +490,9 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
     levir_raw(raw)
     prepare_dataset("levir-cd", raw, out, allow_partial=True, workers=1)
     before = _snapshot(out)
-    big = levir_raw(tmp_path / "big", counts={"train": 24, "val": 1, "test": 1}, size=1024)
+    # Big enough that the run is still working when the signal arrives, even on a busy machine
+    # (with 24 images a loaded CI machine once finished it before the signal was sent).
+    big = levir_raw(tmp_path / "big", counts={"train": 48, "val": 1, "test": 1}, size=1024)
     log = tmp_path / "stderr.txt"
     command = [sys.executable, "-m", "benchmark", "--params", str(tmp_path / "none.yaml")]
     command += ["prepare", "levir-cd", "--raw", str(big), "--out", str(out), "--allow-partial"]
@@ -528,6 +530,7 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
         for pid in workers:
             if not _ended(pid):
                 os.kill(pid, signal.SIGKILL)  # a failed test leaves no process behind
+    assert returncode != 0, "the prepare finished before the signal: the test window was missed"
     assert _snapshot(out) == before
     if how == "ctrl-c":
         assert returncode == 130
@@ -541,7 +544,7 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
         # The next run deletes what the killed one left, and its result replaces the old one.
         manifest = prepare_dataset("levir-cd", big, out, allow_partial=True, workers=1)
         assert _scratch_beside(out) == []
-        assert manifest["splits"]["train"]["pairs"] == 24 * 16
+        assert manifest["splits"]["train"]["pairs"] == 48 * 16
 
 
 def test_scratch_of_a_live_process_is_left_alone(raw: Path, out: Path) -> None:
