@@ -124,18 +124,24 @@ class PairNormalize:
 
     def __call__(self, sample: Sample) -> Sample:
         check_sample(sample)
-        image = sample["image"]
+        return {**sample, "image": self.images(sample["image"])}
+
+    def images(self, image: torch.Tensor) -> torch.Tensor:
+        """The same on uint8 images (..., 2, 3, H, W) on any device, e.g. a whole batch
+        (B, 2, 3, H, W) on the GPU after the transfer: the training loop normalises there."""
         if image.dtype != torch.uint8:
             raise ValueError(f"PairNormalize: expected a uint8 image, got {image.dtype}")
+        if image.shape[-4:-2] != (2, 3):
+            raise ValueError(f"PairNormalize: expected (..., 2, 3, H, W), got {tuple(image.shape)}")
         x = image.to(torch.float32)
         if self.divide_by_255:
             x = x / 255
         if self.bgr:
-            x = x.flip(1)
-        x = x - self.mean
+            x = x.flip(-3)
+        x = x - self.mean.to(x.device)
         if self.std is not None:
-            x = x / self.std
-        return {**sample, "image": x}
+            x = x / self.std.to(x.device)
+        return x
 
     def __repr__(self) -> str:
         std = None if self.std is None else _rounded(self.std)

@@ -203,7 +203,7 @@ def train_run(
 
     train_set = SeededSamples(
         ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole),
-        train_transform(recipe),
+        train_transform(recipe, normalize=False),  # uint8 out: normalised on the device
         spec.seed,
     )
     steps_per_epoch = len(train_set) // recipe.batch_size
@@ -221,6 +221,7 @@ def train_run(
         val_set = Subset(val_set, range(min(recipe.max_val_pairs, len(val_set))))
     val_shard = Subset(val_set, range(world.rank, len(val_set), world.world_size))
 
+    normalize = normalizer(recipe)
     optimizer = build_optimizer(recipe, trainable.parameters())
     scheduler = build_scheduler(recipe, optimizer, total)
     model: nn.Module = trainable
@@ -315,7 +316,7 @@ def train_run(
             )
             trainable.train()
             for batch in loader:
-                image = batch["image"].to(device, non_blocking=True)
+                image = normalize.images(batch["image"].to(device, non_blocking=True))
                 mask = batch["mask"].to(device, non_blocking=True)
                 t0, t1 = image[:, 0], image[:, 1]
                 if runtime.channels_last:
