@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from benchmark import cli
+from benchmark.data import cache
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.download import sidecar_path
 from benchmark.data.images import tile_name, tile_offsets
@@ -98,11 +99,18 @@ def download_twice(
 
 
 def check_manifest_files(root: Path, group: dict[str, dict[str, Any]]) -> None:
-    """Per split: the manifest lists exactly the files on disk, with their sha256."""
+    """Per split: the manifest lists exactly the files on disk, with their sha256 (but the
+    decoded-pairs cache, derived from them and checked in tests/test_cache.py)."""
     for split in SPLITS:
         info = group[split]
         folder = root / split
-        on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        assert (folder / cache.ARRAY).is_file() and (folder / cache.INDEX).is_file()
+        derived = {cache.ARRAY, cache.INDEX}
+        on_disk = {
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and p.name not in derived
+        }
         assert set(info["files"]) == on_disk
         assert len(on_disk) == len(PARTS) * info["pairs"]
         for key, digest in info["files"].items():

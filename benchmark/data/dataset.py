@@ -23,7 +23,10 @@ dates on a leading time axis, `mask` has one channel). Departures, deliberate:
 - `mask` is uint8 in {0, 1} (torchgeo: int64) and the sample carries the pair's `name`, which
   the evaluation needs to save per-image predictions;
 - `whole=True` reads `root/whole/<split>`, LEVIR-CD's uncut 1024x1024 images, for
-  whole-image evaluation.
+  whole-image evaluation;
+- when the split has a cache of its decoded pairs (`pairs.npy`, written by `cdbench prepare`
+  and `cdbench synth`; benchmark/data/cache.py), samples are read from it instead of the
+  PNGs: the same tensors, without decoding.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from benchmark.data.cache import PairsCache
 from benchmark.data.layout import SPLITS, WHOLE, list_pairs
 from benchmark.errors import DataError
 
@@ -74,6 +78,7 @@ class ChangeDetectionDataset(Dataset[Sample]):
         split: "train", "val" or "test".
         transforms: Called on each sample dict; returns the transformed dict.
         whole: Read the uncut images under `root/whole/<split>` (LEVIR-CD only).
+        use_cache: Read the split's decoded-pairs cache when it has one (see above).
 
     Raises:
         DataError: If the split folder is missing, or a pair lacks a counterpart.
@@ -85,6 +90,7 @@ class ChangeDetectionDataset(Dataset[Sample]):
         split: str,
         transforms: Callable[[Sample], Sample] | None = None,
         whole: bool = False,
+        use_cache: bool = True,
     ) -> None:
         if split not in SPLITS:
             raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
@@ -102,12 +108,17 @@ class ChangeDetectionDataset(Dataset[Sample]):
         else:
             self.folder = self.root / split
         self.names = list_pairs(self.folder)
+        self.cache = PairsCache.find(self.folder, self.names) if use_cache else None
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, index: int) -> Sample:
         name = self.names[index]
+        if self.cache is not None:  # checked when the cache was written
+            image, mask = self.cache.pair(index)
+            sample: Sample = {"image": image, "mask": mask, "name": name}
+            return self.transforms(sample) if self.transforms is not None else sample
         a = read_png(self.folder / "A" / f"{name}.png", "RGB")
         b = read_png(self.folder / "B" / f"{name}.png", "RGB")
         label_path = self.folder / "label" / f"{name}.png"
@@ -125,7 +136,7 @@ class ChangeDetectionDataset(Dataset[Sample]):
                 f"{label_path}: label values must be 0 or 255, found {shown}; "
                 f"re-run `cdbench prepare` (which binarises labels) to rewrite it"
             )
-        sample: Sample = {"image": torch.stack([a, b]), "mask": label // 255, "name": name}
+        sample = {"image": torch.stack([a, b]), "mask": label // 255, "name": name}
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample

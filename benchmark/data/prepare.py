@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from benchmark.data import layout
+from benchmark.data.cache import write_caches
 from benchmark.data.extract import Member, extract_archive, list_members
 from benchmark.data.images import (
     CHANGE_THRESHOLD,
@@ -539,6 +540,7 @@ def _prepare_levir(
                 "duplicates_across_splits": layout.count_cross_split_duplicates(splits),
                 "whole_duplicates_across_splits": layout.count_cross_split_duplicates(whole),
             }
+            manifest["caches"] = [str(p.relative_to(stage)) for p in write_caches(stage)]
             layout.write_manifest(stage, manifest)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -578,6 +580,7 @@ def _prepare_cdd(raw_dir: Path, out_dir: Path, allow_partial: bool, workers: int
                 "splits": splits,
                 "duplicates_across_splits": layout.count_cross_split_duplicates(splits),
             }
+            manifest["caches"] = [str(p.relative_to(stage)) for p in write_caches(stage)]
             layout.write_manifest(stage, manifest)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -62,6 +62,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from benchmark.config import SynthConfig
+from benchmark.data.cache import write_caches
 from benchmark.data.layout import (
     SPLITS,
     count_cross_split_duplicates,
@@ -680,6 +681,7 @@ def generate_synthetic(
                 "split": "test",
             },
         }
+        manifest["caches"] = [str(p.relative_to(staging)) for p in write_caches(staging)]
         write_manifest(staging, manifest)
     return manifest
 
