@@ -201,6 +201,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`cdbench bench` -> `benchmark.speed.bench.run_bench`."""
+    params = load_params(args.params)
+    from benchmark.speed.bench import run_bench
+    from benchmark.training.loop import resolve_device
+
+    device = resolve_device(args.device or params.runtime.device)
+    workers = params.runtime.workers if args.workers is None else args.workers
+    run_bench(
+        params,
+        args.model or ["bsfnet", "ifn"],
+        device,
+        Path(args.out),
+        workers,
+        compile=args.compile,
+        loaders_too=not args.no_loaders,
+        quick=args.quick,
+        size=args.size,
+    )
+    print(f"written {Path(args.out) / 'perf.json'} and {Path(args.out) / 'perf.md'}")
+    return 0
+
+
 def _warn_ignored(paths: list[Path], params_path: str) -> None:
     if paths:
         print(
@@ -335,6 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-tracking", action="store_true", help="do not record the report in MLflow")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="throughput, memory and data-loader speed; time projection")
+    p.add_argument("--model", action="append", choices=("bsfnet", "ifn"), help="(repeatable)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: runtime.device)")
+    p.add_argument("--workers", type=int, help="data-loading processes (default: runtime.workers)")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile in the optimised setting (default: on CUDA only)",
+    )
+    p.add_argument("--no-loaders", action="store_true", help="skip the data-loader measurements")
+    p.add_argument("--quick", action="store_true", help="fewer timed windows and smaller data")
+    p.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
+    p.add_argument("--out", default="reports", help="folder of perf.json and perf.md")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="fail when a reference score is not reached")
     _add_report_arguments(p)

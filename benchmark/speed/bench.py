@@ -1,0 +1,328 @@
+"""`cdbench bench`: measure both models and the data path, project the time of every experiment.
+
+For each model (at 256 x 256, the batch size of its recipe in the suite's experiments): training
+and inference throughput and peak memory in the `baseline` and `optimised` settings
+(benchmark/speed/measure.py), their ratio, the training FLOPs per pair and, on a GPU with a
+known bf16 peak, the fraction of it reached. For each recipe's training loader: pairs per second
+against a plain PIL loader of the same files (benchmark/speed/loader.py).
+
+Writes `reports/perf.json` (every number, the device, torch version and settings) and
+`reports/perf.md` (the tables and the projection: from the measured throughput and each
+recipe's number of samples, the time of every experiment and of the whole suite on the device
+measured).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.config import Params
+from benchmark.data.cache import write_caches
+from benchmark.data.prepare import CDD_PAIRS, LEVIR_IMAGES
+from benchmark.errors import ConfigError
+from benchmark.speed import loader as loaders
+from benchmark.speed.measure import (
+    BASELINE,
+    Setting,
+    inference_throughput,
+    optimised,
+    peak_memory,
+    train_throughput,
+    training_flops_per_pair,
+)
+
+TILES_PER_IMAGE = 16
+"""A LEVIR-CD 1024 x 1024 image holds 16 tiles of 256 x 256."""
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+"""Dense bf16 tensor-core peak of known GPUs (vendor data sheets, SXM parts)."""
+BENCH_EXPERIMENT = {"bsfnet": "bsfnet-sisb-cdd", "ifn": "ifn-ds-levir-cd"}
+"""The experiment whose recipe (batch size) each model is measured with."""
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def bf16_peak(device: torch.device) -> float | None:
+    """The device's dense bf16 peak in TFLOP/s, when known."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def measure_model(
+    params: Params,
+    model: str,
+    device: torch.device,
+    settings: list[Setting],
+    size: int = 256,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Every figure of one model (see the module docstring)."""
+    name = BENCH_EXPERIMENT[model]
+    experiment = params.experiment(name)
+    recipe = params.recipes[experiment.recipe]
+    counts = {"warmup": 1, "windows": 2, "steps": 1} if quick else {}
+    flops = training_flops_per_pair(experiment, recipe, size)
+    peak = bf16_peak(device)
+    figures: dict[str, Any] = {
+        "model": model,
+        "experiment": name,
+        "recipe": experiment.recipe,
+        "batch_size": recipe.batch_size,
+        "size": size,
+        "training_gflop_per_pair": flops / 1e9,
+        "settings": {},
+    }
+    for setting in settings:
+        with peak_memory(device) as memory:
+            train = train_throughput(experiment, recipe, setting, device, size, **counts)
+        infer = inference_throughput(experiment, recipe, setting, device, size, **counts)
+        entry = {
+            **asdict(setting),
+            "train_pairs_per_s": train.pairs_per_s,
+            "train_windows": train.windows,
+            "inference_pairs_per_s": infer.pairs_per_s,
+            "inference_windows": infer.windows,
+            "peak_memory_mib": memory[0],
+            "fraction_of_bf16_peak": (
+                flops * train.pairs_per_s / (peak * 1e12) if peak is not None else None
+            ),
+        }
+        figures["settings"][setting.name] = entry
+        print(
+            f"{model} {setting.name}: train {train.pairs_per_s:.2f} pairs/s, "
+            f"inference {infer.pairs_per_s:.2f} pairs/s, peak {memory[0]:.0f} MiB",
+            flush=True,
+        )
+    return figures
+
+
+def measure_loaders(
+    params: Params, workers: int, root: Path | None = None, quick: bool = False
+) -> list[dict[str, Any]]:
+    """The training loader of bsfnet-official (tiles) and ifn-opencd (whole images, crops)
+    against plain PIL, on the real datasets when prepared, else on a stand-in."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cdbench-bench-") as scratch:
+        for model, dataset in (("bsfnet", "cdd"), ("ifn", "levir-cd")):
+            experiment = params.experiment(BENCH_EXPERIMENT[model])
+            recipe = params.recipes[experiment.recipe]
+            data = root or params.data.prepared(dataset)
+            stand_in = not (data / "manifest.json").exists()
+            if stand_in:
+                data = Path(scratch) / dataset
+                whole = recipe.train_on_whole
+                count = (8 if quick else 24) if whole else (32 if quick else 160)
+                loaders.write_stand_in(data, 1024 if whole else 256, count, whole=whole)
+                write_caches(data, progress=False)  # as `cdbench prepare` does
+            batches = 4 if quick else 20
+            real = loaders.loader_throughput(
+                loaders.training_loader(data, recipe, workers), batches
+            )
+            plain = loaders.loader_throughput(
+                loaders.plain_pil_loader(data, recipe, workers), batches
+            )
+            results.append(
+                {
+                    "recipe": experiment.recipe,
+                    "dataset": dataset,
+                    "data": "stand-in (random PNGs)" if stand_in else str(data),
+                    "augment": recipe.augment,
+                    "train_on_whole": recipe.train_on_whole,
+                    "batch_size": recipe.batch_size,
+                    "workers": workers,
+                    "training_loader_pairs_per_s": real,
+                    "plain_pil_pairs_per_s": plain,
+                    "ratio": real / plain,
+                }
+            )
+            print(
+                f"loader {experiment.recipe}: {real:.0f} pairs/s (plain PIL {plain:.0f})",
+                flush=True,
+            )
+    return results
+
+
+def _train_pairs(dataset: str, whole: bool) -> int:
+    if dataset == "cdd":
+        return CDD_PAIRS["train"]
+    return LEVIR_IMAGES["train"] * (1 if whole else TILES_PER_IMAGE)
+
+
+def _eval_tiles(dataset: str, split: str) -> int:
+    """Pairs of a split in 256 x 256 tile equivalents (whole LEVIR images count 16)."""
+    if dataset == "cdd":
+        return CDD_PAIRS[split]
+    return LEVIR_IMAGES[split] * TILES_PER_IMAGE
+
+
+def projection(params: Params, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hours of every run of a real dataset, from the measured throughput (module docstring).
+
+    Training: the recipe's samples (iterations x batch, or epochs x pairs // batch x batch) at
+    the training throughput. Validation: every `val_every`, the validation split (whole LEVIR
+    images count as 16 tiles) at the inference throughput. Evaluation: val + test (+ whole test
+    images on LEVIR-CD) once.
+    """
+    rows = []
+    for name, experiment in params.experiments.items():
+        if experiment.dataset == "synthetic" or experiment.model not in models:
+            continue
+        recipe = params.recipes[experiment.recipe]
+        per_epoch = _train_pairs(experiment.dataset, recipe.train_on_whole) // recipe.batch_size
+        steps = recipe.iterations or recipe.epochs * per_epoch
+        interval = recipe.val_every * (per_epoch if recipe.epochs else 1)
+        validations = steps // interval + (1 if steps % interval else 0)
+        val_pairs = recipe.max_val_pairs or _eval_tiles(experiment.dataset, "val")
+        split = recipe.selection_split
+        val_tiles = min(val_pairs, _eval_tiles(experiment.dataset, split))
+        evaluation = _eval_tiles(experiment.dataset, "val") + _eval_tiles(
+            experiment.dataset, "test"
+        )
+        if experiment.dataset == "levir-cd":
+            evaluation *= 2  # tiles and whole images
+        row: dict[str, Any] = {
+            "experiment": name,
+            "recipe": experiment.recipe,
+            "seeds": len(experiment.seeds),
+            "steps": steps,
+            "train_samples": steps * recipe.batch_size,
+        }
+        for setting, figures in models[experiment.model]["settings"].items():
+            train_h = steps * recipe.batch_size / figures["train_pairs_per_s"] / 3600
+            eval_h = (
+                (validations * val_tiles + evaluation) / figures["inference_pairs_per_s"] / 3600
+            )
+            row[f"{setting}_hours"] = (train_h + eval_h) * len(experiment.seeds)
+        rows.append(row)
+    return rows
+
+
+def run_bench(
+    params: Params,
+    models: list[str],
+    device: torch.device,
+    out: Path,
+    workers: int,
+    compile: bool | None = None,
+    loaders_too: bool = True,
+    quick: bool = False,
+    size: int = 256,
+) -> dict[str, Any]:
+    """Measure, project and write `out/perf.json` and `out/perf.md`; return the numbers."""
+    unknown = sorted(set(models) - set(BENCH_EXPERIMENT))
+    if unknown:
+        raise ConfigError(
+            f"--model: unknown {unknown}; expected some of {sorted(BENCH_EXPERIMENT)}"
+        )
+    settings = [BASELINE, optimised(device, compile)]
+    measured = {m: measure_model(params, m, device, settings, size, quick) for m in models}
+    result: dict[str, Any] = {
+        "device": device_description(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "bf16_peak_tflops": bf16_peak(device),
+        "quick": quick,
+        "size": size,
+        "models": measured,
+        "loaders": measure_loaders(params, workers, quick=quick) if loaders_too else [],
+        "projection": projection(params, measured),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "perf.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "perf.md").write_text(render_perf(result))
+    return result
+
+
+def render_perf(result: dict[str, Any]) -> str:
+    """perf.md: models, loaders and the projection, in tables."""
+    import pandas as pd
+
+    lines = [
+        f"# Speed on {result['device']} (torch {result['torch']})",
+        "",
+        "Measured by `cdbench bench`" + (" --quick" if result["quick"] else "") + ". Training"
+        f" and inference at {result['size']} x {result['size']} with each recipe's batch size,"
+        " pairs per second of the"
+        " median timed window after warm-up; `baseline` = fp32 eager NCHW, for-each optimiser;"
+        " `optimised` = channels_last + fused optimiser (+ bf16 autocast and torch.compile on"
+        " CUDA).",
+        "",
+        "## Models",
+        "",
+    ]
+    rows = []
+    for figures in result["models"].values():
+        base = figures["settings"].get("baseline")
+        for name, entry in figures["settings"].items():
+            rows.append(
+                {
+                    "model": figures["model"],
+                    "setting": name,
+                    "batch": figures["batch_size"],
+                    "train pairs/s": f"{entry['train_pairs_per_s']:.2f}",
+                    "vs baseline": f"{entry['train_pairs_per_s'] / base['train_pairs_per_s']:.2f}x"
+                    if base
+                    else "",
+                    "inference pairs/s": f"{entry['inference_pairs_per_s']:.2f}",
+                    "peak memory MiB": f"{entry['peak_memory_mib']:.0f}",
+                    "train GFLOP/pair": f"{figures['training_gflop_per_pair']:.0f}",
+                    "of bf16 peak": f"{100 * entry['fraction_of_bf16_peak']:.1f} %"
+                    if entry["fraction_of_bf16_peak"] is not None
+                    else "–",
+                }
+            )
+    lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    if result["loaders"]:
+        table = pd.DataFrame(
+            [
+                {
+                    "recipe": row["recipe"],
+                    "data": row["data"],
+                    "augmentation": row["augment"],
+                    "batch": row["batch_size"],
+                    "workers": row["workers"],
+                    "training loader pairs/s": f"{row['training_loader_pairs_per_s']:.0f}",
+                    "plain PIL pairs/s": f"{row['plain_pil_pairs_per_s']:.0f}",
+                    "ratio": f"{row['ratio']:.2f}x",
+                }
+                for row in result["loaders"]
+            ]
+        )
+        lines += ["## Data loaders", "", table.to_markdown(index=False, disable_numparse=True), ""]
+    if result["projection"]:
+        table = pd.DataFrame(result["projection"])
+        totals = {c: table[c].sum() for c in table.columns if c.endswith("_hours")}
+        shown = table.assign(**{c: table[c].map(lambda h: f"{h:,.1f}") for c in totals})
+        lines += [
+            f"## Projection on {result['device']}",
+            "",
+            "Hours per experiment (all its seeds): training samples at the measured training"
+            " throughput, plus validations and the final evaluation at the inference"
+            " throughput. Data loading is assumed not to be the bottleneck."
+            + (
+                f" Measured at {result['size']} x {result['size']}, not the recipes' 256:"
+                " these hours are NOT representative."
+                if result["size"] != 256
+                else ""
+            ),
+            "",
+            shown.to_markdown(index=False, disable_numparse=True),
+            "",
+            "Whole suite: "
+            + ", ".join(f"{c.removesuffix('_hours')} {h:,.1f} h" for c, h in totals.items())
+            + ".",
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Data-loader throughput of `cdbench bench`: the real training loader against plain PIL.
+
+- `training_loader`: exactly what `cdbench train` iterates — `SeededSamples` over
+  `ChangeDetectionDataset` (its decoded-pairs cache when the split has one) with the recipe's
+  augmentation, uint8 batches of the recipe's size (the loop normalises them on the device),
+  `runtime.workers` processes, the seeded epoch order (benchmark/training/loop.py).
+- `plain_pil_loader`: the reference implementations' data path at its simplest — decode A, B
+  and the label with PIL, stack, no checks, no augmentation — over the same files, with the
+  same batch size and workers. The ratio of the two says what the suite's loader costs or
+  saves.
+
+Both read a prepared dataset: the real one when it exists, else a stand-in written by
+`write_stand_in` (smooth random images with rectangular changes, PNG like the prepared
+layout, the recipe's sizes: 256 x 256 tiles, 1024 x 1024 whole images for open-cd's crops).
+Throughput is pairs per second after `warmup` batches (worker start-up, page cache).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.config import RecipeConfig
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.layout import PARTS, WHOLE, list_pairs
+from benchmark.training.recipe import train_transform
+from benchmark.training.sampler import SeededSamples, epoch_indices
+
+
+def write_stand_in(root: Path, size: int, pairs: int, whole: bool = False, seed: int = 0) -> Path:
+    """`pairs` PNG pairs of `size` x `size` in `root/train` (or `root/whole/train`)."""
+    folder = root / WHOLE / "train" if whole else root / "train"
+    for part in PARTS:
+        (folder / part).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(pairs):
+        name = f"train_{index:04d}"
+        if all((folder / part / f"{name}.png").exists() for part in PARTS):
+            continue
+        low = rng.integers(0, 256, size=(size // 16, size // 16, 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR))
+        noise = rng.integers(-12, 13, size=base.shape)
+        a = np.clip(base + noise, 0, 255).astype(np.uint8)
+        b = np.clip(base + rng.integers(-12, 13, size=base.shape), 0, 255).astype(np.uint8)
+        label = np.zeros((size, size), np.uint8)
+        for _ in range(max(1, size // 64)):
+            y, x = rng.integers(0, size - size // 8, size=2)
+            h, w = rng.integers(size // 32, size // 8, size=2)
+            label[y : y + h, x : x + w] = 255
+            b[y : y + h, x : x + w] = rng.integers(0, 256, size=3, dtype=np.uint8)
+        Image.fromarray(a).save(folder / "A" / f"{name}.png")
+        Image.fromarray(b).save(folder / "B" / f"{name}.png")
+        Image.fromarray(label).save(folder / "label" / f"{name}.png")
+    return folder
+
+
+class PlainPilPairs(Dataset[dict[str, Any]]):
+    """A, B and label of every pair of `folder`, decoded with PIL: nothing else."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names = list_pairs(folder)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name = self.names[index]
+        parts = [np.array(Image.open(self.folder / part / f"{name}.png")) for part in ("A", "B")]
+        label = np.array(Image.open(self.folder / "label" / f"{name}.png"))
+        image = torch.from_numpy(np.stack(parts)).permute(0, 3, 1, 2)
+        return {"image": image, "mask": torch.from_numpy(label)[None] // 255}
+
+
+def training_loader(root: Path, recipe: RecipeConfig, workers: int, seed: int = 0) -> DataLoader:
+    """The loader `cdbench train` builds for `recipe` on `root` (first epochs, one process)."""
+    dataset = SeededSamples(
+        ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole),
+        train_transform(recipe, normalize=False),  # as the loop: normalised on the device
+        seed,
+    )
+    items: list[int] = []
+    for epoch in range(4):
+        items += epoch_indices(len(dataset), seed, epoch, recipe.batch_size, 0, 0, 1)
+    return DataLoader(dataset, batch_size=recipe.batch_size, sampler=items, num_workers=workers)
+
+
+def plain_pil_loader(root: Path, recipe: RecipeConfig, workers: int) -> DataLoader:
+    """PIL decoding of the same files, same batch size and workers, no augmentation."""
+    folder = root / WHOLE / "train" if recipe.train_on_whole else root / "train"
+    return DataLoader(
+        PlainPilPairs(folder), batch_size=recipe.batch_size, shuffle=True, num_workers=workers
+    )
+
+
+def loader_throughput(loader: Iterable[dict[str, Any]], batches: int, warmup: int = 2) -> float:
+    """Pairs per second delivered after `warmup` batches, over at most `batches` batches."""
+    iterator = iter(loader)
+    for _ in range(warmup):
+        next(iterator)
+    pairs, start = 0, time.perf_counter()
+    for _, batch in zip(range(batches), iterator, strict=False):
+        pairs += batch["image"].shape[0]
+    seconds = time.perf_counter() - start
+    if pairs == 0:
+        raise ValueError("the loader delivered no batch after the warm-up: use more pairs")
+    return pairs / seconds

@@ -1,0 +1,110 @@
+"""`cdbench bench` (benchmark/speed/): timing helpers, the projection, the loaders, the command.
+
+No test asserts a speed: the figures are measured by `cdbench bench` and written down in
+reports/perf.md; these tests check what is measured and how it is computed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import load_params
+from benchmark.data.cache import write_caches
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.speed import loader as loaders
+from benchmark.speed.bench import projection, render_perf
+from benchmark.speed.measure import BASELINE, optimised, peak_memory, time_windows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_time_windows_reports_the_median_window() -> None:
+    calls = []
+    timing = time_windows(lambda: calls.append(1), 4, torch.device("cpu"), 2, 3, 5)
+    assert len(calls) == 2 + 3 * 5
+    assert len(timing.windows) == 3
+    assert timing.pairs_per_s == sorted(timing.windows)[1]
+
+
+def test_settings_per_device() -> None:
+    assert BASELINE.channels_last is False and BASELINE.fused is False
+    cpu = optimised(torch.device("cpu"))
+    assert cpu.channels_last and cpu.fused and not cpu.bf16 and not cpu.compile
+    cuda = optimised(torch.device("cuda"))
+    assert cuda.bf16 and cuda.compile
+
+
+def test_peak_memory_on_the_cpu_sees_a_large_allocation() -> None:
+    with peak_memory(torch.device("cpu")) as peak:
+        block = torch.ones(64, 2**20, dtype=torch.uint8)  # 64 MiB, touched
+        block.add_(1)
+    assert peak[0] >= 48
+    del block
+
+
+def test_projection_by_hand() -> None:
+    params = load_params(REPO / "params.yaml")
+    figures = {
+        "settings": {
+            "baseline": {"train_pairs_per_s": 10.0, "inference_pairs_per_s": 100.0},
+            "optimised": {"train_pairs_per_s": 20.0, "inference_pairs_per_s": 200.0},
+        }
+    }
+    rows = {r["experiment"]: r for r in projection(params, {"bsfnet": figures, "ifn": figures})}
+    assert "bsfnet-sisb-synthetic" not in rows
+    # ifn-ds-levir-cd (ifn-opencd): 40000 iterations of 8 = 320000 samples; validation every
+    # 4000 -> 10 times the 64 whole val images (1024 tile equivalents); final evaluation: val +
+    # test, tiles and whole images: 2 x (1024 + 2048) tile equivalents.
+    row = rows["ifn-ds-levir-cd"]
+    assert row["steps"] == 40000 and row["train_samples"] == 320000
+    expected = (320000 / 10 + (10 * 1024 + 2 * (1024 + 2048)) / 100) / 3600
+    assert row["baseline_hours"] == pytest.approx(expected)
+    assert row["optimised_hours"] == pytest.approx(expected / 2)
+    # bsfnet-sisb-cdd (bsfnet-official): 200 epochs of 10000 // 4 steps, val every 5 epochs.
+    row = rows["bsfnet-sisb-cdd"]
+    assert row["steps"] == 200 * 2500
+    text = render_perf(
+        {"device": "test device", "torch": "x", "quick": True, "size": 64, "models": {},
+         "loaders": [], "projection": list(rows.values())}
+    )  # fmt: skip
+    assert "## Projection on test device" in text and "NOT representative" in text
+
+
+def test_plain_pil_loader_reads_the_same_pairs_as_the_dataset(tmp_path: Path) -> None:
+    folder = loaders.write_stand_in(tmp_path / "data", 64, 8)
+    write_caches(tmp_path / "data", progress=False)
+    plain = loaders.PlainPilPairs(folder)
+    dataset = ChangeDetectionDataset(tmp_path / "data", "train")
+    assert dataset.cache is not None
+    for index in range(8):
+        assert torch.equal(plain[index]["image"], dataset[index]["image"])
+        assert torch.equal(plain[index]["mask"], dataset[index]["mask"])
+    recipe = load_params(REPO / "params.yaml").recipes["demo"]
+    real = loaders.training_loader(tmp_path / "data", recipe, workers=0)
+    batch = next(iter(real))
+    assert batch["image"].dtype == torch.uint8  # normalised later, on the device
+    assert batch["image"].shape[1:] == (2, 3, recipe.crop, recipe.crop)
+    assert loaders.loader_throughput(real, batches=2, warmup=0) > 0
+
+
+def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    args = ["--params", str(REPO / "params.yaml"), "bench", "--model", "bsfnet", "--device"]
+    args += ["cpu", "--quick", "--size", "64", "--no-loaders", "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads((out / "perf.json").read_text())
+    settings = result["models"]["bsfnet"]["settings"]
+    assert set(settings) == {"baseline", "optimised"}
+    for entry in settings.values():
+        assert entry["train_pairs_per_s"] > 0 and entry["inference_pairs_per_s"] > 0
+        assert len(entry["train_windows"]) == 2
+        assert entry["fraction_of_bf16_peak"] is None  # no known peak on a CPU
+    assert settings["optimised"]["channels_last"] and settings["optimised"]["fused"]
+    assert result["models"]["bsfnet"]["training_gflop_per_pair"] > 0
+    assert {row["experiment"] for row in result["projection"]} >= {"bsfnet-sisb-cdd"}
+    assert "## Models" in (out / "perf.md").read_text()
