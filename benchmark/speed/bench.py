@@ -126,12 +126,11 @@ def measure_loaders(
                 count = (8 if quick else 24) if whole else (32 if quick else 160)
                 loaders.write_stand_in(data, 1024 if whole else 256, count, whole=whole)
                 write_caches(data, progress=False)  # as `cdbench prepare` does
-            batches = 4 if quick else 20
-            real = loaders.loader_throughput(
-                loaders.training_loader(data, recipe, workers), batches
-            )
+            batches = 6 if quick else 30
+            training = loaders.training_loader(data, recipe, workers, batches + 2)
+            real = loaders.loader_throughput(training, batches)
             plain = loaders.loader_throughput(
-                loaders.plain_pil_loader(data, recipe, workers), batches
+                loaders.plain_pil_loader(data, recipe, workers, batches + 2), batches
             )
             results.append(
                 {
@@ -141,7 +140,7 @@ def measure_loaders(
                     "augment": recipe.augment,
                     "train_on_whole": recipe.train_on_whole,
                     "batch_size": recipe.batch_size,
-                    "workers": workers,
+                    "workers": training.num_workers,
                     "training_loader_pairs_per_s": real,
                     "plain_pil_pairs_per_s": plain,
                     "ratio": real / plain,
@@ -227,6 +226,7 @@ def run_bench(
             f"--model: unknown {unknown}; expected some of {sorted(BENCH_EXPERIMENT)}"
         )
     settings = [BASELINE, optimised(device, compile)]
+    loader_figures = measure_loaders(params, workers, quick=quick) if loaders_too else []
     measured = {m: measure_model(params, m, device, settings, size, quick) for m in models}
     result: dict[str, Any] = {
         "device": device_description(device),
@@ -236,7 +236,7 @@ def run_bench(
         "quick": quick,
         "size": size,
         "models": measured,
-        "loaders": measure_loaders(params, workers, quick=quick) if loaders_too else [],
+        "loaders": loader_figures,
         "projection": projection(params, measured),
     }
     out.mkdir(parents=True, exist_ok=True)

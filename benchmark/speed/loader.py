@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from benchmark.config import RecipeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.layout import PARTS, WHOLE, list_pairs
+from benchmark.training.loop import loader_workers
 from benchmark.training.recipe import train_transform
 from benchmark.training.sampler import SeededSamples, epoch_indices
 
@@ -79,25 +80,33 @@ class PlainPilPairs(Dataset[dict[str, Any]]):
         return {"image": image, "mask": torch.from_numpy(label)[None] // 255}
 
 
-def training_loader(root: Path, recipe: RecipeConfig, workers: int, seed: int = 0) -> DataLoader:
-    """The loader `cdbench train` builds for `recipe` on `root` (first epochs, one process)."""
+def training_loader(
+    root: Path, recipe: RecipeConfig, workers: int, batches: int = 64, seed: int = 0
+) -> DataLoader:
+    """The loader `cdbench train` builds for `recipe` on `root`: its first epochs, enough for
+    `batches` batches (one process of one rank)."""
+    pairs = ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole)
     dataset = SeededSamples(
-        ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole),
-        train_transform(recipe, normalize=False),  # as the loop: normalised on the device
-        seed,
-    )
+        pairs, train_transform(recipe, normalize=False), seed
+    )  # as the loop: normalised on the device
     items: list[int] = []
-    for epoch in range(4):
+    epoch = 0
+    while len(items) < batches * recipe.batch_size:
         items += epoch_indices(len(dataset), seed, epoch, recipe.batch_size, 0, 0, 1)
+        epoch += 1
+    workers = loader_workers(recipe, dataset.dataset, workers)  # type: ignore[arg-type]
     return DataLoader(dataset, batch_size=recipe.batch_size, sampler=items, num_workers=workers)
 
 
-def plain_pil_loader(root: Path, recipe: RecipeConfig, workers: int) -> DataLoader:
-    """PIL decoding of the same files, same batch size and workers, no augmentation."""
+def plain_pil_loader(
+    root: Path, recipe: RecipeConfig, workers: int, batches: int = 64
+) -> DataLoader:
+    """PIL decoding of the same files, same batch size and workers, no augmentation; random
+    order over as many epochs as `batches` batches need."""
     folder = root / WHOLE / "train" if recipe.train_on_whole else root / "train"
-    return DataLoader(
-        PlainPilPairs(folder), batch_size=recipe.batch_size, shuffle=True, num_workers=workers
-    )
+    dataset = PlainPilPairs(folder)
+    order = RandomSampler(dataset, num_samples=batches * recipe.batch_size)
+    return DataLoader(dataset, batch_size=recipe.batch_size, sampler=order, num_workers=workers)
 
 
 def loader_throughput(loader: Iterable[dict[str, Any]], batches: int, warmup: int = 2) -> float:
