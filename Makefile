@@ -38,7 +38,7 @@ sysdeps:
 # write the comparison report and check it against the demo references.
 demo: setup
 	$(BIN)/cdbench stages --check
-	$(BIN)/dvc repro --glob 'evaluate@*-synthetic'
+	$(BIN)/dvc repro --glob 'evaluate@*-synthetic*'
 	$(BIN)/dvc repro --single-item report
 	$(BIN)/cdbench runs --dataset synthetic
 	$(BIN)/cdbench check --profile demo
