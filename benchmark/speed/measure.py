@@ -11,7 +11,8 @@ Timing: `warmup` steps are run and discarded (allocator, cuDNN autotuning, compi
 `windows` timed windows of `steps` steps each; the device is synchronised only at window
 edges, so no per-step host sync distorts the figure. Throughput is pairs per second of the
 median window. Peak memory: `torch.cuda.max_memory_allocated` on CUDA; on the CPU, the peak
-resident set size of this process above its level before the measurement, sampled every 5 ms.
+resident set size of this process above its level before the measurement, sampled every 5 ms
+(memory the allocator already held before is not counted: a lower bound).
 Training FLOPs per pair are counted with `torch.utils.flop_counter.FlopCounterMode` over one
 forward and backward pass (a multiply-accumulate = 2 FLOPs).
 """
