@@ -111,6 +111,10 @@ class PairsCache:
             self._pid = os.getpid()
         return self._array
 
+    def planes(self, index: int) -> np.ndarray:
+        """Pair `index` as a read-only memory-mapped view (7, H, W): nothing is read yet."""
+        return self._open()[index]
+
     def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image uint8 (2, 3, H, W), mask uint8 (1, H, W)) of pair `index`, copied out."""
         row = np.array(self._open()[index])

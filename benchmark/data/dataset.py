@@ -117,8 +117,23 @@ class ChangeDetectionDataset(Dataset[Sample]):
         name = self.names[index]
         if self.cache is not None:  # checked when the cache was written
             image, mask = self.cache.pair(index)
-            sample: Sample = {"image": image, "mask": mask, "name": name}
-            return self.transforms(sample) if self.transforms is not None else sample
+        else:
+            image, mask = self._decode(index)
+        sample: Sample = {"image": image, "mask": mask, "name": name}
+        return self.transforms(sample) if self.transforms is not None else sample
+
+    def planes(self, index: int) -> np.ndarray:
+        """Pair `index` untransformed as uint8 planes (7, H, W): A's RGB, B's RGB, the mask.
+        With a cache, a memory-mapped view that reads only the pixels used (a crop window)."""
+        if self.cache is not None:
+            return self.cache.planes(index)
+        image, mask = self._decode(index)
+        height, width = mask.shape[-2:]
+        return torch.cat([image.reshape(6, height, width), mask]).numpy()
+
+    def _decode(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image (2, 3, H, W), mask (1, H, W) in {0, 1}) of pair `index` from its PNGs."""
+        name = self.names[index]
         a = read_png(self.folder / "A" / f"{name}.png", "RGB")
         b = read_png(self.folder / "B" / f"{name}.png", "RGB")
         label_path = self.folder / "label" / f"{name}.png"
@@ -136,7 +151,4 @@ class ChangeDetectionDataset(Dataset[Sample]):
                 f"{label_path}: label values must be 0 or 255, found {shown}; "
                 f"re-run `cdbench prepare` (which binarises labels) to rewrite it"
             )
-        sample = {"image": torch.stack([a, b]), "mask": label // 255, "name": name}
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
+        return torch.stack([a, b]), label // 255

@@ -140,7 +140,7 @@ def measure_loaders(
                     "augment": recipe.augment,
                     "train_on_whole": recipe.train_on_whole,
                     "batch_size": recipe.batch_size,
-                    "workers": training.num_workers,
+                    "workers": loaders.workers_of(training),
                     "training_loader_pairs_per_s": real,
                     "plain_pil_pairs_per_s": plain,
                     "ratio": real / plain,

@@ -30,9 +30,10 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from benchmark.config import RecipeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.layout import PARTS, WHOLE, list_pairs
+from benchmark.training.batches import ThreadedBatches, training_batches
 from benchmark.training.loop import loader_workers
-from benchmark.training.recipe import train_transform
-from benchmark.training.sampler import SeededSamples, epoch_indices
+from benchmark.training.recipe import training_samples
+from benchmark.training.sampler import epoch_indices
 
 
 def write_stand_in(root: Path, size: int, pairs: int, whole: bool = False, seed: int = 0) -> Path:
@@ -82,20 +83,25 @@ class PlainPilPairs(Dataset[dict[str, Any]]):
 
 def training_loader(
     root: Path, recipe: RecipeConfig, workers: int, batches: int = 64, seed: int = 0
-) -> DataLoader:
+) -> DataLoader | ThreadedBatches:
     """The loader `cdbench train` builds for `recipe` on `root`: its first epochs, enough for
     `batches` batches (one process of one rank)."""
     pairs = ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole)
-    dataset = SeededSamples(
-        pairs, train_transform(recipe, normalize=False), seed
-    )  # as the loop: normalised on the device
+    dataset = training_samples(recipe, pairs, seed)  # as the loop: normalised on the device
     items: list[int] = []
     epoch = 0
     while len(items) < batches * recipe.batch_size:
         items += epoch_indices(len(dataset), seed, epoch, recipe.batch_size, 0, 0, 1)
         epoch += 1
-    workers = loader_workers(recipe, dataset.dataset, workers)  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size=recipe.batch_size, sampler=items, num_workers=workers)
+    workers = loader_workers(recipe, pairs, workers)
+    return training_batches(dataset, items, recipe.batch_size, workers)
+
+
+def workers_of(loader: DataLoader | ThreadedBatches) -> str:
+    """Who makes the loader's batches, in words: "2 threads", "2 processes", "main process"."""
+    if isinstance(loader, ThreadedBatches):
+        return f"{loader.threads} threads"
+    return f"{loader.num_workers} processes" if loader.num_workers else "main process"
 
 
 def plain_pil_loader(

@@ -55,14 +55,15 @@ from benchmark.evaluation.predict import (
 from benchmark.losses import build_loss
 from benchmark.models import build_model
 from benchmark.training import checkpoint
+from benchmark.training.batches import training_batches
 from benchmark.training.distributed import Distributed
 from benchmark.training.recipe import (
     build_optimizer,
     build_scheduler,
     normalizer,
-    train_transform,
+    training_samples,
 )
-from benchmark.training.sampler import SeededSamples, epoch_indices
+from benchmark.training.sampler import epoch_indices
 
 
 class Trainable(nn.Module):
@@ -211,11 +212,7 @@ def train_run(
     threshold = getattr(recipe.thresholds, kind)
 
     train_pairs = ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole)
-    train_set = SeededSamples(
-        train_pairs,
-        train_transform(recipe, normalize=False),  # uint8 out: normalised on the device
-        spec.seed,
-    )
+    train_set = training_samples(recipe, train_pairs, spec.seed)  # uint8: normalised on device
     train_workers = loader_workers(recipe, train_pairs, runtime.workers)
     steps_per_epoch = len(train_set) // recipe.batch_size
     if steps_per_epoch == 0:
@@ -317,13 +314,12 @@ def train_run(
                 world.rank,
                 world.world_size,
             )
-            loader = DataLoader(
+            loader = training_batches(
                 train_set,
-                batch_size=recipe.batch_size // world.world_size,
-                sampler=items,
-                num_workers=train_workers,
+                items,
+                recipe.batch_size // world.world_size,
+                train_workers,
                 pin_memory=device.type == "cuda",
-                persistent_workers=False,
             )
             trainable.train()
             for batch in loader:

@@ -23,13 +23,10 @@ Recipe decisions where a source's code does something that is not a recipe:
 - BSFNet selects on the CDD TEST split; the recipe selects on validation unless
   `selection_split: test` is set, and every record of such a run says so.
 
-Departures, all small and stated: mmseg's rotation pads the label with the ignore index 255;
-the suite's losses have no ignore index, so rotated-in corners are unchanged pixels of a black
-image. mmseg's PhotoMetricDistortion adds a brightness offset of +-10 grey levels and works in
-OpenCV's HSV; here torchvision's ColorJitter with the matching ranges stands in
-(brightness factor 1 +- 10/128, contrast and saturation 0.8-1.2, hue +-10/180), each applied
-with probability 0.5. The released BSFNet code has no LEVIR-CD channel means; the CDD means
-are used for every dataset.
+The `opencd` augmentation is open-cd's pipeline computed on the crop window with OpenCV
+(benchmark/data/opencd.py, which states its one departure: rotated-in label corners are 0, not
+the ignore index, once the crop is chosen). The released BSFNet code has no LEVIR-CD channel
+means; the CDD means are used for every dataset.
 """
 
 from __future__ import annotations
@@ -44,6 +41,8 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 from torchvision.transforms import v2
 
 from benchmark.config import RecipeConfig
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.opencd import OpenCDAugment
 from benchmark.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -51,6 +50,7 @@ from benchmark.data.transforms import (
     PairTransform,
     Sample,
 )
+from benchmark.training.sampler import SeededCrops, SeededSamples
 
 BSFNET_CDD_MEAN_BGR = ((87.54, 99.83, 90.29), (119.69, 127.33, 120.79))
 """BSFNet's per-date channel means (B, G, R; 0..255) of CDD train+val: date A, date B."""
@@ -148,34 +148,40 @@ def normalizer(recipe: RecipeConfig) -> PairNormalize:
     return PairNormalize((IMAGENET_MEAN, IMAGENET_MEAN), (IMAGENET_STD, IMAGENET_STD))
 
 
+def opencd_augment(recipe: RecipeConfig) -> OpenCDAugment:
+    """open-cd's augmentation with the recipe's crop and cat_max_ratio."""
+    return OpenCDAugment(crop=recipe.crop, cat_max_ratio=recipe.crop_cat_max_ratio or 1.0)
+
+
+def training_samples(
+    recipe: RecipeConfig, pairs: ChangeDetectionDataset, seed: int
+) -> SeededSamples | SeededCrops:
+    """What `cdbench train` iterates: `pairs` augmented by the recipe under per-sample seeds,
+    uint8 (the loop normalises batches on the device). The `opencd` augmentation reads each
+    pair's crop window from the cache instead of the whole pair."""
+    if recipe.augment == "opencd":
+        return SeededCrops(pairs, opencd_augment(recipe), seed)
+    return SeededSamples(pairs, train_transform(recipe, normalize=False), seed)
+
+
 def train_transform(recipe: RecipeConfig, normalize: bool = True) -> v2.Compose:
-    """Augmentation (shared geometry, per-date colour) and normalisation for training.
+    """Augmentation (shared geometry, per-date colour) and normalisation for training, on
+    sample dicts.
 
     `normalize=False` leaves the image uint8: the training loop normalises whole batches on
     the device instead (`normalizer(recipe).images`), moving a quarter of the bytes.
     """
-    geometric: list[Any] = []
-    photometric = None
     if recipe.augment == "opencd":
-        # bilinear for the images, as mmcv.imrotate; v2 resamples the mask with nearest
-        rotate = v2.RandomRotation(180, interpolation=v2.InterpolationMode.BILINEAR)
-        geometric.append(v2.RandomApply([rotate], p=0.5))
+        augment = opencd_augment(recipe)
+        return v2.Compose([augment, normalizer(recipe)] if normalize else [augment])
+    geometric: list[Any] = []
     if recipe.crop is not None:
         if recipe.crop_cat_max_ratio is not None:
             geometric.append(CatMaxRatioCrop(recipe.crop, recipe.crop_cat_max_ratio))
         else:
             geometric.append(v2.RandomCrop(recipe.crop))
-    if recipe.augment in ("opencd", "flips"):
+    if recipe.augment == "flips":
         geometric += [v2.RandomHorizontalFlip(0.5), v2.RandomVerticalFlip(0.5)]
-    if recipe.augment == "opencd":
-        photometric = v2.Compose(
-            [
-                v2.RandomApply([v2.ColorJitter(brightness=10 / 128)], p=0.5),
-                v2.RandomApply([v2.ColorJitter(contrast=(0.8, 1.2))], p=0.5),
-                v2.RandomApply([v2.ColorJitter(saturation=(0.8, 1.2))], p=0.5),
-                v2.RandomApply([v2.ColorJitter(hue=10 / 180)], p=0.5),
-            ]
-        )
     if recipe.augment == "cdlab":
         geometric.append(
             v2.RandomChoice(
@@ -190,7 +196,7 @@ def train_transform(recipe: RecipeConfig, normalize: bool = True) -> v2.Compose:
                 ]
             )
         )
-    pair = PairTransform(v2.Compose(geometric) if geometric else None, photometric)
+    pair = PairTransform(v2.Compose(geometric) if geometric else None)
     return v2.Compose([pair, normalizer(recipe)] if normalize else [pair])
 
 

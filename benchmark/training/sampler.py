@@ -9,10 +9,13 @@ process state:
   seeded from seed and epoch), cut into global batches of `global_batch` (drop_last), of which
   this rank takes its own contiguous share of every batch, starting at batch `start_batch`.
   A resumed run simply starts at the batch after its checkpoint.
+- `sample_seed(seed, epoch, index)`: the seed of one item's augmentation.
 - `SeededSamples`: wraps a dataset so that item `epoch * len(dataset) + index` is sample
   `index` transformed under a torch RNG seeded from (seed, epoch, index) inside
   `torch.random.fork_rng`, so the augmentation neither depends on which worker loads the item
   nor disturbs the main process's RNG (dropout).
+- `SeededCrops`: the same for open-cd's augmentation (benchmark/data/opencd.py), which takes
+  its own `torch.Generator` instead of the global one, so several threads may load at once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.opencd import OpenCDAugment
 from benchmark.data.transforms import Sample
 
 _MIX = 1_000_003
@@ -64,6 +69,11 @@ def epoch_indices(
     return items
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of item (epoch, index)'s augmentation in a run seeded `seed`."""
+    return (seed * _MIX + epoch) * _MIX + index
+
+
 class SeededSamples(Dataset[Sample]):
     """`dataset` with `transform` applied under an RNG seeded by (seed, epoch, index)."""
 
@@ -80,9 +90,35 @@ class SeededSamples(Dataset[Sample]):
 
     def __getitem__(self, item: int) -> Sample:
         epoch, index = divmod(item, self.size)
-        sample = self.dataset[index]
         with torch.random.fork_rng(devices=[]):
             # the CPU generator only: torch.manual_seed also (lazily) seeds CUDA, capturing a
             # stack trace each call, 1 ms a sample; transforms draw from the CPU generator
-            torch.default_generator.manual_seed((self.seed * _MIX + epoch) * _MIX + index)
-            return self.transform(sample)
+            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.transform(self.dataset[index])
+
+
+class SeededCrops(Dataset[Sample]):
+    """`pairs` under open-cd's augmentation: item `epoch * len(pairs) + index` is pair `index`
+    augmented with a generator seeded by `sample_seed(seed, epoch, index)`, its crop window
+    read from the split's memory-mapped cache (the pair is never copied whole). No global
+    state: several threads may load items at once (`thread_safe`)."""
+
+    thread_safe = True
+
+    def __init__(self, pairs: ChangeDetectionDataset, augment: OpenCDAugment, seed: int) -> None:
+        self.pairs = pairs
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, item: int) -> Sample:
+        epoch, index = divmod(item, len(self.pairs))
+        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+        image, mask = self.augment.planes(self.pairs.planes(index), generator)
+        return {
+            "image": torch.from_numpy(image),
+            "mask": torch.from_numpy(mask),
+            "name": self.pairs.names[index],
+        }

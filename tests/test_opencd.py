@@ -1,0 +1,296 @@
+"""open-cd's augmentation computed on the crop window (benchmark/data/opencd.py), checked
+against a plain transcription of open-cd's pipeline (rotate the whole image with OpenCV as
+mmcv.imrotate does, crop, flip; brightness, contrast, saturation and hue as open-cd's
+`MultiImgPhotoMetricDistortion` computes them, through OpenCV's 8-bit HSV), and the threaded
+loader that runs it (benchmark/training/batches.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from benchmark.data.cache import write_caches
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.opencd import CHECK_STRIDE, IGNORE, Draws, OpenCDAugment, _balanced, _Window
+from benchmark.speed.loader import write_stand_in
+from benchmark.training.batches import ThreadedBatches, training_batches
+from benchmark.training.sampler import SeededCrops, SeededSamples
+
+
+def _planes(size: int = 320, seed: int = 0) -> np.ndarray:
+    """Smooth random dates (7 planes with the label) with rectangular changes."""
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, size=(6, size // 16, size // 16), dtype=np.uint8)
+    planes = np.zeros((7, size, size), np.uint8)
+    for c in range(6):
+        planes[c] = cv2.resize(low[c], (size, size), interpolation=cv2.INTER_LINEAR)
+    for _ in range(6):
+        y, x = rng.integers(0, size - 80, size=2)
+        h, w = rng.integers(20, 80, size=2)
+        planes[6, y : y + h, x : x + w] = 1
+        planes[3:6, y : y + h, x : x + w] = rng.integers(0, 256, size=(3, 1, 1))
+    return planes
+
+
+def _rotate_then_crop(
+    planes: np.ndarray, angle: float, top: int, left: int, size: int, flips: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """open-cd's order: mmcv.imrotate of the whole image (bilinear dates with border 0,
+    nearest label with border 255), crop, flips; label 255 -> 0 as the suite does."""
+    height, width = planes.shape[1:]
+    matrix = cv2.getRotationMatrix2D(((width - 1) * 0.5, (height - 1) * 0.5), -angle, 1.0)
+    image = np.stack(
+        [
+            cv2.warpAffine(planes[c], matrix, (width, height), flags=cv2.INTER_LINEAR)
+            for c in range(6)
+        ]
+    ).reshape(2, 3, height, width)
+    label = cv2.warpAffine(
+        planes[6], matrix, (width, height), flags=cv2.INTER_NEAREST, borderValue=IGNORE
+    )
+    image = image[..., top : top + size, left : left + size]
+    label = label[top : top + size, left : left + size]
+    for axis, flip in zip((-1, -2), flips, strict=True):
+        if flip:
+            image, label = np.flip(image, axis), np.flip(label, axis)
+    return image, np.where(label == IGNORE, 0, label)[None]
+
+
+# --- geometry -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("angle", [0.0, 23.5, -97.0, 180.0])
+@pytest.mark.parametrize("flips", [(False, False), (True, False), (False, True), (True, True)])
+def test_rotated_window_equals_rotating_then_cropping(
+    angle: float, flips: tuple[bool, bool]
+) -> None:
+    planes = _planes()
+    size, top, left = 128, 150, 40
+    expected_image, expected_mask = _rotate_then_crop(planes, angle, top, left, size, flips)
+    image = np.empty((2, 3, size, size), np.uint8)
+    mask = np.empty((1, size, size), np.uint8)
+    _Window(planes, (size, size), angle, flips).read(top, left, image, mask)
+    difference = np.abs(image.astype(int) - expected_image.astype(int))
+    # the same OpenCV warp with the matrix shifted by the window's corner: OpenCV's
+    # 1/32-pixel fixed-point coordinates may round a few pixels the other way, which moves a
+    # bilinear value by at most a 32nd of the step across an edge (255 / 32 < 8)
+    assert difference.max() <= 8
+    assert (difference == 0).mean() > 0.99
+    assert (mask == expected_mask).mean() > 0.999
+    assert set(np.unique(mask).tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("flips", [(False, False), (True, False), (False, True), (True, True)])
+def test_unrotated_window_is_the_slice_flipped(flips: tuple[bool, bool]) -> None:
+    planes = _planes()
+    image = np.empty((2, 3, 100, 100), np.uint8)
+    mask = np.empty((1, 100, 100), np.uint8)
+    _Window(planes, (100, 100), None, flips).read(7, 0, image, mask)
+    expected = planes[:, 7:107, 0:100]
+    for axis, flip in zip((-1, -2), flips, strict=True):
+        if flip:
+            expected = np.flip(expected, axis)
+    assert np.array_equal(image.reshape(6, 100, 100), expected[:6])
+    assert np.array_equal(mask, expected[6:])
+
+
+def test_crop_check_on_the_grid_agrees_with_the_exact_count() -> None:
+    """The grid check (every CHECK_STRIDE-th pixel) against mmseg's exact count on the whole
+    window, over random windows and angles: they disagree only near the ratio."""
+    planes = _planes(size=512, seed=3)
+    rng = np.random.default_rng(1)
+    agree = disagree_far = 0
+    for _ in range(400):
+        angle = float(rng.uniform(-180, 180)) if rng.random() < 0.5 else None
+        top, left = (int(v) for v in rng.integers(0, 512 - 256 + 1, size=2))
+        window = _Window(planes, (256, 256), angle)
+        if angle is None:
+            label = planes[6, top : top + 256, left : left + 256]
+        else:
+            label, _ = _rotate_then_crop(planes, angle, top, left, 256, (False, False))
+            full = cv2.warpAffine(
+                planes[6],
+                cv2.getRotationMatrix2D((255.5, 255.5), -angle, 1.0),
+                (512, 512),
+                flags=cv2.INTER_NEAREST,
+                borderValue=IGNORE,
+            )
+            label = full[top : top + 256, left : left + 256]
+        changed = int((label == 1).sum())
+        labelled = int((label != IGNORE).sum())
+        exact = _balanced(changed, labelled, 0.75)
+        if window.balanced(top, left, 0.75) == exact:
+            agree += 1
+        elif labelled and abs(max(changed, labelled - changed) / labelled - 0.75) > 0.05:
+            disagree_far += 1
+    assert agree / 400 > 0.95
+    assert disagree_far == 0
+    assert CHECK_STRIDE == 8
+
+
+def test_crop_check_prefers_windows_with_both_classes() -> None:
+    # one 128 x 128 changed square in the middle of 512 x 512; windows of 128: a plain random
+    # window is balanced (change between 25 and 75 %) with probability p about 0.1; up to 11
+    # tries find one with probability 1 - (1 - p)^11, about 0.7
+    planes = np.zeros((7, 512, 512), np.uint8)
+    planes[6, 192:320, 192:320] = 1
+    planes[:6, 192:320, 192:320] = 255
+    checked = OpenCDAugment(crop=128, rotate_prob=0.0)
+    plain = OpenCDAugment(crop=128, rotate_prob=0.0, cat_max_ratio=1.0)
+    hits = {"checked": 0, "plain": 0}
+    for seed in range(200):
+        for name, augment in (("checked", checked), ("plain", plain)):
+            image, mask = augment.planes(planes, torch.Generator().manual_seed(seed))
+            assert image.shape == (2, 3, 128, 128) and mask.shape == (1, 128, 128)
+            hits[name] += 0.25 < mask.mean() < 0.75
+    assert hits["plain"] / 200 < 0.2
+    assert hits["checked"] / 200 > 0.65
+
+
+# --- photometric distortion ---------------------------------------------------------------------
+
+
+def _opencd_photometric(date: np.ndarray, draws: Draws, augment: OpenCDAugment) -> np.ndarray:
+    """open-cd's MultiImgPhotoMetricDistortion of one (3, h, w) RGB date, drawing the same
+    numbers in the same order as `OpenCDAugment._photometric`."""
+
+    def convert(x: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+        return np.clip(x.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    img = np.ascontiguousarray(date.transpose(1, 2, 0))
+    if draws.coin():
+        img = convert(img, beta=draws.uniform(-augment.brightness_delta, augment.brightness_delta))
+    contrast_first = draws.coin()
+    if contrast_first and draws.coin():
+        img = convert(img, alpha=draws.uniform(*augment.contrast_range))
+    if draws.coin():
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[:, :, 1] = convert(hsv[:, :, 1], alpha=draws.uniform(*augment.saturation_range))
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if draws.coin():
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        shift = draws.integer(-augment.hue_delta, augment.hue_delta)
+        hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + shift) % 180
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if not contrast_first and draws.coin():
+        img = convert(img, alpha=draws.uniform(*augment.contrast_range))
+    return img.transpose(2, 0, 1)
+
+
+def test_photometric_distortion_matches_opencd_within_a_few_levels() -> None:
+    augment = OpenCDAugment()
+    rng = np.random.default_rng(0)
+    differences = []
+    for seed in range(60):
+        date = rng.integers(0, 256, size=(3, 48, 48), dtype=np.uint8)
+        date = cv2.GaussianBlur(date.transpose(1, 2, 0), (5, 5), 0).transpose(2, 0, 1)
+        ours = np.ascontiguousarray(date)
+        augment._photometric(ours, Draws(torch.Generator().manual_seed(seed)))
+        theirs = _opencd_photometric(date, Draws(torch.Generator().manual_seed(seed)), augment)
+        differences.append(np.abs(ours.astype(int) - theirs.astype(int)))
+    difference = np.stack(differences)
+    # brightness, contrast and hue as open-cd computes them (up to a level of rounding);
+    # saturation as the RGB blend with V, without OpenCV's 8-bit HSV round trip
+    assert difference.mean() < 1.0
+    assert np.quantile(difference, 0.99) <= 4
+    assert (difference > 0).mean() > 0.05  # the distortion did run
+
+
+def test_photometric_distortion_is_per_date() -> None:
+    planes = _planes(size=128)
+    planes[3:6] = planes[0:3]  # identical dates
+    differ = 0
+    for seed in range(20):
+        image, _ = OpenCDAugment(crop=96).planes(planes, torch.Generator().manual_seed(seed))
+        differ += not np.array_equal(image[0], image[1])
+    assert differ >= 10
+
+
+# --- input checks, sample dicts, seeds ----------------------------------------------------------
+
+
+def test_augment_refuses_wrong_planes_and_small_images() -> None:
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"expected uint8 planes \(7, H, W\)"):
+        OpenCDAugment().planes(np.zeros((6, 300, 300), np.uint8), generator)
+    with pytest.raises(ValueError, match="smaller than the crop 256"):
+        OpenCDAugment().planes(np.zeros((7, 200, 300), np.uint8), generator)
+
+
+def test_augment_on_a_sample_dict_keeps_the_other_keys() -> None:
+    planes = _planes(size=96)
+    sample = {
+        "image": torch.from_numpy(planes[:6].reshape(2, 3, 96, 96).copy()),
+        "mask": torch.from_numpy(planes[6:].copy()),
+        "name": "p",
+    }
+    torch.manual_seed(0)
+    out = OpenCDAugment(crop=64)(sample)
+    assert out["name"] == "p"
+    assert out["image"].shape == (2, 3, 64, 64) and out["image"].dtype == torch.uint8
+    assert out["mask"].shape == (1, 64, 64) and set(out["mask"].unique().tolist()) <= {0, 1}
+
+
+@pytest.fixture(scope="module")
+def whole_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("opencd") / "levir-cd"
+    write_stand_in(root, 320, 5, whole=True)
+    write_caches(root, progress=False)
+    return root
+
+
+def test_seeded_crops_are_a_function_of_seed_epoch_and_pair(whole_pairs: Path) -> None:
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    assert pairs.cache is not None
+    crops = SeededCrops(pairs, OpenCDAugment(), seed=3)
+    first, again = crops[2], crops[2]
+    assert first["name"] == pairs.names[2]
+    assert torch.equal(first["image"], again["image"])
+    assert torch.equal(first["mask"], again["mask"])
+    assert not torch.equal(crops[2]["image"], crops[len(pairs) + 2]["image"])  # next epoch
+    assert not torch.equal(first["image"], SeededCrops(pairs, OpenCDAugment(), 4)[2]["image"])
+    # the memory-mapped cache and the PNGs give the same samples
+    png = ChangeDetectionDataset(whole_pairs, "train", whole=True, use_cache=False)
+    from_png = SeededCrops(png, OpenCDAugment(), seed=3)[2]
+    assert torch.equal(first["image"], from_png["image"])
+    assert torch.equal(first["mask"], from_png["mask"])
+
+
+def test_threaded_batches_equal_the_dataloader_in_order(whole_pairs: Path) -> None:
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    crops = SeededCrops(pairs, OpenCDAugment(), seed=0)
+    items = [7, 1, 3, 0, 9, 4, 2]  # two epochs' items, 2 full batches and a partial one
+    reference = list(DataLoader(crops, batch_size=3, sampler=items, num_workers=0))
+    for threads in (1, 3):
+        batches = list(ThreadedBatches(crops, items, 3, threads))
+        assert len(batches) == len(reference) == 3
+        for got, expected in zip(batches, reference, strict=True):
+            assert got["name"] == expected["name"]
+            assert torch.equal(got["image"], expected["image"])
+            assert torch.equal(got["mask"], expected["mask"])
+
+
+def test_training_batches_uses_threads_only_for_thread_safe_datasets(whole_pairs: Path) -> None:
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    crops = SeededCrops(pairs, OpenCDAugment(), seed=0)
+    assert isinstance(training_batches(crops, [0, 1], 2, workers=2), ThreadedBatches)
+    assert isinstance(training_batches(crops, [0, 1], 2, workers=0), DataLoader)
+    seeded = SeededSamples(pairs, OpenCDAugment(), seed=0)  # global generator: processes
+    assert isinstance(training_batches(seeded, [0, 1], 2, workers=2), DataLoader)
+
+
+def test_threaded_batches_stop_cleanly_when_the_consumer_stops(whole_pairs: Path) -> None:
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    crops = SeededCrops(pairs, OpenCDAugment(), seed=0)
+    iterator = iter(ThreadedBatches(crops, list(range(40)), 2, threads=2))
+    next(iterator)
+    iterator.close()  # what a `for` loop left by an exception or a break does
+    with pytest.raises(StopIteration):
+        next(iterator)
+    with pytest.raises(ValueError, match="at least one thread"):
+        ThreadedBatches(crops, [0], 1, threads=0)
