@@ -224,6 +224,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    """`cdbench parity` -> `benchmark.speed.parity.run_parity`."""
+    params = load_params(args.params)
+    from benchmark.speed.parity import run_parity
+    from benchmark.training.loop import resolve_device
+
+    experiments = args.experiment or [
+        name for name, e in params.experiments.items() if e.dataset == "synthetic"
+    ]
+    device = resolve_device(args.device or params.runtime.device)
+    result = run_parity(
+        params,
+        experiments,
+        device,
+        Path(args.out),
+        tolerance=args.tolerance,
+        channels_last=args.channels_last,
+    )
+    print(f"written {Path(args.out) / 'parity.json'} and {Path(args.out) / 'parity.md'}")
+    if not result["passed"]:
+        failed = [r["experiment"] for r in result["experiments"] if not r["within_tolerance"]]
+        print(f"optimised and baseline differ by more than {args.tolerance} points: {failed}")
+        return 1
+    return 0
+
+
 def _warn_ignored(paths: list[Path], params_path: str) -> None:
     if paths:
         print(
@@ -373,6 +399,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
     p.add_argument("--out", default="reports", help="folder of perf.json and perf.md")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("parity", help="same seed with and without the optimisations: same F1?")
+    p.add_argument(
+        "--experiment", action="append", help="(repeatable; default: the synthetic demo's)"
+    )
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: runtime.device)")
+    p.add_argument(
+        "--tolerance", type=float, default=0.5, help="points of F1 allowed (default 0.5)"
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels_last in the optimised runtime on the CPU too (on CUDA it always is)",
+    )
+    p.add_argument("--out", default="reports", help="folder of parity.json and parity.md")
+    p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("check", help="fail when a reference score is not reached")
     _add_report_arguments(p)

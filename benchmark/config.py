@@ -228,11 +228,14 @@ class ExperimentConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How training runs on this machine; none of it changes the recipe's mathematics except
-    `bf16` (autocast) and `deterministic` (slower, reproducible kernels)."""
+    `bf16` (autocast) and `deterministic` (slower, reproducible kernels); `channels_last`,
+    `fused_optimizer` and `compile` change the floating-point rounding only."""
 
     device: str = "auto"
     bf16: bool = False
     channels_last: bool = False
+    fused_optimizer: bool = False
+    compile: bool = False
     deterministic: bool = True
     workers: int = 2
     checkpoint_every: int = 500

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check of issue "Speed": within 8 minutes on one H100, measure both models in both
 # settings (baseline fp32 eager vs channels_last + fused optimiser + bf16 + torch.compile),
-# the data loaders, and run a short synthetic training on the GPU.
+# the data loaders, and train two synthetic runs with and without the optimisations.
 # Usage (repository root, environment set up with `make setup`):
 #   bash scripts/gpu_check.sh [OUT]        # OUT defaults to reports/gpu-check
 # Writes OUT/perf.json, OUT/perf.md (with the projection of every experiment on this GPU),
-# OUT/train.log and OUT/nvidia-smi.txt. DEVICE=cpu SIZE=64 runs the same steps on a CPU (to
+# OUT/parity.json, OUT/parity.md, OUT/train.log and OUT/nvidia-smi.txt. DEVICE=cpu SIZE=64 runs the same steps on a CPU (to
 # try the script; the figures are then not meaningful).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,17 +24,14 @@ timeout 330 "$BIN/cdbench" bench --device "$DEVICE" --size "$SIZE" --out "$OUT" 
   $([ "$DEVICE" = cpu ] && echo --quick) 2>&1 | tee "$OUT/bench.log"
 echo "bench done after $(( $(date +%s) - start )) s"
 
-# 2. A short synthetic training run on the device, optimised settings, no MLflow.
+# 2. Short synthetic trainings on the device, the same seed with and without the
+#    optimisations (`cdbench parity`): the validation F1 must agree within 0.5 points.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "$BIN/cdbench" synth --out "$scratch/data/prepared/synthetic" > "$OUT/train.log" 2>&1
-cat > "$scratch/params.yaml" <<YAML
-$(sed "s#prepared_dir: data/prepared#prepared_dir: $scratch/data/prepared#" params.yaml)
-YAML
-for experiment in bsfnet-sisb-synthetic ifn-ds-synthetic; do
-  timeout 150 "$BIN/cdbench" --params "$scratch/params.yaml" train "$experiment" --seed 0 \
-    --device "$DEVICE" --channels-last $([ "$DEVICE" = cuda ] && echo --bf16) \
-    --checkpoints "$scratch/checkpoints" --no-tracking >> "$OUT/train.log" 2>&1
-  grep "^trained" "$OUT/train.log" | tail -1
-done
+sed "s#prepared_dir: data/prepared#prepared_dir: $scratch/data/prepared#" params.yaml \
+  > "$scratch/params.yaml"
+timeout 240 "$BIN/cdbench" --params "$scratch/params.yaml" parity --device "$DEVICE" \
+  --experiment bsfnet-sisb-synthetic --experiment ifn-ds-synthetic --out "$OUT" \
+  2>&1 | tee -a "$OUT/train.log" || echo "parity: see $OUT/train.log"
 echo "GPU check finished in $(( $(date +%s) - start )) s; figures in $OUT/perf.md"

@@ -25,20 +25,29 @@ from benchmark.speed.measure import BASELINE, optimised, time_windows
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_time_windows_reports_the_median_window() -> None:
-    calls = []
-    timing = time_windows(lambda: calls.append(1), 4, torch.device("cpu"), 2, 3, 5)
-    assert len(calls) == 2 + 3 * 5
-    assert len(timing.windows) == 3
-    assert timing.pairs_per_s == sorted(timing.windows)[1]
+def test_time_windows_alternate_the_settings_and_report_the_median_window() -> None:
+    calls: list[str] = []
+    timings = time_windows(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        4,
+        torch.device("cpu"),
+        warmup=2,
+        windows=3,
+        steps_per_window=5,
+    )
+    # warm-up of each, then rounds a b / b a / a b of 5 calls each
+    assert calls == ["a"] * 2 + ["b"] * 2 + ["a"] * 5 + ["b"] * 10 + ["a"] * 10 + ["b"] * 5
+    for timing in timings.values():
+        assert len(timing.windows) == 3
+        assert timing.pairs_per_s == sorted(timing.windows)[1]
 
 
 def test_settings_per_device() -> None:
     assert BASELINE.channels_last is False and BASELINE.fused is False
     cpu = optimised(torch.device("cpu"))
-    assert cpu.channels_last and cpu.fused and not cpu.bf16 and not cpu.compile
+    assert cpu.fused and not cpu.channels_last and not cpu.bf16 and not cpu.compile
     cuda = optimised(torch.device("cuda"))
-    assert cuda.bf16 and cuda.compile
+    assert cuda.channels_last and cuda.bf16 and cuda.compile
 
 
 def test_peak_memory_on_the_cpu_sees_a_large_allocation() -> None:
@@ -113,9 +122,9 @@ def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:
     assert set(settings) == {"baseline", "optimised"}
     for entry in settings.values():
         assert entry["train_pairs_per_s"] > 0 and entry["inference_pairs_per_s"] > 0
-        assert len(entry["train_windows"]) == 2
+        assert len(entry["train_windows"]) == 3
         assert entry["fraction_of_bf16_peak"] is None  # no known peak on a CPU
-    assert settings["optimised"]["channels_last"] and settings["optimised"]["fused"]
+    assert settings["optimised"]["fused"] and not settings["optimised"]["channels_last"]
     assert result["models"]["bsfnet"]["training_gflop_per_pair"] > 0
     assert {row["experiment"] for row in result["projection"]} >= {"bsfnet-sisb-cdd"}
     assert "## Models" in (out / "perf.md").read_text()

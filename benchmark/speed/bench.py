@@ -31,10 +31,11 @@ from benchmark.speed import loader as loaders
 from benchmark.speed.measure import (
     BASELINE,
     Setting,
-    inference_throughput,
+    inference_step,
     optimised,
     peak_memory,
-    train_throughput,
+    time_windows,
+    train_step,
     training_flops_per_pair,
 )
 
@@ -72,7 +73,7 @@ def measure_model(
     name = BENCH_EXPERIMENT[model]
     experiment = params.experiment(name)
     recipe = params.recipes[experiment.recipe]
-    counts = {"warmup": 1, "windows": 2, "steps": 1} if quick else {}
+    counts = {"warmup": 1, "windows": 3, "steps": 1} if quick else {}
     flops = training_flops_per_pair(experiment, recipe, size)
     peak = bf16_peak(device)
     figures: dict[str, Any] = {
@@ -84,25 +85,43 @@ def measure_model(
         "training_gflop_per_pair": flops / 1e9,
         "settings": {},
     }
+    counts = counts or {"warmup": 3, "windows": 3, "steps": 3}
+    trains, infers, memory = {}, {}, {}
     for setting in settings:
-        with peak_memory(device) as memory:
-            train = train_throughput(experiment, recipe, setting, device, size, **counts)
-        infer = inference_throughput(experiment, recipe, setting, device, size, **counts)
-        entry = {
+        with peak_memory(device) as used:
+            train, trainable = train_step(experiment, recipe, setting, device, size)
+            for _ in range(counts["warmup"]):
+                train()
+        trains[setting.name], memory[setting.name] = train, used[0]
+        infers[setting.name] = inference_step(trainable, recipe.batch_size, setting, device, size)
+    timing = {"train": trains, "inference": infers}
+    measured = {
+        kind: time_windows(
+            steps,
+            recipe.batch_size,
+            device,
+            counts["warmup"] if kind == "inference" else 0,
+            counts["windows"],
+            counts["steps"],
+        )
+        for kind, steps in timing.items()
+    }
+    for setting in settings:
+        train, infer = measured["train"][setting.name], measured["inference"][setting.name]
+        figures["settings"][setting.name] = {
             **asdict(setting),
             "train_pairs_per_s": train.pairs_per_s,
             "train_windows": train.windows,
             "inference_pairs_per_s": infer.pairs_per_s,
             "inference_windows": infer.windows,
-            "peak_memory_mib": memory[0],
+            "peak_memory_mib": memory[setting.name],
             "fraction_of_bf16_peak": (
                 flops * train.pairs_per_s / (peak * 1e12) if peak is not None else None
             ),
         }
-        figures["settings"][setting.name] = entry
         print(
             f"{model} {setting.name}: train {train.pairs_per_s:.2f} pairs/s, "
-            f"inference {infer.pairs_per_s:.2f} pairs/s, peak {memory[0]:.0f} MiB",
+            f"inference {infer.pairs_per_s:.2f} pairs/s, peak {memory[setting.name]:.0f} MiB",
             flush=True,
         )
     return figures

@@ -3,16 +3,19 @@
 Two settings of every model are measured on the same device in the same process:
 - `baseline`: what the reference implementations run — fp32, eager, NCHW tensors, the
   optimiser's default (for-each) implementation;
-- `optimised`: channels_last tensors and weights, the fused optimiser, and on CUDA bf16
-  autocast and `torch.compile` (on CPU compiling costs minutes and bf16 is slower, so both
-  stay off there; `--compile` forces compiling).
+- `optimised`: the fused optimiser, and on CUDA channels_last tensors and weights, bf16
+  autocast and `torch.compile`. On the CPU compiling costs minutes, bf16 is slower, and
+  channels_last measured 15-20 % slower for IFN and no faster for BSFNet (2 cores, oneDNN;
+  batch 4 at 128 x 128), so all three stay off there; `--compile` forces compiling.
 
 Timing: `warmup` steps are run and discarded (allocator, cuDNN autotuning, compilation), then
-`windows` timed windows of `steps` steps each; the device is synchronised only at window
-edges, so no per-step host sync distorts the figure. Throughput is pairs per second of the
-median window. Peak memory: `torch.cuda.max_memory_allocated` on CUDA; on the CPU, the peak
-resident set size of this process above its level before the measurement, sampled every 5 ms
-(memory the allocator already held before is not counted: a lower bound).
+`windows` rounds in which each setting runs a timed window of `steps` steps, the settings'
+order alternating from round to round (a drift of the machine weighs on both alike); the
+device is synchronised only at window edges, so no per-step host sync distorts the figure.
+Throughput is pairs per second of the median window. Peak memory, from building the model to
+the end of its warm-up: `torch.cuda.max_memory_allocated` above the allocation before, on
+CUDA; on the CPU, the peak resident set size of this process above its level before, sampled
+every 5 ms (memory the allocator already held is not counted: a lower bound).
 Training FLOPs per pair are counted with `torch.utils.flop_counter.FlopCounterMode` over one
 forward and backward pass (a multiply-accumulate = 2 FLOPs).
 """
@@ -54,7 +57,7 @@ def optimised(device: torch.device, compile: bool | None = None) -> Setting:
     cuda = device.type == "cuda"
     return Setting(
         "optimised",
-        channels_last=True,
+        channels_last=cuda,
         bf16=cuda,
         fused=True,
         compile=cuda if compile is None else compile,
@@ -75,25 +78,32 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_windows(
-    step: Callable[[], object],
+    steps: dict[str, Callable[[], object]],
     pairs_per_step: int,
     device: torch.device,
     warmup: int,
     windows: int,
-    steps: int,
-) -> Timing:
-    """Run `step` `warmup` times, then `windows` windows of `steps` calls; pairs/s each."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    rates = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(steps):
+    steps_per_window: int,
+) -> dict[str, Timing]:
+    """Run each of `steps` `warmup` times, then `windows` rounds in which every one runs a
+    window of `steps_per_window` calls; pairs/s of each window and the median per name.
+
+    The rounds alternate the order of the settings (A B, then B A, ...), so that a drift of
+    the machine (another process, the CPU's clock) weighs on every setting alike."""
+    for step in steps.values():
+        for _ in range(warmup):
             step()
-        synchronize(device)
-        rates.append(steps * pairs_per_step / (time.perf_counter() - start))
-    return Timing(statistics.median(rates), rates)
+    synchronize(device)
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for round_ in range(windows):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            for _ in range(steps_per_window):
+                steps[name]()
+            synchronize(device)
+            rates[name].append(steps_per_window * pairs_per_step / (time.perf_counter() - start))
+    return {name: Timing(statistics.median(r), r) for name, r in rates.items()}
 
 
 def random_batch(
@@ -132,17 +142,15 @@ def _no_pretrained(recipe: RecipeConfig) -> RecipeConfig:
     return dataclasses.replace(recipe, pretrained=False)
 
 
-def train_throughput(
+def train_step(
     experiment: ExperimentConfig,
     recipe: RecipeConfig,
     setting: Setting,
     device: torch.device,
     size: int = 256,
-    warmup: int = 3,
-    windows: int = 3,
-    steps: int = 3,
-) -> Timing:
-    """Training steps (forward, loss, backward, optimiser step) at the recipe's batch size."""
+) -> tuple[Callable[[], None], Trainable]:
+    """One training step (forward, loss, backward, optimiser step) at the recipe's batch
+    size, as a callable; and the model + loss it trains."""
     trainable, forward = prepared_trainable(experiment, recipe, setting, device)
     trainable.train()
     optimizer = build_optimizer(recipe, trainable.parameters(), fused=setting.fused)
@@ -155,31 +163,24 @@ def train_throughput(
         loss.backward()
         optimizer.step()
 
-    return time_windows(step, recipe.batch_size, device, warmup, windows, steps)
+    return step, trainable
 
 
-def inference_throughput(
-    experiment: ExperimentConfig,
-    recipe: RecipeConfig,
-    setting: Setting,
-    device: torch.device,
-    size: int = 256,
-    warmup: int = 2,
-    windows: int = 3,
-    steps: int = 3,
-) -> Timing:
-    """Forward passes in eval mode without gradients, at the recipe's batch size."""
-    trainable, _ = prepared_trainable(experiment, recipe, setting, device)
-    model = trainable.model.eval()
+def inference_step(
+    trainable: Trainable, batch: int, setting: Setting, device: torch.device, size: int = 256
+) -> Callable[[], None]:
+    """One forward pass of `trainable`'s model in eval mode without gradients."""
+    model = trainable.model
     run: Callable[..., object] = torch.compile(model) if setting.compile else model
-    t0, t1, _ = random_batch(recipe.batch_size, size, device, setting.channels_last)
+    t0, t1, _ = random_batch(batch, size, device, setting.channels_last)
 
     @torch.no_grad()
     def step() -> None:
+        model.eval()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16):
             run(t0, t1)
 
-    return time_windows(step, recipe.batch_size, device, warmup, windows, steps)
+    return step
 
 
 def training_flops_per_pair(
@@ -202,9 +203,10 @@ def peak_memory(device: torch.device) -> Iterator[list[float]]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
         yield result
         torch.cuda.synchronize(device)
-        result.append(torch.cuda.max_memory_allocated(device) / 2**20)
+        result.append((torch.cuda.max_memory_allocated(device) - before) / 2**20)
         return
     import psutil
 

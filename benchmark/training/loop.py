@@ -3,7 +3,11 @@
 What a run does, in order:
 1. Resolve the configuration (experiment + recipe + seed + runtime) and its digest; seed torch;
    build the model and loss (`benchmark.models`, `benchmark.losses`) and the training data
-   (`ChangeDetectionDataset` + the recipe's transforms under `SeededSamples`).
+   (`ChangeDetectionDataset` + the recipe's augmentation under per-sample seeds:
+   `training_samples` in benchmark/training/recipe.py), loaded by `training_batches`
+   (benchmark/training/batches.py); `runtime` may switch on the fused optimiser,
+   channels_last, bf16 autocast and `torch.compile` (`cdbench parity` checks they leave the
+   validation F1 within noise).
 2. If `<out>/last.pt` exists and was written for the same configuration, restore everything
    from it (model, loss, optimiser, scheduler, RNG, step, best score, history, MLflow run id)
    and continue from the next batch; a checkpoint of another configuration is set aside and the
@@ -140,10 +144,11 @@ def build_trainable(experiment: ExperimentConfig, recipe: RecipeConfig) -> Train
 
 
 def loader_workers(recipe: RecipeConfig, dataset: ChangeDetectionDataset, workers: int) -> int:
-    """Loading processes for the training loader: none when a sample is only a read from the
-    split's decoded-pairs cache (no augmentation, no crop), since then passing batches
-    between processes costs more than making them (BSFNet's recipe on 2 CPU cores: about
-    5700 pairs/s in the main process, 800 with 2 workers; `cdbench bench`); else `workers`."""
+    """Loading workers for the training loader (threads or processes, see
+    benchmark/training/batches.py): none when a sample is only a read from the split's
+    decoded-pairs cache (no augmentation, no crop), since then passing batches between
+    processes costs more than making them (BSFNet's recipe on 2 CPU cores: about 5700 pairs/s
+    in the main process, 800 with 2 workers; `cdbench bench`); else `workers`."""
     plain = recipe.augment == "none" and recipe.crop is None and dataset.cache is not None
     return 0 if plain else workers
 
@@ -230,7 +235,7 @@ def train_run(
     val_shard = Subset(val_set, range(world.rank, len(val_set), world.world_size))
 
     normalize = normalizer(recipe)
-    optimizer = build_optimizer(recipe, trainable.parameters())
+    optimizer = build_optimizer(recipe, trainable.parameters(), fused=runtime.fused_optimizer)
     scheduler = build_scheduler(recipe, optimizer, total)
     model: nn.Module = trainable
     if world.enabled:
@@ -239,6 +244,7 @@ def train_run(
         model = DistributedDataParallel(
             trainable, device_ids=[device.index] if device.type == "cuda" else None
         )
+    forward = torch.compile(model) if runtime.compile else model
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.clean_scratch(out)
@@ -330,7 +336,7 @@ def train_run(
                     t0 = t0.contiguous(memory_format=torch.channels_last)
                     t1 = t1.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=runtime.bf16):
-                    total_loss, _parts = model(t0, t1, mask)
+                    total_loss, _parts = forward(t0, t1, mask)
                 optimizer.zero_grad(set_to_none=True)
                 total_loss.backward()
                 optimizer.step()

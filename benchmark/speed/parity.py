@@ -1,0 +1,172 @@
+"""`cdbench parity`: the optimisations must not change the results beyond noise.
+
+For each experiment (by default the synthetic demo's), its first seed is trained twice from
+scratch, in a scratch folder, without MLflow: once in the `baseline` runtime (fp32, NCHW
+tensors, the for-each optimiser, eager) and once in the `optimised` runtime of `cdbench bench`
+for the device (benchmark/speed/measure.py: the fused optimiser, plus channels_last, bf16
+autocast and torch.compile on CUDA; `--channels-last` adds channels_last on the CPU too, to
+check its arithmetic where it is not the faster choice). Both use the same data path (the
+decoded-pairs cache, uint8 batches normalised on the device: that path gives the same tensors
+as decoding the PNGs, tests/test_cache.py). The validation F1 at every validation and at the
+best one are compared: the best must agree within `tolerance` points (0.5 by default).
+
+Writes `reports/parity.json` and `reports/parity.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.config import Params, RunSpec, RuntimeConfig
+from benchmark.errors import ConfigError
+from benchmark.speed.measure import optimised
+
+TOLERANCE = 0.5
+"""Points of validation F1 by which the two runtimes may differ (the issue's bound)."""
+
+
+def runtimes(
+    base: RuntimeConfig, device: torch.device, channels_last: bool = False
+) -> dict[str, RuntimeConfig]:
+    """The baseline and optimised runtimes on `device`, quiet (no progress, no system
+    metrics) and checkpointing only at validations."""
+    quiet = dataclasses.replace(
+        base, device=str(device), progress=False, system_metrics=False, checkpoint_every=10**9
+    )
+    fast = optimised(device)
+    return {
+        "baseline": dataclasses.replace(
+            quiet, bf16=False, channels_last=False, fused_optimizer=False, compile=False
+        ),
+        "optimised": dataclasses.replace(
+            quiet,
+            bf16=fast.bf16,
+            channels_last=fast.channels_last or channels_last,
+            fused_optimizer=fast.fused,
+            compile=fast.compile,
+        ),
+    }
+
+
+def run_parity(
+    params: Params,
+    experiments: list[str],
+    device: torch.device,
+    out: Path,
+    tolerance: float = TOLERANCE,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Train, compare, write `out/parity.json` and `out/parity.md`; return the comparison."""
+    from benchmark.training.loop import train_run
+
+    unknown = sorted(set(experiments) - set(params.experiments))
+    if unknown:
+        raise ConfigError(f"--experiment: unknown {unknown}; see experiments in params.yaml")
+    settings = runtimes(params.runtime, device, channels_last)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cdbench-parity-") as scratch:
+        for name in experiments:
+            experiment = params.experiments[name]
+            spec = RunSpec.of(name, experiment, experiment.seeds[0])
+            recipe = params.recipes[experiment.recipe]
+            split, metric = recipe.selection_split, recipe.selection_metric
+            row: dict[str, Any] = {
+                "experiment": name,
+                "seed": spec.seed,
+                "selection": f"{split}/{metric}",
+            }
+            for setting, runtime in settings.items():
+                folder = Path(scratch) / setting / spec.name
+                result = train_run(params, spec, folder, runtime, tracking=False)
+                history = torch.load(folder / "last.pt", weights_only=False)["history"]
+                row[setting] = {
+                    "runtime": dataclasses.asdict(runtime),
+                    "best": 100 * result.best_score,
+                    "best_step": result.best_step,
+                    "seconds": result.seconds,
+                    "validations": [
+                        {"step": r["step"], "score": 100 * r[f"{split}/selection"]}
+                        for r in history
+                        if f"{split}/selection" in r
+                    ],
+                }
+                print(
+                    f"{name} seed {spec.seed} {setting}: best {split} {metric} "
+                    f"{100 * result.best_score:.2f} at step {result.best_step} "
+                    f"({result.seconds:.0f} s)",
+                    flush=True,
+                )
+            row["difference"] = row["optimised"]["best"] - row["baseline"]["best"]
+            row["within_tolerance"] = abs(row["difference"]) <= tolerance
+            rows.append(row)
+    result = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "tolerance": tolerance,
+        "runtimes": {name: dataclasses.asdict(r) for name, r in settings.items()},
+        "experiments": rows,
+        "passed": all(row["within_tolerance"] for row in rows),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "parity.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "parity.md").write_text(render_parity(result))
+    return result
+
+
+def render_parity(result: dict[str, Any]) -> str:
+    """parity.md: one row per experiment, then every validation of both runtimes."""
+    import pandas as pd
+
+    optimised_runtime = result["runtimes"]["optimised"]
+    switched = [key for key in ("fused_optimizer", "channels_last", "bf16", "compile")]
+    on = ", ".join(key for key in switched if optimised_runtime[key]) or "nothing"
+    rows = [
+        {
+            "experiment": row["experiment"],
+            "seed": row["seed"],
+            "selection": row["selection"],
+            "baseline best": f"{row['baseline']['best']:.2f}",
+            "optimised best": f"{row['optimised']['best']:.2f}",
+            "difference": f"{row['difference']:+.2f}",
+            f"within {result['tolerance']}": "yes" if row["within_tolerance"] else "NO",
+            "baseline s": f"{row['baseline']['seconds']:.0f}",
+            "optimised s": f"{row['optimised']['seconds']:.0f}",
+        }
+        for row in result["experiments"]
+    ]
+    curves = [
+        {
+            "experiment": row["experiment"],
+            "step": base["step"],
+            "baseline": f"{base['score']:.2f}",
+            "optimised": f"{fast['score']:.2f}",
+        }
+        for row in result["experiments"]
+        for base, fast in zip(
+            row["baseline"]["validations"], row["optimised"]["validations"], strict=False
+        )
+    ]
+    lines = [
+        f"# Parity of the optimisations on {result['device']} (torch {result['torch']})",
+        "",
+        "Measured by `cdbench parity`: each experiment's first seed trained twice from scratch,"
+        " `baseline` (fp32, NCHW, for-each optimiser, eager) and `optimised` (" + on + "),"
+        " with the same data path. Scores in percent: the selection metric on the selection"
+        " split at each validation.",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+        "",
+        "## Every validation",
+        "",
+        pd.DataFrame(curves).to_markdown(index=False, disable_numparse=True),
+        "",
+        "All within tolerance." if result["passed"] else "NOT all within tolerance.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""`cdbench parity` (benchmark/speed/parity.py) and the training loop's optimisation switches
+(`runtime.fused_optimizer`, `runtime.compile`), on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from benchmark.cli import main
+from benchmark.config import RuntimeConfig, SynthConfig, load_params
+from benchmark.data.synth import generate_synthetic
+from benchmark.speed.parity import render_parity, runtimes
+from benchmark.training import checkpoint
+from benchmark.training.loop import train_run
+
+TINY: dict[str, Any] = {
+    "synth": {"seed": 0, "size": 64, "train": 16, "val": 4, "test": 4},
+    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
+    "recipes": {
+        "tiny": {
+            "source": "tests",
+            "optimizer": {"name": "adam", "lr": "1e-3"},
+            "schedule": {"name": "constant"},
+            "batch_size": 4,
+            "iterations": 6,
+            "val_every": 3,
+            "crop": 32,
+            "augment": "flips",
+            "pretrained": False,
+        }
+    },
+    "experiments": {
+        "bsfnet-bce-synthetic": {
+            "model": "bsfnet",
+            "loss": "bce",
+            "dataset": "synthetic",
+            "recipe": "tiny",
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def params_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("parity")
+    generate_synthetic(folder / "prepared" / "synthetic", SynthConfig(size=64, train=16))
+    content = {
+        **TINY,
+        "data": {"raw_dir": str(folder / "raw"), "prepared_dir": str(folder / "prepared")},
+    }
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def test_runtimes_switch_the_optimisations_of_the_device() -> None:
+    base = RuntimeConfig(bf16=True, channels_last=True, fused_optimizer=True, compile=True)
+    cpu = runtimes(base, torch.device("cpu"))
+    baseline = cpu["baseline"]
+    assert not (baseline.bf16 or baseline.channels_last or baseline.fused_optimizer)
+    assert not baseline.compile and not baseline.progress and not baseline.system_metrics
+    assert cpu["optimised"].fused_optimizer and not cpu["optimised"].channels_last
+    assert not cpu["optimised"].bf16 and not cpu["optimised"].compile
+    assert runtimes(base, torch.device("cpu"), channels_last=True)["optimised"].channels_last
+    cuda = runtimes(base, torch.device("cuda"))["optimised"]
+    assert cuda.bf16 and cuda.channels_last and cuda.fused_optimizer and cuda.compile
+
+
+def test_parity_trains_both_runtimes_and_compares_the_validation_f1(
+    params_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "reports"
+    args = ["--params", str(params_path), "parity", "--device", "cpu", "--channels-last"]
+    # six steps from scratch on four validation pairs: the F1 is mostly noise, and rounding
+    # differences move it by points; the demo's figures are in reports/parity.md
+    assert main([*args, "--tolerance", "100", "--out", str(out)]) == 0
+    result = json.loads((out / "parity.json").read_text())
+    (row,) = result["experiments"]
+    assert row["experiment"] == "bsfnet-bce-synthetic" and row["selection"] == "val/f1"
+    for setting in ("baseline", "optimised"):
+        assert [v["step"] for v in row[setting]["validations"]] == [3, 6]
+        assert 0 <= row[setting]["best"] <= 100
+    assert row["optimised"]["runtime"]["fused_optimizer"]
+    assert row["optimised"]["runtime"]["channels_last"]
+    assert not row["baseline"]["runtime"]["fused_optimizer"]
+    assert row["difference"] == pytest.approx(row["optimised"]["best"] - row["baseline"]["best"])
+    assert row["within_tolerance"] and result["passed"] and result["tolerance"] == 100
+    markdown = (out / "parity.md").read_text()
+    assert "fused_optimizer, channels_last" in markdown and "All within tolerance." in markdown
+
+
+def test_parity_fails_when_the_runtimes_disagree() -> None:
+    row = {
+        "experiment": "x",
+        "seed": 0,
+        "selection": "val/f1",
+        "difference": 2.0,
+        "within_tolerance": False,
+        "baseline": {"best": 50.0, "seconds": 1.0, "validations": [{"step": 3, "score": 50.0}]},
+        "optimised": {"best": 52.0, "seconds": 1.0, "validations": [{"step": 3, "score": 52.0}]},
+    }
+    runtime = {"fused_optimizer": True, "channels_last": False, "bf16": False, "compile": False}
+    result = {
+        "device": "cpu",
+        "torch": torch.__version__,
+        "tolerance": 0.5,
+        "runtimes": {"baseline": runtime, "optimised": runtime},
+        "experiments": [row],
+        "passed": False,
+    }
+    markdown = render_parity(result)
+    assert "| NO " in markdown and "NOT all within tolerance." in markdown
+
+
+def test_parity_refuses_an_unknown_experiment(params_path: Path, tmp_path: Path) -> None:
+    args = ["--params", str(params_path), "parity", "--experiment", "nope", "--out", str(tmp_path)]
+    assert main(args) == 1
+
+
+def test_loop_uses_the_fused_optimizer_and_compiles_when_asked(
+    params_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = load_params(params_path)
+    compiled: list[torch.nn.Module] = []
+
+    def fake_compile(module: torch.nn.Module) -> torch.nn.Module:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    runtime = RuntimeConfig(
+        device="cpu",
+        workers=0,
+        system_metrics=False,
+        progress=False,
+        fused_optimizer=True,
+        compile=True,
+    )
+    (spec,) = params.runs()
+    train_run(params, spec, tmp_path / "run", runtime, tracking=False)
+    assert len(compiled) == 1 and hasattr(compiled[0], "loss")  # the model and its loss
+    state = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert state["optimizer"]["param_groups"][0]["fused"] is True
+    plain = RuntimeConfig(device="cpu", workers=0, system_metrics=False, progress=False)
+    train_run(params, spec, tmp_path / "plain", plain, tracking=False)
+    state = checkpoint.load(tmp_path / "plain" / "last.pt")
+    assert not state["optimizer"]["param_groups"][0]["fused"]
