@@ -84,11 +84,14 @@ def test_parity_trains_both_runtimes_and_compares_the_validation_f1(
     assert row["experiment"] == "bsfnet-bce-synthetic" and row["selection"] == "val/f1"
     for setting in ("baseline", "optimised"):
         assert [v["step"] for v in row[setting]["validations"]] == [3, 6]
-        assert 0 <= row[setting]["best"] <= 100
+        assert 0 <= row[setting]["selection"] <= 100
+        assert 0 < row[setting]["val_max_f1"] <= 100  # whole split, threshold swept
     assert row["optimised"]["runtime"]["fused_optimizer"]
     assert row["optimised"]["runtime"]["channels_last"]
     assert not row["baseline"]["runtime"]["fused_optimizer"]
-    assert row["difference"] == pytest.approx(row["optimised"]["best"] - row["baseline"]["best"])
+    assert row["difference"] == pytest.approx(
+        row["optimised"]["val_max_f1"] - row["baseline"]["val_max_f1"]
+    )
     assert row["within_tolerance"] and result["passed"] and result["tolerance"] == 100
     markdown = (out / "parity.md").read_text()
     assert "fused_optimizer, channels_last" in markdown and "All within tolerance." in markdown
@@ -101,8 +104,18 @@ def test_parity_fails_when_the_runtimes_disagree() -> None:
         "selection": "val/f1",
         "difference": 2.0,
         "within_tolerance": False,
-        "baseline": {"best": 50.0, "seconds": 1.0, "validations": [{"step": 3, "score": 50.0}]},
-        "optimised": {"best": 52.0, "seconds": 1.0, "validations": [{"step": 3, "score": 52.0}]},
+        "baseline": {
+            "val_max_f1": 50.0,
+            "selection": 40.0,
+            "seconds": 1.0,
+            "validations": [{"step": 3, "score": 40.0}],
+        },
+        "optimised": {
+            "val_max_f1": 52.0,
+            "selection": 41.0,
+            "seconds": 1.0,
+            "validations": [{"step": 3, "score": 41.0}],
+        },
     }
     runtime = {"fused_optimizer": True, "channels_last": False, "bf16": False, "compile": False}
     result = {

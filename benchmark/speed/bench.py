@@ -274,9 +274,9 @@ def render_perf(result: dict[str, Any]) -> str:
         "Measured by `cdbench bench`" + (" --quick" if result["quick"] else "") + ". Training"
         f" and inference at {result['size']} x {result['size']} with each recipe's batch size,"
         " pairs per second of the"
-        " median timed window after warm-up; `baseline` = fp32 eager NCHW, for-each optimiser;"
-        " `optimised` = channels_last + fused optimiser (+ bf16 autocast and torch.compile on"
-        " CUDA).",
+        " median timed window after warm-up (the settings' windows alternate);"
+        " `baseline` = fp32 eager NCHW, for-each optimiser; `optimised` = fused optimiser"
+        " (+ channels_last, bf16 autocast and torch.compile on CUDA).",
         "",
         "## Models",
         "",

@@ -7,8 +7,17 @@ for the device (benchmark/speed/measure.py: the fused optimiser, plus channels_l
 autocast and torch.compile on CUDA; `--channels-last` adds channels_last on the CPU too, to
 check its arithmetic where it is not the faster choice). Both use the same data path (the
 decoded-pairs cache, uint8 batches normalised on the device: that path gives the same tensors
-as decoding the PNGs, tests/test_cache.py). The validation F1 at every validation and at the
-best one are compared: the best must agree within `tolerance` points (0.5 by default).
+as decoding the PNGs, tests/test_cache.py).
+
+What is compared: the selected model (`best.pt`) of each runtime, scored on the WHOLE
+validation split: its F1 at the best threshold of a sweep (`max_f1`; the threshold-free
+figure), which must agree within `tolerance` points (0.5 by default); the recipe's selection
+score (the demo's: F1 at the fixed threshold on 16 validation pairs) is reported beside it.
+The optimisations change floating-point rounding (the fused Adam step differs from the
+for-each one by about one unit in the last place), and a 100-step training from scratch
+amplifies such differences: the fixed-threshold F1 of the demo moves by points between the two
+runtimes, as it does between seeds (reports/comparison.md), which is why the threshold-free
+figure on the whole split is the one held to the tolerance.
 
 Writes `reports/parity.json` and `reports/parity.md`.
 """
@@ -85,9 +94,11 @@ def run_parity(
                 folder = Path(scratch) / setting / spec.name
                 result = train_run(params, spec, folder, runtime, tracking=False)
                 history = torch.load(folder / "last.pt", weights_only=False)["history"]
+                max_f1 = 100 * validation_max_f1(params, spec, folder, runtime)
                 row[setting] = {
                     "runtime": dataclasses.asdict(runtime),
-                    "best": 100 * result.best_score,
+                    "val_max_f1": max_f1,
+                    "selection": 100 * result.best_score,
                     "best_step": result.best_step,
                     "seconds": result.seconds,
                     "validations": [
@@ -97,12 +108,12 @@ def run_parity(
                     ],
                 }
                 print(
-                    f"{name} seed {spec.seed} {setting}: best {split} {metric} "
-                    f"{100 * result.best_score:.2f} at step {result.best_step} "
-                    f"({result.seconds:.0f} s)",
+                    f"{name} seed {spec.seed} {setting}: validation max F1 {max_f1:.2f}, "
+                    f"selection ({split} {metric}) {100 * result.best_score:.2f} at step "
+                    f"{result.best_step} ({result.seconds:.0f} s)",
                     flush=True,
                 )
-            row["difference"] = row["optimised"]["best"] - row["baseline"]["best"]
+            row["difference"] = row["optimised"]["val_max_f1"] - row["baseline"]["val_max_f1"]
             row["within_tolerance"] = abs(row["difference"]) <= tolerance
             rows.append(row)
     result = {
@@ -119,6 +130,45 @@ def run_parity(
     return result
 
 
+def validation_max_f1(params: Params, spec: RunSpec, folder: Path, runtime: RuntimeConfig) -> float:
+    """F1 (0..1) of `folder/best.pt` on the whole validation split at the best threshold of
+    the sweep, computed in `runtime`'s precision and memory format."""
+    from benchmark.data.dataset import ChangeDetectionDataset
+    from benchmark.evaluation.predict import new_split_scores, score_kind, score_split
+    from benchmark.training import checkpoint
+    from benchmark.training.loop import (
+        build_trainable,
+        prepared_root,
+        resolve_device,
+        selection_score,
+    )
+    from benchmark.training.recipe import normalizer
+
+    experiment = params.experiment(spec.experiment)
+    recipe = dataclasses.replace(params.recipes[experiment.recipe], pretrained=False)
+    device = resolve_device(runtime.device)
+    trainable = build_trainable(experiment, recipe)
+    trainable.load_state_dict(checkpoint.load(folder / "best.pt")["model_and_loss"])
+    trainable.to(device).eval()
+    if runtime.channels_last:
+        trainable.to(memory_format=torch.channels_last)
+    kind = score_kind(trainable.model, trainable.loss)
+    root = prepared_root(params, experiment.dataset)
+    val = ChangeDetectionDataset(root, "val", normalizer(recipe), whole=recipe.train_on_whole)
+    loader = torch.utils.data.DataLoader(val, batch_size=1 if recipe.train_on_whole else 8)
+    scores = new_split_scores(kind, [getattr(recipe.thresholds, kind)], device)
+    score_split(
+        trainable.model,
+        trainable.loss,
+        loader,
+        scores,
+        device,
+        bf16=runtime.bf16,
+        channels_last=runtime.channels_last,
+    )
+    return selection_score(scores, "max_f1")["max_f1"]
+
+
 def render_parity(result: dict[str, Any]) -> str:
     """parity.md: one row per experiment, then every validation of both runtimes."""
     import pandas as pd
@@ -130,11 +180,13 @@ def render_parity(result: dict[str, Any]) -> str:
         {
             "experiment": row["experiment"],
             "seed": row["seed"],
-            "selection": row["selection"],
-            "baseline best": f"{row['baseline']['best']:.2f}",
-            "optimised best": f"{row['optimised']['best']:.2f}",
+            "val max F1 baseline": f"{row['baseline']['val_max_f1']:.2f}",
+            "val max F1 optimised": f"{row['optimised']['val_max_f1']:.2f}",
             "difference": f"{row['difference']:+.2f}",
             f"within {result['tolerance']}": "yes" if row["within_tolerance"] else "NO",
+            "selection": row["selection"],
+            "baseline": f"{row['baseline']['selection']:.2f}",
+            "optimised": f"{row['optimised']['selection']:.2f}",
             "baseline s": f"{row['baseline']['seconds']:.0f}",
             "optimised s": f"{row['optimised']['seconds']:.0f}",
         }
@@ -157,12 +209,14 @@ def render_parity(result: dict[str, Any]) -> str:
         "",
         "Measured by `cdbench parity`: each experiment's first seed trained twice from scratch,"
         " `baseline` (fp32, NCHW, for-each optimiser, eager) and `optimised` (" + on + "),"
-        " with the same data path. Scores in percent: the selection metric on the selection"
-        " split at each validation.",
+        " with the same data path. `val max F1`: the selected model's F1 on the whole"
+        " validation split at the best threshold of a sweep (held to the tolerance);"
+        " `selection`: the recipe's selection score of that model (for the demo, F1 at the"
+        " fixed threshold on 16 validation pairs), then at every validation. Percent.",
         "",
         pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
         "",
-        "## Every validation",
+        "## The selection score at every validation",
         "",
         pd.DataFrame(curves).to_markdown(index=False, disable_numparse=True),
         "",
