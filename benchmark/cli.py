@@ -241,6 +241,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         Path(args.out),
         tolerance=args.tolerance,
         channels_last=args.channels_last,
+        fused_optimizer=args.fused_optimizer,
     )
     print(f"written {Path(args.out) / 'parity.json'} and {Path(args.out) / 'parity.md'}")
     if not result["passed"]:
@@ -412,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels-last",
         action="store_true",
         help="channels_last in the optimised runtime on the CPU too (on CUDA it always is)",
+    )
+    p.add_argument(
+        "--fused-optimizer",
+        action="store_true",
+        help="the fused optimiser in the optimised runtime on the CPU too (on CUDA it always is)",
     )
     p.add_argument("--out", default="reports", help="folder of parity.json and parity.md")
     p.set_defaults(func=cmd_parity)

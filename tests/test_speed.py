@@ -45,9 +45,10 @@ def test_time_windows_alternate_the_settings_and_report_the_median_window() -> N
 def test_settings_per_device() -> None:
     assert BASELINE.channels_last is False and BASELINE.fused is False
     cpu = optimised(torch.device("cpu"))
-    assert cpu.fused and not cpu.channels_last and not cpu.bf16 and not cpu.compile
+    # on the CPU nothing that changes the arithmetic (see benchmark/speed/measure.py)
+    assert not (cpu.fused or cpu.channels_last or cpu.bf16 or cpu.compile)
     cuda = optimised(torch.device("cuda"))
-    assert cuda.channels_last and cuda.bf16 and cuda.compile
+    assert cuda.fused and cuda.channels_last and cuda.bf16 and cuda.compile
 
 
 def test_peak_memory_on_the_cpu_sees_a_large_allocation() -> None:
@@ -124,7 +125,7 @@ def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:
         assert entry["train_pairs_per_s"] > 0 and entry["inference_pairs_per_s"] > 0
         assert len(entry["train_windows"]) == 3
         assert entry["fraction_of_bf16_peak"] is None  # no known peak on a CPU
-    assert settings["optimised"]["fused"] and not settings["optimised"]["channels_last"]
+    assert not settings["optimised"]["fused"] and not settings["optimised"]["channels_last"]
     assert result["models"]["bsfnet"]["training_gflop_per_pair"] > 0
     assert {row["experiment"] for row in result["projection"]} >= {"bsfnet-sisb-cdd"}
     assert "## Models" in (out / "perf.md").read_text()

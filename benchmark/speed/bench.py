@@ -142,10 +142,10 @@ def measure_loaders(
             if stand_in:
                 data = Path(scratch) / dataset
                 whole = recipe.train_on_whole
-                count = (8 if quick else 24) if whole else (32 if quick else 160)
+                count = 24 if whole else 160  # more than the CPU caches hold, as real data
                 loaders.write_stand_in(data, 1024 if whole else 256, count, whole=whole)
                 write_caches(data, progress=False)  # as `cdbench prepare` does
-            batches = 6 if quick else 30
+            batches = 30
             training = loaders.training_loader(data, recipe, workers, batches + 2)
             real = loaders.loader_throughput(training, batches)
             plain = loaders.loader_throughput(
