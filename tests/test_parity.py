@@ -17,31 +17,12 @@ from benchmark.data.synth import generate_synthetic
 from benchmark.speed.parity import render_parity, runtimes
 from benchmark.training import checkpoint
 from benchmark.training.loop import train_run
+from tests.test_training import TINY as TRAINING_TINY
 
+# the tiny recipe and experiment of the training tests, with the default checkpoint interval
 TINY: dict[str, Any] = {
-    "synth": {"seed": 0, "size": 64, "train": 16, "val": 4, "test": 4},
-    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
-    "recipes": {
-        "tiny": {
-            "source": "tests",
-            "optimizer": {"name": "adam", "lr": "1e-3"},
-            "schedule": {"name": "constant"},
-            "batch_size": 4,
-            "iterations": 6,
-            "val_every": 3,
-            "crop": 32,
-            "augment": "flips",
-            "pretrained": False,
-        }
-    },
-    "experiments": {
-        "bsfnet-bce-synthetic": {
-            "model": "bsfnet",
-            "loss": "bce",
-            "dataset": "synthetic",
-            "recipe": "tiny",
-        }
-    },
+    **TRAINING_TINY,
+    "runtime": {k: v for k, v in TRAINING_TINY["runtime"].items() if k != "checkpoint_every"},
 }
 
 

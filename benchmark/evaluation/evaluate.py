@@ -116,9 +116,11 @@ def evaluate_run(
     thumbnails: list[torch.Tensor] = []
     thumbnail_threshold = threshold
     for prefix, whole in views:
-        val, _ = _score(trainable, root, "val", whole, kind, threshold, recipe, runtime, device)
+        val, _ = score_named_split(
+            trainable, root, "val", whole, kind, threshold, recipe, runtime, device
+        )
         keep = 0 if whole else THUMBNAILS
-        test, kept = _score(
+        test, kept = score_named_split(
             trainable, root, "test", whole, kind, threshold, recipe, runtime, device, keep, True
         )
         val_threshold, _ = val.histogram.best_threshold()
@@ -207,7 +209,7 @@ def _loader(
     )
 
 
-def _score(
+def score_named_split(
     trainable: Any,
     root: Path,
     split: str,

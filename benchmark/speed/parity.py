@@ -138,8 +138,8 @@ def run_parity(
 def validation_max_f1(params: Params, spec: RunSpec, folder: Path, runtime: RuntimeConfig) -> float:
     """F1 (0..1) of `folder/best.pt` on the whole validation split at the best threshold of
     the sweep, computed in `runtime`'s precision and memory format."""
-    from benchmark.data.dataset import ChangeDetectionDataset
-    from benchmark.evaluation.predict import new_split_scores, score_kind, score_split
+    from benchmark.evaluation.evaluate import score_named_split
+    from benchmark.evaluation.predict import score_kind
     from benchmark.training import checkpoint
     from benchmark.training.loop import (
         build_trainable,
@@ -147,7 +147,6 @@ def validation_max_f1(params: Params, spec: RunSpec, folder: Path, runtime: Runt
         resolve_device,
         selection_score,
     )
-    from benchmark.training.recipe import normalizer
 
     experiment = params.experiment(spec.experiment)
     recipe = dataclasses.replace(params.recipes[experiment.recipe], pretrained=False)
@@ -159,17 +158,9 @@ def validation_max_f1(params: Params, spec: RunSpec, folder: Path, runtime: Runt
         trainable.to(memory_format=torch.channels_last)
     kind = score_kind(trainable.model, trainable.loss)
     root = prepared_root(params, experiment.dataset)
-    val = ChangeDetectionDataset(root, "val", normalizer(recipe), whole=recipe.train_on_whole)
-    loader = torch.utils.data.DataLoader(val, batch_size=1 if recipe.train_on_whole else 8)
-    scores = new_split_scores(kind, [getattr(recipe.thresholds, kind)], device)
-    score_split(
-        trainable.model,
-        trainable.loss,
-        loader,
-        scores,
-        device,
-        bf16=runtime.bf16,
-        channels_last=runtime.channels_last,
+    threshold = getattr(recipe.thresholds, kind)
+    scores, _ = score_named_split(
+        trainable, root, "val", recipe.train_on_whole, kind, threshold, recipe, runtime, device
     )
     return selection_score(scores, "max_f1")["max_f1"]
 
