@@ -73,7 +73,11 @@ def measure_model(
     name = BENCH_EXPERIMENT[model]
     experiment = params.experiment(name)
     recipe = params.recipes[experiment.recipe]
-    counts = {"warmup": 1, "windows": 3, "steps": 1} if quick else {}
+    counts = (
+        {"warmup": 1, "windows": 3, "steps": 1}
+        if quick
+        else {"warmup": 3, "windows": 3, "steps": 3}
+    )
     flops = training_flops_per_pair(experiment, recipe, size)
     peak = bf16_peak(device)
     figures: dict[str, Any] = {
@@ -85,7 +89,6 @@ def measure_model(
         "training_gflop_per_pair": flops / 1e9,
         "settings": {},
     }
-    counts = counts or {"warmup": 3, "windows": 3, "steps": 3}
     trains, infers, memory = {}, {}, {}
     for setting in settings:
         with peak_memory(device) as used:
@@ -127,9 +130,7 @@ def measure_model(
     return figures
 
 
-def measure_loaders(
-    params: Params, workers: int, root: Path | None = None, quick: bool = False
-) -> list[dict[str, Any]]:
+def measure_loaders(params: Params, workers: int, root: Path | None = None) -> list[dict[str, Any]]:
     """The training loader of bsfnet-official (tiles) and ifn-opencd (whole images, crops)
     against plain PIL, on the real datasets when prepared, else on a stand-in."""
     results = []
@@ -245,7 +246,7 @@ def run_bench(
             f"--model: unknown {unknown}; expected some of {sorted(BENCH_EXPERIMENT)}"
         )
     settings = [BASELINE, optimised(device, compile)]
-    loader_figures = measure_loaders(params, workers, quick=quick) if loaders_too else []
+    loader_figures = measure_loaders(params, workers) if loaders_too else []
     measured = {m: measure_model(params, m, device, settings, size, quick) for m in models}
     result: dict[str, Any] = {
         "device": device_description(device),
