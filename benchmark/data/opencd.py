@@ -46,6 +46,8 @@ order, so this changes nothing.
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,10 +122,17 @@ class OpenCDAugment:
     hue_delta: int = 10
 
     def planes(
-        self, planes: np.ndarray, generator: torch.Generator
+        self,
+        planes: np.ndarray,
+        generator: torch.Generator,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Augment a pair given as uint8 planes (7, H, W) — A's RGB, B's RGB, the label in
         {0, 1} — e.g. a row of the memory-mapped cache (only the window is read).
+
+        Args:
+            out: (image, mask) arrays to write into, e.g. slots of a batch (contiguous uint8
+                (2, 3, c, c) and (1, c, c)); new arrays when None.
 
         Returns:
             (image uint8 (2, 3, c, c), mask uint8 (1, c, c) in {0, 1}), c the crop side.
@@ -155,8 +164,14 @@ class OpenCDAugment:
                     break
                 top = draws.integer(0, height - size[0] + 1)
                 left = draws.integer(0, width - size[1] + 1)
-        image = np.empty((2, 3, *size), dtype=np.uint8)
-        mask = np.empty((1, *size), dtype=np.uint8)
+        if out is None:
+            out = (np.empty((2, 3, *size), dtype=np.uint8), np.empty((1, *size), dtype=np.uint8))
+        image, mask = out
+        if image.shape != (2, 3, *size) or mask.shape != (1, *size):
+            raise ValueError(
+                f"OpenCDAugment: expected out arrays (2, 3, {size[0]}, {size[1]}) and "
+                f"(1, {size[0]}, {size[1]}), got {image.shape} and {mask.shape}"
+            )
         window.read(top, left, image, mask)
         # 4. photometric distortion, each date its own draws
         for date in image:
@@ -177,10 +192,16 @@ class OpenCDAugment:
                 cv2.addWeighted(channel, alpha, value, 1.0 - alpha, 0.0, dst=channel)
         if draws.coin():  # hue, in OpenCV's 8-bit HSV (hue 0..179) as open-cd
             shift = draws.integer(-self.hue_delta, self.hue_delta)
-            hsv = cv2.cvtColor(cv2.merge(list(date)), cv2.COLOR_RGB2HSV)
-            hue = cv2.LUT(cv2.extractChannel(hsv, 0), _HUE_SHIFTS[shift % 180])
+            rgb = _SCRATCH.get("rgb", (*date.shape[1:], 3))
+            hsv = _SCRATCH.get("hsv", (*date.shape[1:], 3))
+            hue = _SCRATCH.get("hue", date.shape[1:])
+            cv2.merge(list(date), dst=rgb)
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV, dst=hsv)
+            cv2.extractChannel(hsv, 0, dst=hue)
+            cv2.LUT(hue, _HUE_SHIFTS[shift % 180], dst=hue)
             cv2.insertChannel(hue, hsv, 0)
-            cv2.split(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), list(date))
+            cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=rgb)
+            cv2.split(rgb, list(date))
         if not contrast_first and draws.coin():
             _affine(date, draws.uniform(*self.contrast_range), 0.0)
 
@@ -194,6 +215,25 @@ class OpenCDAugment:
         out_image, out_mask = self.planes(planes.numpy(), torch.Generator().manual_seed(seed))
         return {**sample, "image": torch.from_numpy(out_image), "mask": torch.from_numpy(out_mask)}
 
+
+class _Scratch(threading.local):
+    """Work arrays of the calling thread, reused from pair to pair: a fresh array of a few
+    hundred kB per step costs more in page faults (glibc maps big blocks anew and returns
+    them on free) than the OpenCV call that fills it."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A contiguous uint8 array of `shape` (contents undefined), `name`'s memory."""
+        size = math.prod(shape)
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[name] = np.empty(size, dtype=np.uint8)
+        return buffer[:size].reshape(shape)
+
+
+_SCRATCH = _Scratch()
 
 _HUE_SHIFTS = [((np.arange(256) + shift) % 180).astype(np.uint8) for shift in range(180)]
 """Lookup tables adding `shift` to OpenCV's 8-bit hue, modulo 180."""
@@ -221,11 +261,16 @@ class _Window:
             self.inverse = cv2.invertAffineTransform(cv2.getRotationMatrix2D(centre, -angle, 1))
 
     def _warp(
-        self, source: np.ndarray, top: int, left: int, corner: tuple[int, int] = (0, 0)
+        self,
+        source: np.ndarray,
+        top: int,
+        left: int,
+        corner: tuple[int, int] = (0, 0),
+        dst: np.ndarray | None = None,
     ) -> np.ndarray:
         """`source` (its pixel (0, 0) at image pixel `corner` (y, x)) warped into the window
-        at (top, left), flipped; nearest for one channel (the label, border 255), bilinear
-        for three (a date, border 0)."""
+        at (top, left), flipped, into `dst` if given; nearest for one channel (the label,
+        border 255), bilinear for three (a date, border 0)."""
         # output pixel (x, y) -> window pixel (ox + sx * x, oy + sy * y) -> source pixel
         sx, ox, sy, oy = 1, 0, 1, 0
         if self.flips[0]:
@@ -242,6 +287,7 @@ class _Window:
             source,
             inverse,
             (self.size[1], self.size[0]),
+            dst=dst,
             flags=(cv2.INTER_NEAREST if label else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=IGNORE if label else 0,
@@ -309,17 +355,23 @@ class _Window:
             if self.flips[1]:  # vertical: the rows in reverse order
                 rows = slice(top + self.size[0] - 1, top - 1 if top else None, -1)
             cols = slice(left, left + self.size[1])
-            np.copyto(image, self.planes[:6, rows, cols].reshape(image.shape))
+            np.copyto(image.reshape(6, *self.size), self.planes[:6, rows, cols])
             np.copyto(mask, self.planes[6:, rows, cols])
             if self.flips[0]:  # horizontal, in place (numpy copies reversed rows bytewise)
                 for array in (image, mask):
                     flat = array.reshape(-1, array.shape[-1])
                     cv2.flip(flat, 1, dst=flat)
             return
+        # warped straight from the memory map's footprint (views: OpenCV reads the rows it
+        # needs), through the thread's work arrays
         y0, y1, x0, x1 = self._footprint(top, left)
-        footprint = np.array(self.planes[:, y0:y1, x0:x1])  # one read of the memory map
-        label = self._warp(footprint[6], top, left, (y0, x0))
+        label = self._warp(
+            self.planes[6, y0:y1, x0:x1], top, left, (y0, x0), _SCRATCH.get("label", self.size)
+        )
         cv2.threshold(label, IGNORE - 1, 0, cv2.THRESH_TOZERO_INV, dst=mask[0])
+        footprint = _SCRATCH.get("footprint", (y1 - y0, x1 - x0, 3))
+        warped = _SCRATCH.get("warped", (*self.size, 3))
         for date in range(2):
-            rgb = cv2.merge(list(footprint[3 * date : 3 * date + 3]))
-            cv2.split(self._warp(rgb, top, left, (y0, x0)), list(image[date]))
+            channels = [self.planes[3 * date + c, y0:y1, x0:x1] for c in range(3)]
+            cv2.merge(channels, dst=footprint)
+            cv2.split(self._warp(footprint, top, left, (y0, x0), warped), list(image[date]))

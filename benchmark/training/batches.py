@@ -53,7 +53,10 @@ class ThreadedBatches:
         return len(self.chunks)
 
     def _batch(self, chunk: list[int]) -> Batch:
-        batch = default_collate([self.dataset[item] for item in chunk])
+        if hasattr(self.dataset, "batch"):  # collates as it loads (SeededCrops)
+            batch = self.dataset.batch(chunk)
+        else:
+            batch = default_collate([self.dataset[item] for item in chunk])
         if self.pin_memory:
             batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
         return batch

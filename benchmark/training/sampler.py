@@ -114,11 +114,25 @@ class SeededCrops(Dataset[Sample]):
         return len(self.pairs)
 
     def __getitem__(self, item: int) -> Sample:
-        epoch, index = divmod(item, len(self.pairs))
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
-        image, mask = self.augment.planes(self.pairs.planes(index), generator)
-        return {
-            "image": torch.from_numpy(image),
-            "mask": torch.from_numpy(mask),
-            "name": self.pairs.names[index],
-        }
+        batch = self.batch([item])
+        return {key: value[0] for key, value in batch.items()}
+
+    def batch(self, items: list[int]) -> Sample:
+        """Items `items` collated as torch's `default_collate` collates them, each augmented
+        straight into its slot of the batch (no copy per item)."""
+        crop = self.augment.crop
+        if crop is None:  # the image size: the first item's (a batch has one size)
+            first = self.pairs.planes(items[0] % len(self.pairs))
+            crop_size = tuple(first.shape[1:])
+        else:
+            crop_size = (crop, crop)
+        image = torch.empty((len(items), 2, 3, *crop_size), dtype=torch.uint8)
+        mask = torch.empty((len(items), 1, *crop_size), dtype=torch.uint8)
+        names = []
+        for slot, item in enumerate(items):
+            epoch, index = divmod(item, len(self.pairs))
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+            out = (image[slot].numpy(), mask[slot].numpy())
+            self.augment.planes(self.pairs.planes(index), generator, out)
+            names.append(self.pairs.names[index])
+        return {"image": image, "mask": mask, "name": names}
