@@ -19,7 +19,7 @@ from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import CHECK_STRIDE, IGNORE, Draws, OpenCDAugment, _balanced, _Window
 from benchmark.speed.loader import write_stand_in
 from benchmark.training.batches import ThreadedBatches, training_batches
-from benchmark.training.sampler import SeededCrops, SeededSamples
+from benchmark.training.sampler import SeededCrops, SeededSamples, sample_seed
 
 
 def _planes(size: int = 320, seed: int = 0) -> np.ndarray:
@@ -259,6 +259,29 @@ def test_seeded_crops_are_a_function_of_seed_epoch_and_pair(whole_pairs: Path) -
     from_png = SeededCrops(png, OpenCDAugment(), seed=3)[2]
     assert torch.equal(first["image"], from_png["image"])
     assert torch.equal(first["mask"], from_png["mask"])
+
+
+@pytest.mark.parametrize("rotate_prob", [0.0, 1.0])
+def test_crops_written_into_batch_slots_equal_fresh_arrays(
+    whole_pairs: Path, rotate_prob: float
+) -> None:
+    # the batch path reuses each thread's work arrays and writes into the batch: the same
+    # crops as augmenting each pair into new arrays, whatever came before
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    augment = OpenCDAugment(rotate_prob=rotate_prob)
+    items = [0, 4, 2, len(pairs) + 2, 0]
+    batch = SeededCrops(pairs, augment, seed=5).batch(items)
+    assert batch["image"].shape == (5, 2, 3, 256, 256) and batch["mask"].shape == (5, 1, 256, 256)
+    for slot, item in enumerate(items):
+        epoch, index = divmod(item, len(pairs))
+        generator = torch.Generator().manual_seed(sample_seed(5, epoch, index))
+        image, mask = augment.planes(np.array(pairs.planes(index)), generator)  # not a map
+        assert np.array_equal(batch["image"][slot].numpy(), image)
+        assert np.array_equal(batch["mask"][slot].numpy(), mask)
+    assert torch.equal(batch["image"][0], batch["image"][4])
+    with pytest.raises(ValueError, match="expected out arrays"):
+        wrong = (np.empty((2, 3, 8, 8), np.uint8), np.empty((1, 8, 8), np.uint8))
+        augment.planes(pairs.planes(0), torch.Generator(), wrong)
 
 
 def test_threaded_batches_equal_the_dataloader_in_order(whole_pairs: Path) -> None:

@@ -110,7 +110,10 @@ def test_plain_pil_loader_reads_the_same_pairs_as_the_dataset(tmp_path: Path) ->
     batch = next(iter(real))
     assert batch["image"].dtype == torch.uint8  # normalised later, on the device
     assert batch["image"].shape[1:] == (2, 3, recipe.crop, recipe.crop)
-    assert loaders.loader_throughput(real, batches=2, warmup=0) > 0
+    rates = loaders.loader_throughput(real, batches=2, warmup=0, windows=2)
+    assert len(rates) == 2 and min(rates) > 0
+    with pytest.raises(ValueError, match="ran out of batches"):
+        loaders.loader_throughput(loaders.training_loader(tmp_path / "data", recipe, 0, 2), 2, 0, 2)
 
 
 def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:

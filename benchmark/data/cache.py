@@ -107,7 +107,9 @@ class PairsCache:
 
     def _open(self) -> np.ndarray:
         if self._array is None or self._pid != os.getpid():
-            self._array = np.load(self.folder / ARRAY, mmap_mode="r")
+            # a plain ndarray over the map: numpy.memmap's subclass hooks cost microseconds at
+            # every slice, and the open-cd crops slice about ten times a pair
+            self._array = np.asarray(np.load(self.folder / ARRAY, mmap_mode="r"))
             self._pid = os.getpid()
         return self._array
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -146,12 +147,13 @@ def measure_loaders(params: Params, workers: int, root: Path | None = None) -> l
                 count = 24 if whole else 160  # more than the CPU caches hold, as real data
                 loaders.write_stand_in(data, 1024 if whole else 256, count, whole=whole)
                 write_caches(data, progress=False)  # as `cdbench prepare` does
-            batches = 30
-            training = loaders.training_loader(data, recipe, workers, batches + 2)
-            real = loaders.loader_throughput(training, batches)
-            plain = loaders.loader_throughput(
-                loaders.plain_pil_loader(data, recipe, workers, batches + 2), batches
+            # the median of several windows: this VM's speed drifts by 10-20 % within seconds
+            training = loaders.training_loader(data, recipe, workers, 2 + 5 * 40)
+            real_windows = loaders.loader_throughput(training, 40, windows=5)
+            plain_windows = loaders.loader_throughput(
+                loaders.plain_pil_loader(data, recipe, workers, 2 + 3 * 5), 5, windows=3
             )
+            real, plain = statistics.median(real_windows), statistics.median(plain_windows)
             results.append(
                 {
                     "recipe": experiment.recipe,
@@ -162,6 +164,8 @@ def measure_loaders(params: Params, workers: int, root: Path | None = None) -> l
                     "batch_size": recipe.batch_size,
                     "workers": loaders.workers_of(training),
                     "training_loader_pairs_per_s": real,
+                    "training_loader_windows": real_windows,
+                    "plain_pil_windows": plain_windows,
                     "plain_pil_pairs_per_s": plain,
                     "ratio": real / plain,
                 }

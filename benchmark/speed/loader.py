@@ -115,15 +115,21 @@ def plain_pil_loader(
     return DataLoader(dataset, batch_size=recipe.batch_size, sampler=order, num_workers=workers)
 
 
-def loader_throughput(loader: Iterable[dict[str, Any]], batches: int, warmup: int = 2) -> float:
-    """Pairs per second delivered after `warmup` batches, over at most `batches` batches."""
+def loader_throughput(
+    loader: Iterable[dict[str, Any]], batches: int, warmup: int = 2, windows: int = 1
+) -> list[float]:
+    """Pairs per second delivered after `warmup` batches, in each of `windows` consecutive
+    windows of `batches` batches (the loader must hold `warmup + windows * batches`)."""
     iterator = iter(loader)
     for _ in range(warmup):
         next(iterator)
-    pairs, start = 0, time.perf_counter()
-    for _, batch in zip(range(batches), iterator, strict=False):
-        pairs += batch["image"].shape[0]
-    seconds = time.perf_counter() - start
-    if pairs == 0:
-        raise ValueError("the loader delivered no batch after the warm-up: use more pairs")
-    return pairs / seconds
+    rates = []
+    for _ in range(windows):
+        pairs, start = 0, time.perf_counter()
+        for _, batch in zip(range(batches), iterator, strict=False):
+            pairs += batch["image"].shape[0]
+        seconds = time.perf_counter() - start
+        if pairs == 0:
+            raise ValueError("the loader ran out of batches: give it more pairs or epochs")
+        rates.append(pairs / seconds)
+    return rates
