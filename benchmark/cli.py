@@ -242,6 +242,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         channels_last=args.channels_last,
         fused_optimizer=args.fused_optimizer,
+        seed_noise=args.seed_noise,
     )
     print(f"written {Path(args.out) / 'parity.json'} and {Path(args.out) / 'parity.md'}")
     if not result["passed"]:
@@ -418,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fused-optimizer",
         action="store_true",
         help="the fused optimiser in the optimised runtime on the CPU too (on CUDA it always is)",
+    )
+    p.add_argument(
+        "--seed-noise",
+        action="store_true",
+        help="also train the baseline with the next seed: the seed-to-seed difference",
     )
     p.add_argument("--out", default="reports", help="folder of parity.json and parity.md")
     p.set_defaults(func=cmd_parity)

@@ -25,13 +25,14 @@ timeout 330 "$BIN/cdbench" bench --device "$DEVICE" --size "$SIZE" --out "$OUT" 
 echo "bench done after $(( $(date +%s) - start )) s"
 
 # 2. Short synthetic trainings on the device, the same seed with and without the
-#    optimisations (`cdbench parity`): the validation F1 must agree within 0.5 points.
+#    optimisations (`cdbench parity`): the validation F1 must agree within 0.5 points;
+#    the baseline again with the next seed says how far a change of seed moves it.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "$BIN/cdbench" synth --out "$scratch/data/prepared/synthetic" > "$OUT/train.log" 2>&1
 sed "s#prepared_dir: data/prepared#prepared_dir: $scratch/data/prepared#" params.yaml \
   > "$scratch/params.yaml"
 timeout 240 "$BIN/cdbench" --params "$scratch/params.yaml" parity --device "$DEVICE" \
-  --experiment bsfnet-sisb-synthetic --experiment ifn-ds-synthetic --out "$OUT" \
+  --experiment bsfnet-sisb-synthetic --experiment ifn-ds-synthetic --seed-noise --out "$OUT" \
   2>&1 | tee -a "$OUT/train.log" || echo "parity: see $OUT/train.log"
 echo "GPU check finished in $(( $(date +%s) - start )) s; figures in $OUT/perf.md"

@@ -58,7 +58,7 @@ def test_parity_trains_both_runtimes_and_compares_the_validation_f1(
 ) -> None:
     out = tmp_path / "reports"
     args = ["--params", str(params_path), "parity", "--device", "cpu", "--channels-last"]
-    args += ["--fused-optimizer"]
+    args += ["--fused-optimizer", "--seed-noise"]
     # six steps from scratch on four validation pairs: the F1 is mostly noise, and rounding
     # differences move it by points; the demo's figures are in reports/parity.md
     assert main([*args, "--tolerance", "100", "--out", str(out)]) == 0
@@ -76,8 +76,19 @@ def test_parity_trains_both_runtimes_and_compares_the_validation_f1(
         row["optimised"]["val_max_f1"] - row["baseline"]["val_max_f1"]
     )
     assert row["within_tolerance"] and result["passed"] and result["tolerance"] == 100
+    # the baseline again with the next seed: the seed-to-seed difference of the protocol
+    noise = row["baseline_next_seed"]
+    assert row["baseline"]["seed"] == 0 and noise["seed"] == 1
+    assert not noise["runtime"]["fused_optimizer"] and [
+        v["step"] for v in noise["validations"]
+    ] == [3, 6]
+    assert row["seed_difference"] == pytest.approx(
+        noise["val_max_f1"] - row["baseline"]["val_max_f1"]
+    )
+    assert row["within_seed_difference"] == (abs(row["difference"]) <= abs(row["seed_difference"]))
     markdown = (out / "parity.md").read_text()
     assert "fused_optimizer, channels_last" in markdown and "All within tolerance." in markdown
+    assert "next seed, baseline" in markdown
 
 
 def test_parity_fails_when_the_runtimes_disagree() -> None:
