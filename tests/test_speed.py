@@ -131,4 +131,9 @@ def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:
     assert not settings["optimised"]["fused"] and not settings["optimised"]["channels_last"]
     assert result["models"]["bsfnet"]["training_gflop_per_pair"] > 0
     assert {row["experiment"] for row in result["projection"]} >= {"bsfnet-sisb-cdd"}
-    assert "## Models" in (out / "perf.md").read_text()
+    markdown = (out / "perf.md").read_text()
+    assert "## Models" in markdown and "`optimised` = no switch on" in markdown
+    switched = {**settings["optimised"], "fused": True, "bf16": True, "compile": True}
+    bsfnet = {**result["models"]["bsfnet"], "settings": {"optimised": switched}}
+    cuda = {**result, "models": {"bsfnet": bsfnet}}
+    assert "`optimised` = fused optimiser, bf16 autocast, torch.compile." in render_perf(cuda)
