@@ -120,19 +120,16 @@ class SeededCrops(Dataset[Sample]):
     def batch(self, items: list[int]) -> Sample:
         """Items `items` collated as torch's `default_collate` collates them, each augmented
         straight into its slot of the batch (no copy per item)."""
+        where = [divmod(item, len(self.pairs)) for item in items]  # (epoch, index)
+        planes = [self.pairs.planes(index) for _, index in where]  # map views, or decoded
         crop = self.augment.crop
-        if crop is None:  # the image size: the first item's (a batch has one size)
-            first = self.pairs.planes(items[0] % len(self.pairs))
-            crop_size = tuple(first.shape[1:])
-        else:
-            crop_size = (crop, crop)
+        # a batch has one size: the crop's, or without a crop the first pair's
+        crop_size = (crop, crop) if crop is not None else tuple(planes[0].shape[1:])
         image = torch.empty((len(items), 2, 3, *crop_size), dtype=torch.uint8)
         mask = torch.empty((len(items), 1, *crop_size), dtype=torch.uint8)
-        names = []
-        for slot, item in enumerate(items):
-            epoch, index = divmod(item, len(self.pairs))
+        for slot, (epoch, index) in enumerate(where):
             generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
             out = (image[slot].numpy(), mask[slot].numpy())
-            self.augment.planes(self.pairs.planes(index), generator, out)
-            names.append(self.pairs.names[index])
+            self.augment.planes(planes[slot], generator, out)
+        names = [self.pairs.names[index] for _, index in where]
         return {"image": image, "mask": mask, "name": names}
