@@ -116,6 +116,26 @@ def test_plain_pil_loader_reads_the_same_pairs_as_the_dataset(tmp_path: Path) ->
         loaders.loader_throughput(loaders.training_loader(tmp_path / "data", recipe, 0, 2), 2, 0, 2)
 
 
+def test_device_augmentation_is_timed_and_reported_beside_its_loader() -> None:
+    rates = loaders.device_augment_throughput(torch.device("cpu"), 2, 32, batches=2, windows=2)
+    assert len(rates) == 2 and min(rates) > 0
+    row = {
+        "recipe": "ifn-opencd", "data": "stand-in", "augment": "opencd", "batch_size": 8,
+        "workers": "2 threads", "training_loader_pairs_per_s": 1100.0,
+        "plain_pil_pairs_per_s": 17.0, "ratio": 64.7,
+        "device_augment": "photometric distortion", "device_augment_pairs_per_s": 41.2,
+    }  # fmt: skip
+    plain = {**row, "recipe": "bsfnet-official", "device_augment": None}
+    result = {"device": "test device", "torch": "x", "quick": True, "size": 256, "models": {},
+              "loaders": [row, plain], "projection": []}  # fmt: skip
+    text = render_perf(result)
+    (line,) = [line for line in text.splitlines() if line.startswith("| ifn-opencd")]
+    assert line.rstrip("| ").endswith("photometric distortion: 41 pairs/s")
+    assert "applied by the training loop to each batch on the training device (here test" in text
+    (line,) = [line for line in text.splitlines() if line.startswith("| bsfnet-official")]
+    assert line.rstrip("| ").endswith("–")  # nothing on the device
+
+
 def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     args = ["--params", str(REPO / "params.yaml"), "bench", "--model", "bsfnet", "--device"]

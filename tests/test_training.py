@@ -21,8 +21,9 @@ import yaml
 
 from benchmark.config import Params, SynthConfig, load_params
 from benchmark.data.synth import generate_synthetic
+from benchmark.data.transforms import PairNormalize
 from benchmark.evaluation.evaluate import evaluate_run
-from benchmark.training import checkpoint
+from benchmark.training import checkpoint, loop
 from benchmark.training.loop import Trainable, train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,6 +168,34 @@ def test_checkpoint_of_another_configuration_is_set_aside(
     assert result.resumed_from == 0 and result.steps == 3
     assert (out / "last.stale.pt").exists()
     assert checkpoint.load(out / "last.pt")["step"] == 3
+
+
+def test_opencd_batches_get_their_photometric_distortion_in_the_loop(
+    tmp_path: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the loader draws open-cd's photometric distortion (`colour`); the loop applies it to
+    # each batch on the device, and the model sees its output
+    applied: list[tuple[torch.Size, torch.Size, torch.Tensor]] = []
+    real = loop.photometric_distortion
+
+    def spy(image: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        out = real(image, colour)
+        applied.append((image.shape, colour.shape, out))
+        return out
+
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(loop, "photometric_distortion", spy)
+    monkeypatch.setattr(
+        PairNormalize, "images", lambda self, image: seen.append(image) or image.float()
+    )
+    recipe = dict(TINY["recipes"]["tiny"], iterations=3, val_every=3, augment="opencd")
+    params = load_params(write_params(tmp_path, prepared, {"recipes": {"tiny": recipe}}))
+    (spec,) = params.runs()
+    train_run(params, spec, tmp_path / "run", tracking=False)
+    assert [(tuple(i), tuple(c)) for i, c, _ in applied] == [((4, 2, 3, 32, 32), (4, 2, 7))] * 3
+    # the first three images normalised are the training batches (validation comes after)
+    for (_, _, out), image in zip(applied, seen[:3], strict=True):
+        assert torch.equal(out, image)
 
 
 def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: Path) -> None:

@@ -1,4 +1,5 @@
-"""open-cd's LEVIR-CD training augmentation, computed on the crop window only, with OpenCV.
+"""open-cd's LEVIR-CD training augmentation: the geometry on the crop window only, with
+OpenCV, in the loader; the photometric distortion drawn here, applied on the training device.
 
 The `ifn-opencd` recipe trains on random 256 x 256 crops of the 1024 x 1024 LEVIR-CD images,
 after open-cd's pipeline (likyoo/open-cd `configs/common/standard_256x256_40k_levircd.py`, the
@@ -17,19 +18,23 @@ transforms in `opencd/datasets/transforms/transforms.py`, mmcv's `imrotate`):
    (p 0.5, + uniform(-10, 10)); contrast (p 0.5, x uniform(0.8, 1.2)) first or last (a coin
    per date); saturation (p 0.5, OpenCV's 8-bit HSV, S x uniform(0.8, 1.2)); hue (p 0.5,
    H + an integer in [-10, 10), modulo 180); each step computes in float32 and truncates to
-   uint8, and each HSV step converts to HSV and back, as open-cd does.
+   uint8, and each HSV step converts to HSV and back, as open-cd does. Its numbers are drawn
+   here, in open-cd's order, and handed over beside the crop (`colour`, float32 (2, 7)); the
+   training loop applies them to the whole batch on its device
+   (benchmark/data/photometric.py, which computes OpenCV's 8-bit HSV conversions exactly).
+   On the loader's CPU threads these steps took about a third of a pair's time (0.8 of 2.3
+   ms on one core): moved to the device, the loader delivers about 1.5 times as many pairs.
 
 Done naively (rotate the whole 1024 x 1024 pair, then crop) a pair costs about 70 ms on one
 core. Here the window is chosen first and each date is warped straight into it, with the
 rotation matrix shifted by the window's corner, from the source pixels under the window's
 footprint only (the same pixels as rotating and then cropping; tests/test_opencd.py compares
-the two), read from the split's memory-mapped cache (`benchmark.data.cache`). The flips are folded
-into the read (they commute with the per-pixel colour steps); brightness and contrast are
-`cv2.addWeighted` with open-cd's truncation. Every intermediate array is a work array of the
-calling thread, reused from pair to pair, and the result is written into its slot of the
-batch (`SeededCrops.batch`): a fresh array of a few hundred kB costs more in page faults than
-the OpenCV call that fills it (a rotated pair took 4.4 ms with fresh arrays, 3.0 without, on
-one core of the 2-core VM).
+the two), read from the split's memory-mapped cache (`benchmark.data.cache`). The flips are
+folded into the read (they commute with the per-pixel colour steps). Every intermediate array
+is a work array of the calling thread, reused from pair to pair, and the result is written
+into its slot of the batch (`SeededCrops.batch`): a fresh array of a few hundred kB costs more
+in page faults than the OpenCV call that fills it (a rotated pair took 4.4 ms with fresh
+arrays, 3.0 without, on one core of the 2-core VM, photometric distortion included).
 
 Departures from open-cd, all small:
 - the cat_max_ratio check counts the window's pixels whose (rotated) image coordinates are
@@ -44,7 +49,7 @@ Departures from open-cd, all small:
   benchmark/training/sampler.py seeds it from the run's seed, the epoch and the sample, so the
   data are the same in any thread or process).
 Images are RGB where mmcv reads BGR: the HSV conversion is OpenCV's for the matching channel
-order, so this changes nothing.
+order, so this changes nothing. The photometric distortion is exact (tests/test_photometric.py).
 """
 
 from __future__ import annotations
@@ -57,6 +62,18 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+
+from benchmark.data.photometric import (
+    BRIGHTNESS,
+    COLOUR_PARAMS,
+    CONTRAST_FIRST,
+    CONTRAST_LAST,
+    HUE,
+    HUE_ON,
+    SATURATION,
+    SATURATION_ON,
+    photometric_distortion,
+)
 
 cv2.setNumThreads(1)  # one thread per call: the loader's threads or processes are the parallelism
 
@@ -91,13 +108,6 @@ class Draws:
         return self.uniform() < 0.5
 
 
-def _affine(planes: np.ndarray, alpha: float, beta: float) -> None:
-    """open-cd's `convert` in place: uint8(clip(x * alpha + beta, 0, 255)), truncated (the
-    -0.5 turns OpenCV's rounding into truncation)."""
-    flat = planes.reshape(-1, planes.shape[-1])
-    cv2.addWeighted(flat, alpha, flat, 0.0, beta - 0.5, dst=flat)
-
-
 def _balanced(changed: int, labelled: int, cat_max_ratio: float) -> bool:
     """mmseg's test: two classes among the labelled pixels, the larger below the ratio."""
     return 0 < changed < labelled and max(changed, labelled - changed) / labelled < cat_max_ratio
@@ -128,17 +138,21 @@ class OpenCDAugment:
         self,
         planes: np.ndarray,
         generator: torch.Generator,
-        out: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Augment a pair given as uint8 planes (7, H, W) — A's RGB, B's RGB, the label in
-        {0, 1} — e.g. a row of the memory-mapped cache (only the window is read).
+        out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rotate, crop and flip a pair given as uint8 planes (7, H, W) — A's RGB, B's RGB,
+        the label in {0, 1} — e.g. a row of the memory-mapped cache (only the window is
+        read), and draw its photometric distortion (not applied: see
+        `benchmark.data.photometric.photometric_distortion`).
 
         Args:
-            out: (image, mask) arrays to write into, e.g. slots of a batch (contiguous uint8
-                (2, 3, c, c) and (1, c, c)); new arrays when None.
+            out: (image, mask, colour) arrays to write into, e.g. slots of a batch
+                (contiguous uint8 (2, 3, c, c) and (1, c, c), float32 (2, COLOUR_PARAMS));
+                new arrays when None.
 
         Returns:
-            (image uint8 (2, 3, c, c), mask uint8 (1, c, c) in {0, 1}), c the crop side.
+            (image uint8 (2, 3, c, c), mask uint8 (1, c, c) in {0, 1}, colour float32
+            (2, COLOUR_PARAMS)), c the crop side.
         """
         if planes.ndim != 3 or planes.shape[0] != 7 or planes.dtype != np.uint8:
             raise ValueError(
@@ -168,8 +182,12 @@ class OpenCDAugment:
                 top = draws.integer(0, height - size[0] + 1)
                 left = draws.integer(0, width - size[1] + 1)
         if out is None:
-            out = (np.empty((2, 3, *size), dtype=np.uint8), np.empty((1, *size), dtype=np.uint8))
-        image, mask = out
+            out = (
+                np.empty((2, 3, *size), dtype=np.uint8),
+                np.empty((1, *size), dtype=np.uint8),
+                np.empty((2, COLOUR_PARAMS), dtype=np.float32),
+            )
+        image, mask, colour = out
         if image.shape != (2, 3, *size) or mask.shape != (1, *size):
             raise ValueError(
                 f"OpenCDAugment: expected out arrays (2, 3, {size[0]}, {size[1]}) and "
@@ -177,36 +195,28 @@ class OpenCDAugment:
             )
         window.read(top, left, image, mask)
         # 4. photometric distortion, each date its own draws
-        for date in image:
-            self._photometric(date, draws)
-        return image, mask
+        for params in colour:
+            self._colour(draws, params)
+        return image, mask, colour
 
-    def _photometric(self, date: np.ndarray, draws: Draws) -> None:
-        """open-cd's `MultiImgPhotoMetricDistortion` of one date (3, h, w) RGB, in place."""
+    def _colour(self, draws: Draws, params: np.ndarray) -> None:
+        """Draw open-cd's photometric distortion of one date into `params`
+        (COLOUR_PARAMS,), in open-cd's order of draws (benchmark/data/photometric.py applies
+        it); a step not taken keeps its identity value."""
+        params[:] = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0)
         if draws.coin():  # brightness
-            _affine(date, 1.0, draws.uniform(-self.brightness_delta, self.brightness_delta))
+            params[BRIGHTNESS] = draws.uniform(-self.brightness_delta, self.brightness_delta)
         contrast_first = draws.coin()  # open-cd's mode 1: contrast before saturation and hue
         if contrast_first and draws.coin():
-            _affine(date, draws.uniform(*self.contrast_range), 0.0)
-        if draws.coin():  # saturation: S x alpha with H and V kept, as RGB blend with V
-            alpha = draws.uniform(*self.saturation_range)
-            value = cv2.max(cv2.max(date[0], date[1]), date[2])
-            for channel in date:
-                cv2.addWeighted(channel, alpha, value, 1.0 - alpha, 0.0, dst=channel)
-        if draws.coin():  # hue, in OpenCV's 8-bit HSV (hue 0..179) as open-cd
-            shift = draws.integer(-self.hue_delta, self.hue_delta)
-            rgb = _SCRATCH.get("rgb", (*date.shape[1:], 3))
-            hsv = _SCRATCH.get("hsv", (*date.shape[1:], 3))
-            hue = _SCRATCH.get("hue", date.shape[1:])
-            cv2.merge(list(date), dst=rgb)
-            cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV, dst=hsv)
-            cv2.extractChannel(hsv, 0, dst=hue)
-            cv2.LUT(hue, _HUE_SHIFTS[shift % 180], dst=hue)
-            cv2.insertChannel(hue, hsv, 0)
-            cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=rgb)
-            cv2.split(rgb, list(date))
+            params[CONTRAST_FIRST] = draws.uniform(*self.contrast_range)
+        if draws.coin():
+            params[SATURATION_ON] = 1.0
+            params[SATURATION] = draws.uniform(*self.saturation_range)
+        if draws.coin():
+            params[HUE_ON] = 1.0
+            params[HUE] = draws.integer(-self.hue_delta, self.hue_delta)
         if not contrast_first and draws.coin():
-            _affine(date, draws.uniform(*self.contrast_range), 0.0)
+            params[CONTRAST_LAST] = draws.uniform(*self.contrast_range)
 
     def __call__(self, sample: Sample) -> Sample:
         """The same on a sample dict (image uint8 (2, 3, H, W), mask uint8 (1, H, W)), with
@@ -215,8 +225,9 @@ class OpenCDAugment:
         height, width = image.shape[-2:]
         planes = torch.cat([image.reshape(6, height, width), mask.reshape(1, height, width)])
         seed = int(torch.randint(0, 2**62, ()))
-        out_image, out_mask = self.planes(planes.numpy(), torch.Generator().manual_seed(seed))
-        return {**sample, "image": torch.from_numpy(out_image), "mask": torch.from_numpy(out_mask)}
+        image, mask, colour = self.planes(planes.numpy(), torch.Generator().manual_seed(seed))
+        image = photometric_distortion(torch.from_numpy(image), torch.from_numpy(colour))
+        return {**sample, "image": image, "mask": torch.from_numpy(mask)}
 
 
 class _Scratch(threading.local):
@@ -237,9 +248,6 @@ class _Scratch(threading.local):
 
 
 _SCRATCH = _Scratch()
-
-_HUE_SHIFTS = [((np.arange(256) + shift) % 180).astype(np.uint8) for shift in range(180)]
-"""Lookup tables adding `shift` to OpenCV's 8-bit hue, modulo 180."""
 
 
 class _Window:

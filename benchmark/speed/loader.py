@@ -9,7 +9,11 @@
   same batch size and workers. The ratio of the two says what the suite's loader costs or
   saves.
 
-Both read a prepared dataset: the real one when it exists, else a stand-in written by
+- `device_augment_throughput`: the part of a recipe's augmentation that the training loop does
+  on its device (open-cd's photometric distortion, benchmark/data/photometric.py), on batches
+  of the recipe's size.
+
+Both loaders read a prepared dataset: the real one when it exists, else a stand-in written by
 `write_stand_in` (smooth random images with rectangular changes, PNG like the prepared
 layout, the recipe's sizes: 256 x 256 tiles, 1024 x 1024 whole images for open-cd's crops).
 Throughput is pairs per second after `warmup` batches (worker start-up, page cache).
@@ -30,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from benchmark.config import RecipeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.layout import PARTS, WHOLE, list_pairs
+from benchmark.data.photometric import COLOUR_PARAMS, photometric_distortion
 from benchmark.training.batches import ThreadedBatches, training_batches
 from benchmark.training.loop import loader_workers
 from benchmark.training.recipe import training_samples
@@ -132,4 +137,33 @@ def loader_throughput(
         if pairs == 0:
             raise ValueError("the loader ran out of batches: give it more pairs or epochs")
         rates.append(pairs / seconds)
+    return rates
+
+
+def device_augment_throughput(
+    device: torch.device, batch_size: int, size: int, batches: int = 10, windows: int = 3
+) -> list[float]:
+    """Pairs per second of open-cd's photometric distortion as the training loop applies it
+    on `device`: uint8 batches (batch_size, 2, 3, size, size) already there, after one warm-up
+    batch, in each of `windows` windows of `batches` batches. Every step is computed for every
+    date whatever was drawn (then selected), so random draws time it fully."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(
+        0, 256, (batch_size, 2, 3, size, size), dtype=torch.uint8, generator=generator
+    ).to(device)
+    colour = torch.rand((batch_size, 2, COLOUR_PARAMS), generator=generator).to(device)
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    photometric_distortion(image, colour)
+    synchronize()
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(batches):
+            photometric_distortion(image, colour)
+        synchronize()
+        rates.append(batches * batch_size / (time.perf_counter() - start))
     return rates

@@ -5,7 +5,8 @@ What a run does, in order:
    build the model and loss (`benchmark.models`, `benchmark.losses`) and the training data
    (`ChangeDetectionDataset` + the recipe's augmentation under per-sample seeds:
    `training_samples` in benchmark/training/recipe.py), loaded by `training_batches`
-   (benchmark/training/batches.py); `runtime` may switch on the fused optimiser,
+   (benchmark/training/batches.py; open-cd's photometric distortion, drawn there, is applied
+   to each batch on the device); `runtime` may switch on the fused optimiser,
    channels_last, bf16 autocast and `torch.compile` (`cdbench parity` checks they leave the
    validation F1 within noise).
 2. If `<out>/last.pt` exists and was written for the same configuration, restore everything
@@ -49,6 +50,7 @@ from tqdm import tqdm
 
 from benchmark.config import ExperimentConfig, Params, RecipeConfig, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.photometric import photometric_distortion
 from benchmark.errors import CdbenchError, DataError
 from benchmark.evaluation.predict import (
     SplitScores,
@@ -329,7 +331,11 @@ def train_run(
             )
             trainable.train()
             for batch in loader:
-                image = normalize.images(batch["image"].to(device, non_blocking=True))
+                image = batch["image"].to(device, non_blocking=True)
+                if "colour" in batch:  # open-cd's photometric distortion, drawn by the loader
+                    colour = batch["colour"].to(device, non_blocking=True)
+                    image = photometric_distortion(image, colour)
+                image = normalize.images(image)
                 mask = batch["mask"].to(device, non_blocking=True)
                 t0, t1 = image[:, 0], image[:, 1]
                 if runtime.channels_last:

@@ -23,10 +23,14 @@ Recipe decisions where a source's code does something that is not a recipe:
 - BSFNet selects on the CDD TEST split; the recipe selects on validation unless
   `selection_split: test` is set, and every record of such a run says so.
 
-The `opencd` augmentation is open-cd's pipeline computed on the crop window with OpenCV
-(benchmark/data/opencd.py, which states its one departure: rotated-in label corners are 0, not
-the ignore index, once the crop is chosen). The released BSFNet code has no LEVIR-CD channel
-means; the CDD means are used for every dataset.
+The `opencd` augmentation is open-cd's pipeline: rotation, crop and flips computed on the crop
+window with OpenCV in the loader (benchmark/data/opencd.py, which states its departures:
+rotated-in label corners are 0, not the ignore index, once the crop is chosen; the crop check
+counts a grid of the window), the photometric distortion drawn there and applied by the
+training loop to whole batches on the device (benchmark/data/photometric.py).
+
+The released BSFNet code has no LEVIR-CD channel means; the CDD means are used for every
+dataset.
 """
 
 from __future__ import annotations
@@ -158,7 +162,8 @@ def training_samples(
 ) -> SeededSamples | SeededCrops:
     """What `cdbench train` iterates: `pairs` augmented by the recipe under per-sample seeds,
     uint8 (the loop normalises batches on the device). The `opencd` augmentation reads each
-    pair's crop window from the cache instead of the whole pair."""
+    pair's crop window from the cache instead of the whole pair, and leaves its photometric
+    distortion to the loop (batches carry `colour`)."""
     if recipe.augment == "opencd":
         return SeededCrops(pairs, opencd_augment(recipe), seed)
     return SeededSamples(pairs, train_transform(recipe, normalize=False), seed)

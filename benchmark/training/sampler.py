@@ -16,6 +16,8 @@ process state:
   nor disturbs the main process's RNG (dropout).
 - `SeededCrops`: the same for open-cd's augmentation (benchmark/data/opencd.py), which takes
   its own `torch.Generator` instead of the global one, so several threads may load at once.
+  Its batches carry `colour`, the photometric distortion drawn for each pair, which the
+  training loop applies on its device (benchmark/data/photometric.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch.utils.data import Dataset
 
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import OpenCDAugment
+from benchmark.data.photometric import COLOUR_PARAMS
 from benchmark.data.transforms import Sample
 
 _MIX = 1_000_003
@@ -101,7 +104,10 @@ class SeededCrops(Dataset[Sample]):
     """`pairs` under open-cd's augmentation: item `epoch * len(pairs) + index` is pair `index`
     augmented with a generator seeded by `sample_seed(seed, epoch, index)`, its crop window
     read from the split's memory-mapped cache (the pair is never copied whole). No global
-    state: several threads may load items at once (`thread_safe`)."""
+    state: several threads may load items at once (`thread_safe`).
+
+    Items are rotated, cropped and flipped; their photometric distortion is drawn, not
+    applied: `colour` (2, COLOUR_PARAMS) for `photometric_distortion` on the training device."""
 
     thread_safe = True
 
@@ -127,9 +133,10 @@ class SeededCrops(Dataset[Sample]):
         crop_size = (crop, crop) if crop is not None else tuple(planes[0].shape[1:])
         image = torch.empty((len(items), 2, 3, *crop_size), dtype=torch.uint8)
         mask = torch.empty((len(items), 1, *crop_size), dtype=torch.uint8)
+        colour = torch.empty((len(items), 2, COLOUR_PARAMS), dtype=torch.float32)
         for slot, (epoch, index) in enumerate(where):
             generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
-            out = (image[slot].numpy(), mask[slot].numpy())
+            out = (image[slot].numpy(), mask[slot].numpy(), colour[slot].numpy())
             self.augment.planes(planes[slot], generator, out)
         names = [self.pairs.names[index] for _, index in where]
-        return {"image": image, "mask": mask, "name": names}
+        return {"image": image, "mask": mask, "colour": colour, "name": names}
