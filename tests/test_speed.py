@@ -153,7 +153,9 @@ def test_bench_command_writes_perf_json_and_markdown(tmp_path: Path) -> None:
     assert {row["experiment"] for row in result["projection"]} >= {"bsfnet-sisb-cdd"}
     markdown = (out / "perf.md").read_text()
     assert "## Models" in markdown and "`optimised` = no switch on" in markdown
+    assert "ratio is this machine's noise" in markdown
     switched = {**settings["optimised"], "fused": True, "bf16": True, "compile": True}
     bsfnet = {**result["models"]["bsfnet"], "settings": {"optimised": switched}}
     cuda = {**result, "models": {"bsfnet": bsfnet}}
     assert "`optimised` = fused optimiser, bf16 autocast, torch.compile." in render_perf(cuda)
+    assert "ratio is this machine's noise" not in render_perf(cuda)

@@ -342,6 +342,13 @@ def render_perf(result: dict[str, Any]) -> str:
                 }
             )
     lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    if _switches(result).startswith("no switch on"):
+        lines += [
+            "Here both settings run the same computation: their `vs baseline` ratio is this"
+            " machine's noise between alternating windows, not a difference of the settings"
+            " (every window is in perf.json).",
+            "",
+        ]
     if result["loaders"]:
         table = pd.DataFrame(
             [
