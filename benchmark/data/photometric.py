@@ -13,8 +13,11 @@ each step in float32 and truncated to uint8 (numpy's `astype` after `clip(0, 255
 
 The training loader (`OpenCDAugment` in benchmark/data/opencd.py) draws the numbers of every
 pair and date from the pair's own generator and hands them over as `colour`, a float32 tensor
-(..., 2, COLOUR_PARAMS) beside the batch: on a GPU these elementwise steps over a batch cost
-next to nothing, while on the loader's CPU threads they took about a third of a pair's time.
+(..., 2, COLOUR_PARAMS) beside the batch; the training loop calls `photometric_distortion` on
+the batch once it is on the device. On the loader's CPU threads these steps took about a
+third of a pair's time; on a GPU they are some hundred elementwise passes over the batch, all
+dates at once, with no host synchronisation (`cdbench bench` times them on its device; no GPU
+figure yet).
 
 OpenCV's 8-bit RGB <-> HSV conversions are computed here as OpenCV 4.x computes them
 (opencv/opencv `modules/imgproc/src/color_hsv.cpp` and `color_hsv.simd.hpp`: `RGB2HSV_b` in
