@@ -94,6 +94,25 @@ def test_projection_by_hand() -> None:
          "loaders": [], "projection": list(rows.values())}
     )  # fmt: skip
     assert "## Projection on test device" in text and "NOT representative" in text
+    assert "| device_augment_hours" not in text  # not measured: no column
+    # the photometric distortion the loop does on the device, at its own throughput, in both
+    # settings of the recipe that has it (ifn-opencd) and no other
+    augmented = {
+        r["experiment"]: r
+        for r in projection(params, {"bsfnet": figures, "ifn": figures}, {"ifn-opencd": 1000.0})
+    }
+    row = augmented["ifn-ds-levir-cd"]
+    assert row["device_augment_hours"] == pytest.approx(320000 / 1000 / 3600)
+    assert row["baseline_hours"] == pytest.approx(expected + 320000 / 1000 / 3600)
+    assert row["optimised_hours"] == pytest.approx(expected / 2 + 320000 / 1000 / 3600)
+    assert "device_augment_hours" not in augmented["bsfnet-sisb-cdd"]
+    text = render_perf(
+        {"device": "test device", "torch": "x", "quick": True, "size": 256, "models": {},
+         "loaders": [], "projection": list(augmented.values())}
+    )  # fmt: skip
+    assert "| device_augment_hours" in text
+    (total,) = [line for line in text.splitlines() if line.startswith("Whole suite:")]
+    assert "device_augment" not in total  # already inside both settings' totals
 
 
 def test_plain_pil_loader_reads_the_same_pairs_as_the_dataset(tmp_path: Path) -> None:

@@ -204,13 +204,19 @@ def _eval_tiles(dataset: str, split: str) -> int:
     return LEVIR_IMAGES[split] * TILES_PER_IMAGE
 
 
-def projection(params: Params, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def projection(
+    params: Params,
+    models: dict[str, dict[str, Any]],
+    device_augment: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """Hours of every run of a real dataset, from the measured throughput (module docstring).
 
     Training: the recipe's samples (iterations x batch, or epochs x pairs // batch x batch) at
-    the training throughput. Validation: every `val_every`, the validation split (whole LEVIR
-    images count as 16 tiles) at the inference throughput. Evaluation: val + test (+ whole test
-    images on LEVIR-CD) once.
+    the training throughput, plus, for a recipe in `device_augment` (recipe -> pairs/s of the
+    augmentation the loop does on the device), the same samples at that throughput (in both
+    settings; also shown alone as `device_augment_hours`). Validation: every `val_every`, the
+    validation split (whole LEVIR images count as 16 tiles) at the inference throughput.
+    Evaluation: val + test (+ whole test images on LEVIR-CD) once.
     """
     rows = []
     for name, experiment in params.experiments.items():
@@ -236,8 +242,12 @@ def projection(params: Params, models: dict[str, dict[str, Any]]) -> list[dict[s
             "steps": steps,
             "train_samples": steps * recipe.batch_size,
         }
+        augment_h = 0.0
+        if device_augment and experiment.recipe in device_augment:
+            augment_h = steps * recipe.batch_size / device_augment[experiment.recipe] / 3600
+            row["device_augment_hours"] = augment_h * len(experiment.seeds)
         for setting, figures in models[experiment.model]["settings"].items():
-            train_h = steps * recipe.batch_size / figures["train_pairs_per_s"] / 3600
+            train_h = augment_h + steps * recipe.batch_size / figures["train_pairs_per_s"] / 3600
             eval_h = (
                 (validations * val_tiles + evaluation) / figures["inference_pairs_per_s"] / 3600
             )
@@ -275,7 +285,15 @@ def run_bench(
         "size": size,
         "models": measured,
         "loaders": loader_figures,
-        "projection": projection(params, measured),
+        "projection": projection(
+            params,
+            measured,
+            {
+                row["recipe"]: row["device_augment_pairs_per_s"]
+                for row in loader_figures
+                if row["device_augment"]
+            },
+        ),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -387,14 +405,19 @@ def render_perf(result: dict[str, Any]) -> str:
         ]
     if result["projection"]:
         table = pd.DataFrame(result["projection"])
-        totals = {c: table[c].sum() for c in table.columns if c.endswith("_hours")}
-        shown = table.assign(**{c: table[c].map(lambda h: f"{h:,.1f}") for c in totals})
+        hours = [c for c in table.columns if c.endswith("_hours")]
+        totals = {c: table[c].sum() for c in hours if c != "device_augment_hours"}
+        shown = table.assign(
+            **{c: table[c].map(lambda h: "–" if pd.isna(h) else f"{h:,.1f}") for c in hours}
+        )
         lines += [
             f"## Projection on {result['device']}",
             "",
             "Hours per experiment (all its seeds): training samples at the measured training"
             " throughput, plus validations and the final evaluation at the inference"
-            " throughput. Data loading is assumed not to be the bottleneck."
+            " throughput. Data loading is assumed not to be the bottleneck; augmentation done"
+            " on the device (device_augment_hours, when measured) is included in both"
+            " settings' hours."
             + (
                 f" Measured at {result['size']} x {result['size']}, not the recipes' 256:"
                 " these hours are NOT representative."
