@@ -13,20 +13,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from benchmark.data import photometric as colour_steps
 from benchmark.data.cache import write_caches
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import CHECK_STRIDE, IGNORE, Draws, OpenCDAugment, _balanced, _Window
-from benchmark.data.photometric import (
-    BRIGHTNESS,
-    COLOUR_PARAMS,
-    CONTRAST_FIRST,
-    CONTRAST_LAST,
-    HUE,
-    HUE_ON,
-    SATURATION,
-    SATURATION_ON,
-    photometric_distortion,
-)
+from benchmark.data.photometric import COLOUR_PARAMS, photometric_distortion
 from benchmark.speed.loader import write_stand_in
 from benchmark.training.batches import ThreadedBatches, training_batches
 from benchmark.training.sampler import SeededCrops, SeededSamples, sample_seed
@@ -178,18 +169,19 @@ def test_photometric_draws_follow_opencds_order_and_identity_values() -> None:
         replay = Draws(torch.Generator().manual_seed(seed))
         for params in colour:
             brightness = replay.uniform(-10, 10) if replay.coin() else 0.0
-            assert params[BRIGHTNESS] == np.float32(brightness)
+            assert params[colour_steps.BRIGHTNESS] == np.float32(brightness)
             first = replay.coin()
             contrast = replay.uniform(0.8, 1.2) if first and replay.coin() else 1.0
-            assert params[CONTRAST_FIRST] == np.float32(contrast)
+            assert params[colour_steps.CONTRAST_FIRST] == np.float32(contrast)
             saturation = replay.uniform(0.8, 1.2) if replay.coin() else None
-            assert params[SATURATION_ON] == (saturation is not None)
-            assert params[SATURATION] == np.float32(saturation or 1.0)
+            assert params[colour_steps.SATURATION_ON] == (saturation is not None)
+            assert params[colour_steps.SATURATION] == np.float32(saturation or 1.0)
             hue = replay.integer(-10, 10) if replay.coin() else None
-            assert params[HUE_ON] == (hue is not None)
-            assert params[HUE] == (hue or 0) and -10 <= params[HUE] < 10
+            assert params[colour_steps.HUE_ON] == (hue is not None)
+            assert params[colour_steps.HUE] == (hue or 0)
+            assert -10 <= params[colour_steps.HUE] < 10
             last = replay.uniform(0.8, 1.2) if not first and replay.coin() else 1.0
-            assert params[CONTRAST_LAST] == np.float32(last)
+            assert params[colour_steps.CONTRAST_LAST] == np.float32(last)
             kinds.add((brightness != 0, first, saturation is not None, hue is not None))
     assert len(kinds) >= 12  # the coins do vary
 
@@ -283,6 +275,9 @@ def test_crops_written_into_batch_slots_equal_fresh_arrays(
             np.empty((2, COLOUR_PARAMS), np.float32),
         )
         augment.planes(pairs.planes(0), torch.Generator(), wrong)
+    right_size = (np.empty((2, 3, 256, 256), np.uint8), np.empty((1, 256, 256), np.uint8))
+    with pytest.raises(ValueError, match=r"expected out arrays .* and \(2, 7\)"):
+        augment.planes(pairs.planes(0), torch.Generator(), (*right_size, np.empty(7, np.float32)))
 
 
 def test_threaded_batches_equal_the_dataloader_in_order(whole_pairs: Path) -> None:

@@ -12,6 +12,8 @@ import torch
 from benchmark.data.opencd import Draws, OpenCDAugment
 from benchmark.data.photometric import (
     COLOUR_PARAMS,
+    HUE_ON,
+    IDENTITY,
     hsv8_to_rgb,
     photometric_distortion,
     rgb_to_hsv8,
@@ -100,11 +102,11 @@ def test_photometric_distortion_equals_opencds_on_a_batch() -> None:
 
 def test_identity_parameters_leave_the_batch_unchanged() -> None:
     image = torch.randint(0, 256, (3, 2, 3, 16, 16), dtype=torch.uint8)
-    identity = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0]).expand(3, 2, COLOUR_PARAMS)
+    identity = torch.tensor(IDENTITY).expand(3, 2, COLOUR_PARAMS)
     assert torch.equal(photometric_distortion(image, identity), image)
     # a hue shift of 0 through HSV is not the identity in 8 bits: "on" must be honoured
     hue = identity.clone()
-    hue[..., 4] = 1.0
+    hue[..., HUE_ON] = 1.0
     assert not torch.equal(photometric_distortion(image, hue), image)
 
 

@@ -71,6 +71,7 @@ from benchmark.data.photometric import (
     CONTRAST_LAST,
     HUE,
     HUE_ON,
+    IDENTITY,
     SATURATION,
     SATURATION_ON,
     photometric_distortion,
@@ -189,10 +190,11 @@ class OpenCDAugment:
                 np.empty((2, COLOUR_PARAMS), dtype=np.float32),
             )
         image, mask, colour = out
-        if image.shape != (2, 3, *size) or mask.shape != (1, *size):
+        expected = ((2, 3, *size), (1, *size), (2, COLOUR_PARAMS))
+        if (image.shape, mask.shape, colour.shape) != expected:
             raise ValueError(
-                f"OpenCDAugment: expected out arrays (2, 3, {size[0]}, {size[1]}) and "
-                f"(1, {size[0]}, {size[1]}), got {image.shape} and {mask.shape}"
+                f"OpenCDAugment: expected out arrays {expected[0]}, {expected[1]} and "
+                f"{expected[2]}, got {image.shape}, {mask.shape} and {colour.shape}"
             )
         window.read(top, left, image, mask)
         # 4. photometric distortion, each date its own draws
@@ -204,7 +206,7 @@ class OpenCDAugment:
         """Draw open-cd's photometric distortion of one date into `params`
         (COLOUR_PARAMS,), in open-cd's order of draws (benchmark/data/photometric.py applies
         it); a step not taken keeps its identity value."""
-        params[:] = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0)
+        params[:] = IDENTITY
         if draws.coin():  # brightness
             params[BRIGHTNESS] = draws.uniform(-self.brightness_delta, self.brightness_delta)
         contrast_first = draws.coin()  # open-cd's mode 1: contrast before saturation and hue

@@ -38,6 +38,8 @@ COLOUR_PARAMS = 7
 factor, hue on (0/1), hue shift, contrast factor applied last. An identity step has delta 0,
 factor 1 or on 0."""
 BRIGHTNESS, CONTRAST_FIRST, SATURATION_ON, SATURATION, HUE_ON, HUE, CONTRAST_LAST = range(7)
+IDENTITY = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0)
+"""One date's parameters when no step is drawn: the image is left as it is."""
 
 _HSV_SHIFT = 12
 _DIV = np.arange(256, dtype=np.float64)
