@@ -28,6 +28,7 @@ from benchmark.data.prepare import prepare_dataset
 from benchmark.errors import DataError
 from tests.data.archives import (
     CDD_DECOY,
+    CDD_FULL,
     CDD_ROOT,
     CDD_SMALL,
     LEVIR_SMALL,
@@ -644,7 +645,7 @@ def test_cdd_real_subset_only_and_binarised_jpeg_labels(raw: Path, out: Path) ->
     manifest = prepare_dataset("cdd", raw, out, allow_partial=True, workers=1)
     # The Model/ decoy has 2 more pairs per split: a recursive glob would count 6/4/4.
     assert {s: manifest["splits"][s]["pairs"] for s in SPLITS} == dict(CDD_SMALL)
-    assert manifest["counts"]["val"] == {"expected": 3000, "found": 2}
+    assert manifest["counts"]["val"] == {"expected": 2998, "found": 2}
     assert sorted(p.name for p in (out / "train" / "A").iterdir()) == [
         f"{i:05d}.png" for i in range(4)
     ]
@@ -669,7 +670,7 @@ def test_cdd_count_mismatch(raw: Path, out: Path) -> None:
         prepare_dataset("cdd", raw, out, workers=1)
     message = str(info.value)
     assert (
-        "train 4 (expected 10000), val 2 (expected 3000), test 2 (expected 3000) pairs" in message
+        "train 4 (expected 10000), val 2 (expected 2998), test 2 (expected 3000) pairs" in message
     )
     assert "--allow-partial" in message and "cdbench download cdd" in message
     assert_nothing_left(out)
@@ -768,11 +769,10 @@ def test_cdd_published_counts_without_allow_partial(
 ) -> None:
     """With the expected counts shrunk to the fixture's, the strict path runs (2 workers).
 
-    The published counts themselves are checked below and in the mismatch message test. At
-    full size (16,000 pairs, about 80 s here even at 16x16 pixels, so not in the suite):
-    `python -m tests.data.archives cdd --full DIR; cdbench prepare cdd --raw DIR`.
+    The real counts themselves are checked below, in the mismatch message test, and at full
+    size in `test_cdd_real_archive_counts_pass_without_allow_partial`.
     """
-    assert prepare.CDD_PAIRS == {"train": 10000, "val": 3000, "test": 3000}
+    assert prepare.CDD_PAIRS == {"train": 10000, "val": 2998, "test": 3000}
     monkeypatch.setattr(prepare, "CDD_PAIRS", dict(CDD_SMALL))
     write_cdd_archive(raw)
     manifest = prepare_dataset("cdd", raw, out)
@@ -781,6 +781,59 @@ def test_cdd_published_counts_without_allow_partial(
         split: {"expected": CDD_SMALL[split], "found": CDD_SMALL[split]} for split in SPLITS
     }
     assert manifest["duplicates_across_splits"] == 0
+
+
+@pytest.mark.slow
+def test_cdd_real_archive_counts_pass_without_allow_partial(raw: Path, out: Path) -> None:
+    """An archive with the real subset's 10000 / 2998 / 3000 pairs prepares without
+    --allow-partial, and every pair is written (16x16 images, so 15,998 pairs fit the suite).
+    """
+    write_cdd_archive(raw, CDD_FULL, size=16, decoy=False)
+    manifest = prepare_dataset("cdd", raw, out)
+    assert manifest["allow_partial"] is False
+    assert manifest["counts"] == {
+        "train": {"expected": 10000, "found": 10000},
+        "val": {"expected": 2998, "found": 2998},
+        "test": {"expected": 3000, "found": 3000},
+    }
+    for split in SPLITS:
+        names = sorted(p.name for p in (out / split / "label").iterdir())
+        assert names == [f"{i:05d}.png" for i in range(CDD_FULL[split])]
+
+
+def cdd_names_only(raw: Path, counts: Mapping[str, int]) -> Path:
+    """A CDD archive whose entries have the real names but no image data: enough for the count
+    check, which refuses before any image is extracted or decoded."""
+    members = {
+        f"{CDD_ROOT}/{split}/{part}/{index:05d}.jpg": b""
+        for split in SPLITS
+        for index in range(counts[split])
+        for part in ("A", "B", "OUT")
+    }
+    return write_zip(raw / "ChangeDetectionDataset.rar", members)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"train": 10000, "val": 3000, "test": 3000},  # the rounded sizes papers quote
+        {"train": 10000, "val": 2997, "test": 3000},  # one val pair lost
+    ],
+    ids=["papers-rounded", "one-missing"],
+)
+def test_cdd_counts_other_than_the_real_archive_are_refused(
+    raw: Path, out: Path, counts: Mapping[str, int]
+) -> None:
+    cdd_names_only(raw, counts)
+    with pytest.raises(DataError) as info:
+        prepare_dataset("cdd", raw, out, workers=1)
+    message = str(info.value)
+    assert (
+        f"train 10000 (expected 10000), val {counts['val']} (expected 2998), "
+        f"test 3000 (expected 3000) pairs" in message
+    )
+    assert "--allow-partial" in message
+    assert_nothing_left(out)
 
 
 def test_fixture_archives_are_deterministic(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@
 
 Steps: list every archive (refusing unsafe entries, `extract.py`), detect the layout from the
 entry names (an unknown layout is an error that lists what was found and what was expected),
-check that every pair is complete and that the split sizes are the published ones, extract into
-a temporary folder, decode and check every image, binarise the labels (value >= 128 is change),
-and write everything through `layout.staging_dir`, so a failure leaves no half-written output.
+check that every pair is complete and that the split sizes are those of the official archives
+(`LEVIR_IMAGES`, `CDD_PAIRS`), extract into a temporary folder, decode and check every image,
+binarise the labels (value >= 128 is change), and write everything through
+`layout.staging_dir`, so a failure leaves no half-written output.
 Scratch folders that a killed run (SIGKILL) could not remove are deleted by the next run
 (`layout.remove_stale_scratch`), and pool workers end with the process that started them. Since the
 output folder is replaced as a whole, one that holds anything but a prepared dataset of the
@@ -24,8 +25,9 @@ Datasets (datasets.md):
   from tile evaluation, open-cd issue #148).
 - CDD (Lebedev et al., ISPRS Archives XLII-2, 2018): `ChangeDetectionDataset.rar`; only
   `ChangeDetectionDataset/Real/subset/{train,val,test}/{A,B,OUT}/NNNNN.jpg` is used (10000 /
-  3000 / 3000); `Model/` (the synthetic part) is never extracted. Stored as PNG with the same
-  names.
+  2998 / 3000 pairs: the val split has 2998, not the 3000 that papers round to; two
+  independent inventories of the archive agree, datasets.md); `Model/` (the synthetic part) is
+  never extracted. Stored as PNG with the same names.
 
 Deliberate departures:
 - `allow_partial` also accepts LEVIR-CD images whose sides are other multiples of 256 than 1024
@@ -79,7 +81,14 @@ LEVIR_NESTED = "levir-cd: {split}/{A,B,label}/ in each split archive"
 
 CDD_ARCHIVE = "ChangeDetectionDataset.rar"
 CDD_ROOT = "ChangeDetectionDataset/Real/subset"
-CDD_PAIRS = {"train": 10000, "val": 3000, "test": 3000}
+CDD_PAIRS = {"train": 10000, "val": 2998, "test": 3000}
+"""The only split sizes accepted without --allow-partial: those of the real archive.
+
+The rounded 10000 / 3000 / 3000 that papers quote is not accepted: no copy of the archive
+(the Google Drive RAR, the Zenodo copy) has 3000 val pairs, so an archive that does is not the
+official one (repacked, or with pairs added), and preparing it silently would benchmark other
+data under CDD's name. `--allow-partial` still prepares it, and the manifest records the counts.
+"""
 CDD_LAYOUT = "cdd: ChangeDetectionDataset/Real/subset/{split}/{A,B,OUT}/NNNNN.jpg"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -147,7 +156,7 @@ def prepare_dataset(
         raw_dir: folder holding the archives (`ChangeDetectionDataset.rar`, or `train.zip`,
             `val.zip`, `test.zip`).
         out_dir: the prepared dataset's folder (replaced as a whole on success).
-        allow_partial: accept split sizes other than the published ones (recorded in the
+        allow_partial: accept split sizes other than the official archives' (recorded in the
             manifest).
         workers: processes decoding and writing images (1: no pool).
 
@@ -355,7 +364,7 @@ def _check_counts(
         return
     counts = ", ".join(f"{s} {found[s]} (expected {expected[s]})" for s in SPLITS)
     raise DataError(
-        f"{name}: split sizes in {raw_dir} differ from the published ones: {counts} {unit}; "
+        f"{name}: split sizes in {raw_dir} differ from the official archives': {counts} {unit}; "
         f"the archives are incomplete or not the official ones: delete them and re-run "
         f"`cdbench download {name}`, or pass --allow-partial to prepare them anyway "
         f"(recorded in the manifest)"

@@ -13,10 +13,12 @@ are equal unless a test copies them on purpose (the cross-split duplicate check)
   the first bytes). Labels are RGB JPEG with grey values near 0 (0..40) and near 255 (215..255),
   so they test binarisation (value >= 128 is change) rather than `== 255`.
 
-Command line (real counts: 637 LEVIR-CD images of 1024x1024, or 16000 CDD pairs):
+Command line (real counts: 637 LEVIR-CD images of 1024x1024, or the 10000 / 2998 / 3000 pairs
+of CDD's real subset; `--size 16` makes CDD's images 16x16, so the full archive is quick to
+write and to prepare):
 
     python -m tests.data.archives levir-cd --full OUT_DIR
-    python -m tests.data.archives cdd --full OUT_DIR
+    python -m tests.data.archives cdd --full [--size 16] OUT_DIR
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ SPLITS = ("train", "val", "test")
 SPLIT_ID = {"train": 1, "val": 2, "test": 3}
 LEVIR_FULL = {"train": 445, "val": 64, "test": 128}
 LEVIR_SMALL = {"train": 3, "val": 2, "test": 2}
-CDD_FULL = {"train": 10000, "val": 3000, "test": 3000}
+CDD_FULL = {"train": 10000, "val": 2998, "test": 3000}
+"""The real archive's `Real/subset` (datasets.md): val has 2998 pairs, not the 3000 papers quote."""
 CDD_SMALL = {"train": 4, "val": 2, "test": 2}
 CDD_ROOT = "ChangeDetectionDataset/Real/subset"
 CDD_DECOY = "ChangeDetectionDataset/Model/with_shift"
@@ -238,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="the published split sizes")
     parser.add_argument("--layout", choices=("flat", "nested"), default="flat")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size", type=int, default=256, help="CDD image side in pixels (256 in the real dataset)"
+    )
     args = parser.parse_args(argv)
     if args.dataset == "levir-cd":
         counts = LEVIR_FULL if args.full else LEVIR_SMALL
@@ -248,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ).values()
         )
     else:
-        paths = [write_cdd_archive(args.out, CDD_FULL if args.full else CDD_SMALL, seed=args.seed)]
+        counts = CDD_FULL if args.full else CDD_SMALL
+        paths = [write_cdd_archive(args.out, counts, size=args.size, seed=args.seed)]
     for path in paths:
         print(path)
     return 0
