@@ -148,16 +148,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    """`cdbench stages` -> `benchmark.stages.write_stages` (the generated part of dvc.yaml)."""
+    """`cdbench stages` -> `benchmark.stages.write_stages` (the generated stages of dvc.yaml)."""
     params = load_params(args.params)
     from benchmark.stages import check_stages, write_stages
 
     if args.check:
         check_stages(params, Path(args.dvc_yaml))
-        print(f"{args.dvc_yaml}: train/evaluate stages match params.yaml")
+        print(
+            f"{args.dvc_yaml}: the stages match params.yaml, and every stage's deps hold every "
+            f"module of benchmark/ it imports"
+        )
     else:
         write_stages(params, Path(args.dvc_yaml))
-        print(f"{args.dvc_yaml}: train/evaluate stages written for {len(params.runs())} runs")
+        print(
+            f"{args.dvc_yaml}: stages written, train/evaluate for {len(params.runs())} runs, "
+            f"deps from the imports"
+        )
     return 0
 
 
@@ -367,9 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports", help="reports folder (default: reports)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("stages", help="write the train/evaluate stages of dvc.yaml")
+    p = sub.add_parser(
+        "stages", help="write dvc.yaml's stages: runs from params.yaml, deps from the imports"
+    )
     p.add_argument("--dvc-yaml", default="dvc.yaml", help="the file (default: dvc.yaml)")
-    p.add_argument("--check", action="store_true", help="only check that they are up to date")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check: fail when a stage lacks a module it imports, or the file is out of date",
+    )
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("runs", help="list the runs recorded in MLflow")

@@ -225,11 +225,29 @@ class ExperimentConfig:
             )
 
 
+RESULT_RUNTIME: tuple[str, ...] = (
+    "bf16",
+    "channels_last",
+    "fused_optimizer",
+    "compile",
+    "deterministic",
+)
+"""The runtime settings that change a trained run's numbers: DVC params of `train@<run>`
+(benchmark/stages.py) and part of the checkpoint's digest (benchmark/training/loop.py), with
+the values in effect (the command line's --bf16/--channels-last included). The others do not
+change them: `device` is the machine, `workers` only loads (per-sample seeds), `checkpoint_every`
+only saves (it draws no random number), `system_metrics` and `progress` only report."""
+
+EVALUATE_RUNTIME: tuple[str, ...] = ("bf16", "channels_last")
+"""The runtime settings that change an evaluation's numbers: DVC params of `evaluate@<run>`."""
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How training runs on this machine; none of it changes the recipe's mathematics except
-    `bf16` (autocast) and `deterministic` (slower, reproducible kernels); `channels_last`,
-    `fused_optimizer` and `compile` change the floating-point rounding only."""
+    """How training runs on this machine. None of it changes the recipe's mathematics, but
+    `bf16` (autocast), `deterministic` (kernels), `channels_last`, `fused_optimizer` and
+    `compile` (floating-point rounding) change the numbers: on the 100-step demo, by up to 12.7
+    F1 points (reports/parity-fused-cpu.md), so they are RESULT_RUNTIME."""
 
     device: str = "auto"
     bf16: bool = False

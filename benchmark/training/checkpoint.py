@@ -30,6 +30,11 @@ def config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a (small) file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
     """torch.save to `path` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,14 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from benchmark.config import ExperimentConfig, Params, RecipeConfig, RunSpec, RuntimeConfig
+from benchmark.config import (
+    RESULT_RUNTIME,
+    ExperimentConfig,
+    Params,
+    RecipeConfig,
+    RunSpec,
+    RuntimeConfig,
+)
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.photometric import photometric_distortion
 from benchmark.errors import CdbenchError, DataError
@@ -126,15 +133,29 @@ def resolved_config(params: Params, spec: RunSpec, runtime: RuntimeConfig) -> di
         "recipe": dataclasses.asdict(recipe),
         "runtime": dataclasses.asdict(runtime),
         "data_root": str(params.data.prepared(experiment.dataset)),
+        "data_manifest": _manifest_digest(params.data.prepared(experiment.dataset)),
     }
 
 
+def _manifest_digest(root: Path) -> str | None:
+    """sha256 of the prepared dataset's manifest.json (per-file hashes, counts, and for the
+    synthetic data its generator's settings), None where there is none yet: the identity of
+    the data a run trains on."""
+    manifest = root / "manifest.json"
+    return checkpoint.file_sha256(manifest) if manifest.is_file() else None
+
+
 def _digest(config: dict[str, Any]) -> str:
-    """Digest of what changes the result (not the device, workers or progress bars)."""
+    """Digest of everything that changes the result: the run (experiment, seed, model, loss
+    and their options), the recipe, the data (its manifest's hash: regenerated or re-prepared
+    data never resumes or skips an old checkpoint) and the runtime settings of RESULT_RUNTIME
+    with the values in effect (command-line overrides included). Not the device, the data's
+    folder, workers, checkpoint_every, system metrics or progress bars, which do not."""
     keys = ("experiment", "seed", "model", "loss", "dataset", "model_options", "loss_options")
     key_config = {key: config[key] for key in keys}
     key_config["recipe"] = config["recipe"]
-    key_config["bf16"] = config["runtime"]["bf16"]
+    key_config["data_manifest"] = config["data_manifest"]
+    key_config["runtime"] = {key: config["runtime"][key] for key in RESULT_RUNTIME}
     return checkpoint.config_digest(key_config)
 
 
