@@ -147,7 +147,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+            allow_stale_checkpoint=args.allow_stale_checkpoint,
 def cmd_stages(args: argparse.Namespace) -> int:
+        if metrics["stale_checkpoint"]:
+            print(
+                f"{spec.name}: WARNING: scored from a stale checkpoint "
+                f"(--allow-stale-checkpoint), recorded as such in "
+                f"{Path(args.reports) / 'metrics' / spec.name}.json; differing: "
+                + "; ".join(metrics["stale_checkpoint"]["differences"] or ["(digest only)"]),
+                file=sys.stderr,
+            )
     """`cdbench stages` -> `benchmark.stages.write_stages` (the generated stages of dvc.yaml)."""
     params = load_params(args.params)
     from benchmark.stages import check_stages, write_stages
@@ -194,10 +203,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         resamples=args.resamples,
         tracking=not args.no_tracking,
-        runs_of={spec.name for spec in params.runs()},
+        expected=ExpectedRuns.from_params(params, args.params),
     )
     _warn_ignored(report.ignored, args.params)
     print(
+    from benchmark.reporting.results import ExpectedRuns
         f"report of {len(report.runs)} run(s) ({report.summary['experiment'].nunique()} "
         f"experiment(s)): {', '.join(str(p) for p in report.tables[:1])} and "
         f"{len(report.tables) - 1} more table(s), {len(report.figures)} figure(s) in "
@@ -272,15 +282,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     from benchmark.reporting.check import check, format_check, write_check
     from benchmark.reporting.references import load_references
-    from benchmark.reporting.results import load_runs, stray_files
+    from benchmark.reporting.results import ExpectedRuns, load_runs, stray_files
 
     references = load_references(Path(args.references))
     metrics_dir = Path(args.reports) / "metrics"
-    names = {spec.name for spec in params.runs()}
-    ignored = stray_files(metrics_dir, names)
+    expected = ExpectedRuns.from_params(params, args.params)
+    ignored = stray_files(metrics_dir, expected.identities)
     _warn_ignored(ignored, args.params)
-    has_runs = any(path.stem in names for path in metrics_dir.glob("*.json"))
-    runs = load_runs(metrics_dir, names) if has_runs else None
+    has_runs = any(path.stem in expected.identities for path in metrics_dir.glob("*.json"))
+    runs = load_runs(metrics_dir, expected) if has_runs else None
     result = check(
         runs,
         references,
@@ -303,6 +313,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--checkpoints", default="checkpoints", help="checkpoint root (default: checkpoints)"
     )
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: runtime.device)")
+        expected=expected,
+        allow_missing_seeds=args.allow_missing_seeds,
+        allow_stale=args.allow_stale_checkpoint,
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast")
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, help="channels_last format"
@@ -390,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=("cdd", "levir-cd", "synthetic"),
         help="only this dataset's runs (repeatable)",
+    p.add_argument(
+        "--allow-stale-checkpoint",
+        action="store_true",
+        help="score a checkpoint trained under another configuration (recorded as stale)",
+    )
     )
     p.add_argument("--all-metrics", action="store_true", help="every test metric, not only the F1s")
     p.set_defaults(func=cmd_runs)
@@ -481,3 +499,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+    p.add_argument(
+        "--allow-missing-seeds",
+        action="store_true",
+        help="an experiment with fewer evaluated seeds than params.yaml lists may pass (noted)",
+    )
+    p.add_argument(
+        "--allow-stale-checkpoint",
+        action="store_true",
+        help="a run scored from a stale checkpoint (evaluate --allow-stale-checkpoint) may pass",
+    )

@@ -72,8 +72,10 @@ DVC_EXPS_PARTS = (".dvc", "tmp", "exps")
 """Where DVC puts the temporary copies of the repository it runs queued experiments in."""
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 TRUNCATION_MARKER = "...[truncated]"
-TABLE_TAGS = ("model", "loss", "dataset", "recipe", "seed")
-"""Tags shown by `runs_table`, in this order, after the run name and status."""
+TABLE_TAGS = ("model", "loss", "dataset", "recipe", "seed", "stale_checkpoint")
+"""Tags shown by `runs_table`, in this order, after the run name and status
+(`stale_checkpoint`: "true" when `cdbench evaluate --allow-stale-checkpoint` scored a
+checkpoint of another configuration, "false" once evaluated normally)."""
 
 _PREPARED: set[str] = set()
 """Tracking URIs already prepared by this process."""
@@ -475,9 +477,9 @@ def runs_table(experiments: Sequence[str] | None = None, uri: str | None = None)
         uri: Tracking URI; `tracking_uri()` when None.
 
     Returns:
-        Columns `run_name`, `status`, `model`, `loss`, `dataset`, `recipe`, `seed` (None where
-        a run lacks the tag), then the `test/...` metrics sorted by name (NaN where a run lacks
-        one); rows sorted by run name, then start time.
+        Columns `run_name`, `status`, `model`, `loss`, `dataset`, `recipe`, `seed`,
+        `stale_checkpoint` (None where a run lacks the tag), then the `test/...` metrics
+        sorted by name (NaN where a run lacks one); rows sorted by run name, then start time.
     """
     import mlflow
     import pandas as pd

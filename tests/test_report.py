@@ -18,14 +18,24 @@ import yaml
 from PIL import Image
 
 from benchmark.cli import main
+from benchmark.config import load_params
 from benchmark.errors import ConfigError, DataError
 from benchmark.evaluation.metrics import Counts
-from benchmark.reporting.check import FAIL, MISSING, NO_RESULTS, PASS, check
+from benchmark.reporting.check import (
+    FAIL,
+    MISSING,
+    NO_RESULTS,
+    PASS,
+    SEEDS_MISSING,
+    STALE,
+    check,
+)
 from benchmark.reporting.references import load_references
 from benchmark.reporting.results import (
     ABOVE,
     BELOW,
     WITHIN,
+    ExpectedRuns,
     bootstrap_f1,
     load_runs,
     per_image_counts,
@@ -102,6 +112,35 @@ def write_run(
     (reports / "predictions" / run).mkdir(exist_ok=True)
     Image.fromarray(strip).save(reports / "predictions" / run / "test_0000.png")
     return metrics
+
+
+def params_file(folder: Path, seeds: dict[str, list[int]]) -> Path:
+    """A params.yaml listing synthetic experiments `<model>-<loss>-synthetic` with `seeds`,
+    all under a recipe named "demo" (as `write_run` labels its runs): the tests do not depend
+    on the repository's demo, which is tuned separately."""
+    recipe = {
+        "source": "tests",
+        "optimizer": {"name": "adam", "lr": "1e-3"},
+        "schedule": {"name": "constant"},
+        "batch_size": 4,
+        "iterations": 6,
+        "val_every": 3,
+        "pretrained": False,
+    }
+    experiments = {}
+    for name, listed in seeds.items():
+        model, rest = name.split("-", 1)
+        loss = rest.split("-", 1)[0] if model == "bsfnet" else "ifn_ds"
+        experiments[name] = {
+            "model": model,
+            "loss": loss,
+            "dataset": "synthetic",
+            "recipe": "demo",
+            "seeds": listed,
+        }
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump({"recipes": {"demo": recipe}, "experiments": experiments}))
+    return path
 
 
 def same_counts(counts: tuple[int, int, int, int], images: int = 4) -> dict:
@@ -286,16 +325,19 @@ def test_runs_outside_params_are_ignored_and_duplicate_seeds_refused(
 ) -> None:
     reports = tmp_path / "reports"
     write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
-    write_run(reports, "old-name", "ifn-ds-synthetic", 0, same_counts((1, 1, 1, 1)))
-    runs = load_runs(reports / "metrics", only={"ifn-ds-synthetic"})
+    # The name it had when the experiment listed several seeds: not a run of params.yaml now.
+    write_run(reports, "ifn-ds-synthetic-s0", "ifn-ds-synthetic", 0, same_counts((1, 1, 1, 1)))
+    params_path = params_file(tmp_path, {"ifn-ds-synthetic": [0], "bsfnet-sisb-synthetic": [0]})
+    expected = ExpectedRuns.from_params(load_params(params_path))
+    runs = load_runs(reports / "metrics", expected)
     assert list(runs["run"]) == ["ifn-ds-synthetic"]
     with pytest.raises(DataError, match=r"both hold ifn-ds-synthetic seed 0; delete the stale"):
         load_runs(reports / "metrics")
-    params = ["--params", str(REPO / "params.yaml")]
+    params = ["--params", str(params_path)]
     check_args = ["check", "--reports", str(reports), "--profile", "demo"]
     assert main([*params, *check_args]) == 1  # the other demo runs have no results
     err = capsys.readouterr().err
-    assert "ignored 1 metrics file(s) of runs that" in err and "old-name.json" in err
+    assert "ignored 1 metrics file(s) of runs that" in err and "ifn-ds-synthetic-s0.json" in err
 
 
 def test_bad_metrics_files_name_the_file(tmp_path: Path) -> None:
@@ -306,6 +348,9 @@ def test_bad_metrics_files_name_the_file(tmp_path: Path) -> None:
         load_runs(tmp_path)
     (tmp_path / "broken.json").write_text(json.dumps({"run": "broken"}))
     with pytest.raises(DataError, match=r"broken\.json: missing experiment"):
+        load_runs(tmp_path)
+    (tmp_path / "broken.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"broken\.json: expected a JSON object, found list"):
         load_runs(tmp_path)
 
 
@@ -420,7 +465,8 @@ def test_check_command_passes_then_fails_naming_the_row(
         "citation": "a letter",
     }
     path = references_file(tmp_path, {"demo": [row], "full": [missing]})
-    args = ["--params", str(REPO / "params.yaml"), "check", "--reports", str(reports)]
+    params_path = params_file(tmp_path, {"ifn-ds-synthetic": [0]})
+    args = ["--params", str(params_path), "check", "--reports", str(reports)]
     args += ["--references", str(path)]
     assert main([*args, "--profile", "demo"]) == 0
     result = json.loads((reports / "check.json").read_text())
@@ -462,11 +508,14 @@ def test_report_command_writes_tables_figures_and_an_mlflow_run(
     (reports / "figures" / "stale.png").write_bytes(b"old")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
+    params_path = params_file(
+        tmp_path, {"bsfnet-sisb-synthetic": [0, 1], "bsfnet-bce-synthetic": [0]}
+    )
     assert (
         main(
             [
                 "--params",
-                str(REPO / "params.yaml"),
+                str(params_path),
                 "report",
                 "--reports",
                 str(reports),
@@ -524,7 +573,7 @@ def test_dvc_report_stage_depends_on_every_evaluation_output() -> None:
         "reports/curves",
         "reports/predictions",
         "references.yaml",
-        "benchmark/reporting",
+        "benchmark/reporting/results.py",  # the verification of every metrics file
     } <= set(report["deps"])
     outs = {next(iter(o)) if isinstance(o, dict) else o for o in report["outs"]}
     assert {"reports/comparison.md", "reports/figures"} <= outs
@@ -553,3 +602,263 @@ def test_make_demo_evaluates_every_synthetic_run() -> None:
         s.name for s in params.runs() if params.experiments[s.experiment].dataset != "synthetic"
     ]
     assert not any(fnmatch.fnmatch(f"evaluate@{name}", pattern) for name in real)
+
+
+# ----------------------------------------------------- never credit a number that was not computed
+
+
+def tamper(reports: Path, name: str, changes: dict[str, object]) -> None:
+    """Edit fields of metrics file `name`.json in place (as a hand-edit would)."""
+    path = reports / "metrics" / f"{name}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def report_args(tmp_path: Path, params_path: Path, reports: Path) -> list[str]:
+    return [
+        "--params",
+        str(params_path),
+        "report",
+        "--reports",
+        str(reports),
+        "--references",
+        str(REPO / "references.yaml"),
+        "--resamples",
+        "20",
+        "--no-tracking",
+    ]
+
+
+def demo_f1_reference(tmp_path: Path, f1: float) -> Path:
+    """references.yaml with one demo row: bsfnet/sisb synthetic fixed F1 `f1`, tolerance 5."""
+    row = {
+        "model": "bsfnet",
+        "loss": "sisb",
+        "dataset": "synthetic",
+        "protocol": "fixed",
+        "values": {"f1": f1},
+        "tolerance": 5.0,
+    }
+    return references_file(tmp_path, {"demo": [row]})
+
+
+def test_tampered_rate_is_refused_by_check_and_by_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A metrics file hand-edited to F1 0.99, counts unchanged, once showed "pass +60"."""
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0]})
+    run = "bsfnet-sisb-synthetic"
+    write_run(reports, run, run, 0, same_counts((4, 1, 1, 10)))  # F1 = 8/10
+    references = demo_f1_reference(tmp_path, 39.0)
+    check_args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    check_args += ["--references", str(references), "--profile", "demo"]
+    assert main(report_args(tmp_path, params_path, reports)) == 0
+    before = (reports / "comparison.md").read_text()
+    assert main(check_args) == 0  # 80 >= 39 - 5: the honest file passes
+    capsys.readouterr()
+
+    tamper(reports, run, {"fixed/f1": 0.99})
+    assert main(check_args) == 1
+    captured = capsys.readouterr()
+    message = (
+        f"{reports / 'metrics' / run}.json: protocol fixed: f1 is 0.99 but its counts "
+        f"tp=16 fp=4 fn=4 tn=40 give 0.8000; the file was edited or is corrupt; re-run "
+        f"`dvc repro evaluate@{run}`"
+    )
+    assert message in captured.err and "pass" not in captured.out
+    assert main(report_args(tmp_path, params_path, reports)) == 1
+    assert message in capsys.readouterr().err
+    assert (reports / "comparison.md").read_text() == before  # nothing written over it
+
+
+def test_every_rate_is_recomputed_and_rounding_is_tolerated(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    run = "ifn-ds-synthetic"
+    metrics = write_run(reports, run, run, 0, same_counts((3, 2, 2, 9)))
+    exact = metrics["val_threshold/kappa"]
+    # Rounded to 9 digits (within RATE_RTOL): accepted, and the exact value is what is used.
+    tamper(reports, run, {"val_threshold/kappa": round(exact, 9)})
+    (loaded,) = load_runs(reports / "metrics").to_dict("records")
+    assert loaded["val_threshold/kappa"] == exact
+    for rate in ("precision", "recall", "iou", "oa", "kappa"):
+        tamper(reports, run, {f"val_threshold/{rate}": exact + 0.01})
+        with pytest.raises(DataError, match=rf"protocol val_threshold: {rate} is "):
+            load_runs(reports / "metrics")
+        write_run(reports, run, run, 0, same_counts((3, 2, 2, 9)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"fixed/tp": 4.5}, r"counts must be non-negative integers, found tp=4\.5"),
+        ({"fixed/fn": -1}, r"counts must be non-negative integers, found fn=-1"),
+        ({"fixed/tn": True}, r"counts must be non-negative integers, found tn=True"),
+        ({"fixed/f1": "0.8"}, r"protocol fixed: f1 is '0\.8' but its counts"),
+        ({"whole_fixed/f1": 0.5}, r"protocol whole_fixed: no tp, fp, fn, tn, so its rates"),
+    ],
+)
+def test_counts_that_cannot_give_the_rates_are_refused(
+    tmp_path: Path, changes: dict, message: str
+) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    tamper(reports, "ifn-ds-synthetic", changes)
+    with pytest.raises(DataError, match=message):
+        load_runs(reports / "metrics")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seed": 1}, "seed is 1 but {params} says run 'bsfnet-sisb-synthetic-s0' has seed 0"),
+        ({"seed": "0"}, "seed is '0' but {params} says run 'bsfnet-sisb-synthetic-s0' has seed 0"),
+        (
+            {"experiment": "bsfnet-bce-synthetic"},
+            "experiment is 'bsfnet-bce-synthetic' but {params} says run "
+            "'bsfnet-sisb-synthetic-s0' has experiment 'bsfnet-sisb-synthetic'",
+        ),
+        ({"model": "ifn"}, "model is 'ifn' but {params} says run"),
+        ({"loss": "bce"}, "loss is 'bce' but {params} says run"),
+        ({"dataset": "cdd"}, "dataset is 'cdd' but {params} says run"),
+        ({"recipe": "ifn-opencd"}, "recipe is 'ifn-opencd' but {params} says run"),
+        (
+            {"run": "bsfnet-sisb-synthetic-s1"},
+            "run is 'bsfnet-sisb-synthetic-s1' but its file name says 'bsfnet-sisb-synthetic-s0'",
+        ),
+    ],
+)
+def test_identity_that_disagrees_with_params_or_the_file_name_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict, message: str
+) -> None:
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1]})
+    for seed in (0, 1):
+        run = f"bsfnet-sisb-synthetic-s{seed}"
+        write_run(reports, run, "bsfnet-sisb-synthetic", seed, same_counts((4, 1, 1, 10)))
+    tamper(reports, "bsfnet-sisb-synthetic-s0", changes)
+    expected = ExpectedRuns.from_params(load_params(params_path), str(params_path))
+    text = message.format(params=params_path)
+    with pytest.raises(DataError, match=re.escape(text)):
+        load_runs(reports / "metrics", expected)
+    check_args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    check_args += ["--references", str(demo_f1_reference(tmp_path, 10.0)), "--profile", "demo"]
+    assert main(check_args) == 1
+    err = capsys.readouterr().err
+    assert "bsfnet-sisb-synthetic-s0.json: " in err and text in err
+    assert main(report_args(tmp_path, params_path, reports)) == 1
+    assert text in capsys.readouterr().err
+
+
+def test_params_that_changed_under_a_metrics_file_refuse_it(tmp_path: Path) -> None:
+    """The file is untouched; params.yaml now says the experiment's model is ifn."""
+    reports = tmp_path / "reports"
+    run = "bsfnet-sisb-synthetic"
+    write_run(reports, run, run, 0, same_counts((4, 1, 1, 10)))
+    path = params_file(tmp_path, {run: [0]})
+    content = yaml.safe_load(path.read_text())
+    content["experiments"][run].update(model="ifn", loss="ifn_ds")
+    path.write_text(yaml.safe_dump(content))
+    expected = ExpectedRuns.from_params(load_params(path), "params.yaml")
+    with pytest.raises(DataError, match=re.escape("model is 'bsfnet' but params.yaml says run")):
+        load_runs(reports / "metrics", expected)
+
+
+def test_without_params_a_name_must_fit_its_experiment_and_seed(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic-s3", "ifn-ds-synthetic", 3, same_counts((1, 1, 1, 1)))
+    assert list(load_runs(reports / "metrics")["run"]) == ["ifn-ds-synthetic-s3"]
+    tamper(reports, "ifn-ds-synthetic-s3", {"seed": 4})
+    with pytest.raises(DataError, match=r"seed 4 would be named .*not 'ifn-ds-synthetic-s3'"):
+        load_runs(reports / "metrics")
+
+
+def test_per_image_counts_that_do_not_add_up_are_refused_by_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"ifn-ds-synthetic": [0]})
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    per_image = reports / "per_image" / "ifn-ds-synthetic.csv"
+    table = pd.read_csv(per_image)
+    table.loc[0, "val_threshold/tp"] += 5
+    table.to_csv(per_image, index=False)
+    assert main(report_args(tmp_path, params_path, reports)) == 1
+    assert (
+        "ifn-ds-synthetic.csv: protocol val_threshold: its per-image tp/fp/fn/tn add up to "
+        "21 4 4 40 but the pooled counts of ifn-ds-synthetic.json are 16 4 4 40"
+    ) in capsys.readouterr().err
+    assert not (reports / "comparison.md").exists()
+
+
+def test_missing_seeds_are_said_and_fail_the_check_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1, 2]})
+    write_run(
+        reports,
+        "bsfnet-sisb-synthetic-s0",
+        "bsfnet-sisb-synthetic",
+        0,
+        same_counts((4, 1, 1, 10)),
+    )
+    references = demo_f1_reference(tmp_path, 79.0)  # ours 80: the number alone would pass
+    check_args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    check_args += ["--references", str(references), "--profile", "demo"]
+    assert main(check_args) == 1
+    out = capsys.readouterr().out
+    assert "| 1 of 3 " in out and "1 of 3 seeds evaluated (missing: seed 1, 2)" in out
+    assert "FAILED (demo profile): bsfnet/sisb synthetic fixed f1 (seeds missing)" in out
+    result = json.loads((reports / "check.json").read_text())
+    (row,) = result["rows"]
+    assert (row["status"], row["seeds"], row["seeds_listed"]) == (SEEDS_MISSING, 1, 3)
+
+    assert main([*check_args, "--allow-missing-seeds"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 seeds evaluated" in out and "1 passed with a note (allowed)" in out
+    assert json.loads((reports / "check.json").read_text())["rows"][0]["status"] == PASS
+
+    assert main(report_args(tmp_path, params_path, reports)) == 0  # a partial report is fine
+    markdown = (reports / "comparison.md").read_text()
+    assert "| 1 of 3 " in markdown and "## Caveats" in markdown
+    assert "- bsfnet-sisb-synthetic: 1 of 3 seeds evaluated (missing: seed 1, 2)" in markdown
+    assert "evaluate@bsfnet-sisb-synthetic-s1 evaluate@bsfnet-sisb-synthetic-s2" in markdown
+    table = pd.read_csv(reports / "comparison.csv", keep_default_na=False)
+    assert set(table["missing_seeds"]) == {"1 2"} and set(table["seeds_listed"]) == {3}
+
+
+def test_all_seeds_evaluated_have_no_caveat(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1]})
+    for seed in (0, 1):
+        run = f"bsfnet-sisb-synthetic-s{seed}"
+        write_run(reports, run, "bsfnet-sisb-synthetic", seed, same_counts((4, 1, 1, 10)))
+    expected = ExpectedRuns.from_params(load_params(params_path))
+    summary = summarise(load_runs(reports / "metrics", expected), [], expected=expected)
+    assert set(summary["caveat"]) == {""} and set(summary["seeds_listed"]) == {2}
+    references = load_references(demo_f1_reference(tmp_path, 79.0))
+    result = check(load_runs(reports / "metrics", expected), references, "demo", expected=expected)
+    assert [row.status for row in result.rows] == [PASS] and result.rows[0].note == ""
+
+
+def test_a_stale_checkpoints_run_is_marked_and_fails_the_check_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    run = "bsfnet-sisb-synthetic"
+    params_path = params_file(tmp_path, {run: [0]})
+    write_run(reports, run, run, 0, same_counts((4, 1, 1, 10)))
+    stale = {"checkpoint_digest": "a" * 64, "current_digest": "b" * 64, "differences": []}
+    tamper(reports, run, {"stale_checkpoint": stale})
+    check_args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    check_args += ["--references", str(demo_f1_reference(tmp_path, 79.0)), "--profile", "demo"]
+    assert main(check_args) == 1
+    out = capsys.readouterr().out
+    assert f"stale checkpoint (--allow-stale-checkpoint): {run}" in out
+    assert f"({STALE})" in out
+    assert main([*check_args, "--allow-stale-checkpoint"]) == 0
+    capsys.readouterr()
+    assert main(report_args(tmp_path, params_path, reports)) == 0
+    markdown = (reports / "comparison.md").read_text()
+    assert "| 80.00† " in markdown
+    assert f"- † {run}: {run} scored from a checkpoint trained under another" in markdown

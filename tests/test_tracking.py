@@ -371,6 +371,7 @@ def test_runs_table(repo: Path) -> None:
         "dataset",
         "recipe",
         "seed",
+        "stale_checkpoint",
         "test/whole/f1",
         "test/whole/iou",
     ]
@@ -394,6 +395,7 @@ def test_runs_table(repo: Path) -> None:
         "synthetic",
         "-",
         "0",
+        "-",
         "0.7500",
         "0.3750",
     ]

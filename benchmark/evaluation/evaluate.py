@@ -21,6 +21,17 @@ the threshold, everywhere. Outputs, read by `cdbench report`:
 - `reports/predictions/<run>/*.png`: a few test pairs, A | B | label | prediction | score.
 The training run's MLflow record gets the test metrics and these files as artifacts.
 
+The checkpoint must have been trained under the current configuration: its stored digest must
+be the one `cdbench train` would compute now (benchmark/training/loop.py `resolved_config` and
+`_digest`: params.yaml's experiment, recipe and seed, with this command's runtime, so
+`--bf16` and the like count as at training). Otherwise the run's numbers would be labelled
+with a recipe that did not produce them, so `evaluate` refuses, naming the settings that differ.
+`allow_stale_checkpoint` (`--allow-stale-checkpoint`) scores it anyway, and then every record
+says so: the metrics file's `stale_checkpoint` ({checkpoint_digest, current_digest,
+differences}; null otherwise), the MLflow tags `stale_checkpoint`, `checkpoint_digest`,
+`current_config_digest`, and the report's and `cdbench check`'s rows (a mark and a note;
+check fails on them unless told otherwise). `config_digest` is always the checkpoint's.
+
 Checked against BSFNet's `utils/metric.py` (pooled counts, threshold sweep) and mmseg's
 `IoUMetric` (pooled per-class intersection and union) for the meaning of each figure.
 """
@@ -44,7 +55,13 @@ from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
 from benchmark.training import checkpoint
-from benchmark.training.loop import build_trainable, prepared_root, resolve_device
+from benchmark.training.loop import (
+    _digest,
+    build_trainable,
+    prepared_root,
+    resolve_device,
+    resolved_config,
+)
 from benchmark.training.recipe import normalizer
 
 THUMBNAILS = 4
@@ -58,8 +75,14 @@ def evaluate_run(
     reports: Path = Path("reports"),
     runtime: RuntimeConfig | None = None,
     tracking: bool = True,
+    allow_stale_checkpoint: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the selected model of `spec` (checkpoint_dir/best.pt); returns the metrics."""
+    """Evaluate the selected model of `spec` (checkpoint_dir/best.pt); returns the metrics.
+
+    Raises:
+        CdbenchError: no finished run, a checkpoint of another run, or one trained under
+            another configuration (unless `allow_stale_checkpoint`; see the module docstring).
+    """
     runtime = runtime or params.runtime
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
@@ -78,6 +101,17 @@ def evaluate_run(
         raise CdbenchError(
             f"{best_path}: holds run {config['run']!r}, expected {spec.name!r}; "
             f"point --checkpoints at that run's folder"
+        )
+    stale = stale_checkpoint(best, resolved_config(params, spec, runtime))
+    if stale is not None and not allow_stale_checkpoint:
+        raise CdbenchError(
+            f"{best_path}: trained under another configuration than the current one "
+            f"(checkpoint digest {stale['checkpoint_digest'][:12]}, current "
+            f"{stale['current_digest'][:12]}; differing: {_listed(stale['differences'])}); its "
+            f"numbers would be labelled with a recipe that did not produce them. Retrain it "
+            f"(`dvc repro train@{spec.name}`, or `cdbench train {spec.experiment} --seed "
+            f"{spec.seed}`, which sets the old checkpoint aside), or pass "
+            f"--allow-stale-checkpoint to score it anyway, recorded as stale"
         )
 
     device = resolve_device(runtime.device)
@@ -103,6 +137,8 @@ def evaluate_run(
         "dataset": experiment.dataset,
         "recipe": experiment.recipe,
         "seed": spec.seed,
+        "config_digest": best.get("digest") or "",
+        "stale_checkpoint": stale,
         "mlflow_run_id": summary.get("mlflow_run_id") or "",
         "git_commit": _git_commit(),
         "score_kind": kind,
@@ -158,6 +194,62 @@ def evaluate_run(
         _log(metrics, [metrics_path, curves_path, figure, per_image_path], pictures, spec)
         figure.unlink()
     return metrics
+
+
+def stale_checkpoint(best: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:
+    """None when checkpoint `best` was trained under `current` (the resolved configuration of
+    the run now: same digest); else {checkpoint_digest, current_digest, differences}, where
+    differences lists, as "key: checkpoint -> now", the settings that change the digest."""
+    digest = _digest(current)
+    stored = str(best.get("digest") or "")
+    if stored == digest:
+        return None
+    differences = []
+    for key, (was, now) in _leaf_differences(best.get("config") or {}, current).items():
+        probe = _with_value(current, key, was)
+        if probe is None or _digest(probe) != digest:
+            differences.append(f"{key}: {was!r} -> {now!r}")
+    return {"checkpoint_digest": stored, "current_digest": digest, "differences": differences}
+
+
+_ABSENT = "<absent>"
+
+
+def _leaf_differences(
+    old: dict[str, Any], new: dict[str, Any], prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (old value, new value) for every leaf that differs."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(old) | set(new), key=str):
+        was, now = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if isinstance(was, dict) and isinstance(now, dict):
+            found.update(_leaf_differences(was, now, f"{prefix}{key}."))
+        elif was != now:
+            found[f"{prefix}{key}"] = (was, now)
+    return found
+
+
+def _with_value(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any] | None:
+    """A copy of `config` with `dotted` set to `value` (None where the path is absent, or
+    `value` is absent: the digest cannot be probed, so the key is listed as a difference)."""
+    if value == _ABSENT:
+        return None
+    copy = json.loads(json.dumps(config))
+    *parents, leaf = dotted.split(".")
+    node = copy
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            return None
+        node = node[part]
+    if leaf not in node:
+        return None
+    node[leaf] = value
+    return copy
+
+
+def _listed(differences: list[str], most: int = 6) -> str:
+    shown = "; ".join(differences[:most]) or "the digest's definition itself (older cdbench?)"
+    return shown + (f"; and {len(differences) - most} more" if len(differences) > most else "")
 
 
 def _plot_curves(curves: dict[str, Any], metrics: dict[str, Any], path: Path) -> None:
@@ -317,10 +409,18 @@ def _log(metrics: dict[str, Any], files: list[Path], pictures: list[Path], spec:
         for key, value in metrics.items()
         if "/" in key and isinstance(value, int | float)
     }
+    stale = metrics["stale_checkpoint"]
+    tags = {
+        "evaluated": "true",
+        "dvc_stage_evaluate": f"evaluate@{spec.name}",
+        "stale_checkpoint": "true" if stale else "false",
+        "checkpoint_digest": metrics["config_digest"],
+        "current_config_digest": stale["current_digest"] if stale else metrics["config_digest"],
+    }
     with RunTracker(
         experiment=f"cdbench-{metrics['dataset']}",
         run_name=spec.name,
-        tags={"evaluated": "true", "dvc_stage_evaluate": f"evaluate@{spec.name}"},
+        tags=tags,
         run_id=metrics["mlflow_run_id"],
     ) as tracker:
         tracker.log_metrics(numbers)

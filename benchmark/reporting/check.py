@@ -9,8 +9,19 @@ Statuses:
 - `reference missing`: the source is known but its values are not transcribed; neither passes
   nor fails, unless `fail_missing` (then it fails);
 - `no results`: no evaluated run of that model, loss and dataset; fails, since nothing shows
-  that the reference holds (run the pipeline first).
-The result is printed as a table and written as JSON (`reports/check.json`).
+  that the reference holds (run the pipeline first);
+- `seeds missing`: ours would pass, but the experiment has fewer evaluated seeds than
+  params.yaml lists (the note says "1 of 3 seeds evaluated"): fails, since one seed is not the
+  mean the reference is compared with, unless `allow_missing_seeds` (then `pass`, the note
+  kept);
+- `stale checkpoint`: ours would pass, but a run was scored from a checkpoint trained under
+  another configuration (`cdbench evaluate --allow-stale-checkpoint`): fails, since the number
+  is not that of params.yaml's recipe, unless `allow_stale` (then `pass`, the note kept).
+A row that fails on its numbers stays `fail`, with the same notes. The rates compared are those
+recomputed from each metrics file's counts, the files' identity checked against params.yaml
+(benchmark/reporting/results.py `load_runs`); a file that disagrees stops the check before
+any row is judged. The result is printed as a table and written as JSON
+(`reports/check.json`).
 """
 
 from __future__ import annotations
@@ -23,9 +34,11 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.reporting.references import Reference, for_profile
-from benchmark.reporting.results import summarise
+from benchmark.reporting.results import ExpectedRuns, seeds_cell, summarise
 
 PASS, FAIL, MISSING, NO_RESULTS = "pass", "fail", "reference missing", "no results"
+SEEDS_MISSING, STALE = "seeds missing", "stale checkpoint"
+FAILING = (FAIL, NO_RESULTS, SEEDS_MISSING, STALE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,10 @@ class CheckRow:
     difference: float | None
     status: str
     source: str
+    seeds_listed: int = 0
+    """How many seeds params.yaml lists for the experiment (0: no results)."""
+    note: str = ""
+    """The caveats: seeds missing, stale checkpoints."""
 
 
 @dataclass(frozen=True)
@@ -52,25 +69,28 @@ class CheckResult:
     metrics: tuple[str, ...]
     fail_missing: bool
     rows: list[CheckRow]
+    allow_missing_seeds: bool = False
+    allow_stale: bool = False
 
     @property
     def failed(self) -> list[CheckRow]:
-        """The rows that make the check fail (`fail` and `no results`)."""
-        return [row for row in self.rows if row.status in (FAIL, NO_RESULTS)]
+        """The rows that make the check fail (`FAILING` statuses)."""
+        return [row for row in self.rows if row.status in FAILING]
 
     @property
     def passed(self) -> bool:
         return not self.failed
 
     def as_dict(self) -> dict[str, object]:
-        counts = {
-            s: sum(r.status == s for r in self.rows) for s in (PASS, FAIL, MISSING, NO_RESULTS)
-        }
+        statuses = (PASS, FAIL, MISSING, NO_RESULTS, SEEDS_MISSING, STALE)
+        counts = {s: sum(r.status == s for r in self.rows) for s in statuses}
         return {
             "profile": self.profile,
             "tolerance": self.tolerance,
             "metrics": list(self.metrics),
             "fail_missing": self.fail_missing,
+            "allow_missing_seeds": self.allow_missing_seeds,
+            "allow_stale_checkpoint": self.allow_stale,
             "passed": self.passed,
             "counts": counts,
             "rows": [asdict(row) for row in self.rows],
@@ -84,6 +104,9 @@ def check(
     tolerance: float = 1.0,
     metrics: tuple[str, ...] = ("f1",),
     fail_missing: bool = False,
+    expected: ExpectedRuns | None = None,
+    allow_missing_seeds: bool = False,
+    allow_stale: bool = False,
 ) -> CheckResult:
     """Compare every reference of `profile` with our mean under its protocol.
 
@@ -94,8 +117,16 @@ def check(
         tolerance: points below a reference still accepted, for rows without their own.
         metrics: the figures gated (each reference is checked on those it gives).
         fail_missing: a reference without values fails instead of being only listed.
+        expected: params.yaml's runs (the seeds each experiment lists); None takes the
+            evaluated seeds as all there are.
+        allow_missing_seeds: an experiment with seeds not evaluated may pass (noted).
+        allow_stale: a run scored from a stale checkpoint may pass (noted).
     """
-    summary = summarise(runs, [], tolerance=tolerance) if runs is not None else pd.DataFrame()
+    summary = (
+        summarise(runs, [], tolerance=tolerance, expected=expected)
+        if runs is not None
+        else pd.DataFrame()
+    )
     rows = []
     for reference in for_profile(references, profile):
         model, loss, dataset, protocol = reference.key
@@ -116,6 +147,12 @@ def check(
             published = values[metric]
             mine = float(ours[metric].iloc[0]) if len(ours) else None
             status, difference = _status(mine, published, limit, fail_missing)
+            missing_seeds = bool(len(ours)) and bool(ours["missing_seeds"].iloc[0])
+            stale = bool(len(ours)) and bool(ours["stale_runs"].iloc[0])
+            if status == PASS and missing_seeds and not allow_missing_seeds:
+                status = SEEDS_MISSING
+            elif status == PASS and stale and not allow_stale:
+                status = STALE
             rows.append(
                 CheckRow(
                     reference=reference.label(),
@@ -129,9 +166,13 @@ def check(
                     difference=difference,
                     status=status,
                     source=reference.source,
+                    seeds_listed=int(ours["seeds_listed"].iloc[0]) if len(ours) else 0,
+                    note=str(ours["caveat"].iloc[0]) if len(ours) else "",
                 )
             )
-    return CheckResult(profile, tolerance, tuple(metrics), fail_missing, rows)
+    return CheckResult(
+        profile, tolerance, tuple(metrics), fail_missing, rows, allow_missing_seeds, allow_stale
+    )
 
 
 def _status(
@@ -153,15 +194,18 @@ def format_check(result: CheckResult) -> str:
                 "reference": row.reference,
                 "metric": row.metric,
                 "ours": "–" if row.ours is None else f"{row.ours:.2f}",
-                "seeds": row.seeds,
+                "seeds": seeds_cell(row.seeds, row.seeds_listed),
                 "reference value": "–" if row.published is None else f"{row.published:.2f}",
                 "tolerance": f"{row.tolerance:g}",
                 "difference": "" if row.difference is None else f"{row.difference:+.2f}",
                 "status": row.status,
+                "note": row.note,
             }
             for row in result.rows
         ]
     )
+    if len(table) and not table["note"].astype(bool).any():
+        table = table.drop(columns="note")
     lines = [
         table.to_markdown(index=False, disable_numparse=True)
         if len(table)
@@ -170,11 +214,23 @@ def format_check(result: CheckResult) -> str:
     if result.failed:
         names = "; ".join(f"{row.reference} {row.metric} ({row.status})" for row in result.failed)
         lines.append(f"FAILED ({result.profile} profile): {names}")
+        statuses = {row.status for row in result.failed}
+        if SEEDS_MISSING in statuses:
+            lines.append(
+                "  seeds missing: evaluate every seed params.yaml lists (`dvc repro`), or pass "
+                "--allow-missing-seeds to accept the mean of fewer"
+            )
+        if STALE in statuses:
+            lines.append(
+                "  stale checkpoint: retrain the run (`dvc repro train@<run>`), or pass "
+                "--allow-stale-checkpoint to accept it"
+            )
     else:
+        noted = sum(bool(r.note) and r.status == PASS for r in result.rows)
         lines.append(
             f"passed ({result.profile} profile): {sum(r.status == PASS for r in result.rows)} "
             f"reference figure(s) reached, {sum(r.status == MISSING for r in result.rows)} "
-            f"reference(s) missing"
+            f"reference(s) missing" + (f", {noted} passed with a note (allowed)" if noted else "")
         )
     return "\n".join(lines)
 

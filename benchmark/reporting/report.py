@@ -6,12 +6,20 @@ Reads `reports/{metrics,per_image,curves,predictions}` (written by `cdbench eval
 and records them as artifacts of an MLflow run named "report" (experiment `cdbench-report`),
 so the comparison is one click away in the MLflow UI. Whatever runs have been evaluated are
 reported: the synthetic demo alone, or every experiment after a full `dvc repro`.
+
+Every metrics file is verified before anything is written (benchmark/reporting/results.py
+`load_runs`: rates recomputed from the counts, identity checked against the file name and
+params.yaml; per-image counts checked against the pooled ones): one that disagrees stops the
+report with an error naming it, and the previous report stays as it was. Metrics files of runs
+params.yaml does not list are left out and listed (`Report.ignored`). An experiment with fewer
+evaluated seeds than params.yaml lists, or with a run scored from a stale checkpoint, is
+reported with that caveat in its rows (`seeds` "1 of 3", a mark on F1, and a "Caveats"
+section); `cdbench check` is where such rows fail.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,7 @@ from benchmark.errors import DataError
 from benchmark.reporting.references import Reference, load_references
 from benchmark.reporting.results import (
     RESAMPLES,
+    ExpectedRuns,
     load_runs,
     stray_files,
     summarise,
@@ -53,16 +62,22 @@ def write_report(
     tolerance: float = 1.0,
     resamples: int = RESAMPLES,
     tracking: bool = True,
-    runs_of: Collection[str] | None = None,
+    expected: ExpectedRuns | None = None,
 ) -> Report:
     """Build every table and figure of the report into `reports` (see the module docstring).
 
-    `runs_of`: the run names to report (those of params.yaml); None reports every file.
+    `expected`: params.yaml's runs, the only ones reported, each file's identity checked
+    against them; None reports every file, checked against its name only.
+
+    Raises:
+        DataError: a metrics or per-image file is refused (nothing is written then).
     """
     references = load_references(references_path)
-    runs = load_runs(reports / "metrics", runs_of)
-    ignored = stray_files(reports / "metrics", runs_of) if runs_of is not None else []
-    summary = summarise(runs, references, reports / "per_image", tolerance, resamples)
+    runs = load_runs(reports / "metrics", expected)
+    ignored = stray_files(reports / "metrics", expected.identities) if expected else []
+    summary = summarise(
+        runs, references, reports / "per_image", tolerance, resamples, expected=expected
+    )
     datasets = set(summary["dataset"])
     extra = [
         r for r in unmatched(references, summary) if r.dataset in datasets or r.profile == "full"

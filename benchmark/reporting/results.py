@@ -17,19 +17,43 @@ Each row is matched to the reference with the same model, loss, dataset and prot
 (benchmark/reporting/references.py), with the difference ours - reference and a verdict on
 F1: `within tolerance`, `below`, `above`, `reference missing` (a known source not
 transcribed), or empty when no source gives that protocol.
+
+Nothing is credited that was not computed here (design.md, "Metrics file"). `load_runs`
+refuses, naming the file, the protocol or field, and the fix:
+- a file whose identity (run, experiment, model, loss, dataset, recipe, seed) disagrees with
+  its file name, or, when params.yaml is given (`ExpectedRuns`), with what params.yaml says
+  that run is (its experiment's model, loss, dataset, recipe; a seed it lists);
+- a protocol whose stored precision/recall/F1/IoU/OA/kappa differs from the one its pooled
+  counts tp/fp/fn/tn give (`Counts.scores`, benchmark/evaluation/metrics.py: the one formula)
+  by more than `RATE_RTOL` relative: the file was edited or is corrupt. Every rate the report
+  and `cdbench check` use is the recomputed one, never the stored one;
+and `per_image_counts` refuses a per-image file whose counts do not add up to the metrics
+file's pooled counts (the bootstrap resamples those rows).
+Metrics files of runs that params.yaml does not list are not read at all: the commands list
+them as ignored (`stray_files`) and go on, since a removed experiment's old file must not
+block the report of the current ones, nor be credited in it.
+
+Each row also carries its caveats: `seeds_listed` (how many seeds params.yaml lists),
+`missing_seeds` (those not evaluated) and `stale_runs` (runs scored from a checkpoint trained
+under another configuration, `cdbench evaluate --allow-stale-checkpoint`), summed up in
+`caveat`. The report shows them; `cdbench check` fails on them unless told otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from benchmark.config import Params
 from benchmark.errors import DataError
+from benchmark.evaluation.metrics import Counts
 from benchmark.reporting.references import METRICS, PROTOCOLS, Reference
 
 IDENTITY = ("run", "experiment", "model", "loss", "dataset", "recipe", "seed")
@@ -39,8 +63,42 @@ LOSS_ORDER = ("sisb", "bce", "contrastive", "ifn_ds")
 RESAMPLES = 1000
 """Bootstrap resamples of the test images."""
 COUNTS = ("tp", "fp", "fn", "tn")
+RATES = ("precision", "recall", "f1", "iou", "oa", "kappa")
+"""The figures a metrics file stores per protocol, each recomputed from its counts."""
+RATE_RTOL = 1e-6
+"""How far (relative) a stored rate may be from the recomputed one: rounding, no more."""
 
 WITHIN, BELOW, ABOVE, MISSING = "within tolerance", "below", "above", "reference missing"
+
+
+@dataclass(frozen=True)
+class ExpectedRuns:
+    """What params.yaml says the runs are: the reference a metrics file's identity is checked
+    against, and the seeds each experiment should have."""
+
+    identities: dict[str, dict[str, Any]]
+    """run name -> {run, experiment, model, loss, dataset, recipe, seed}."""
+    seeds: dict[str, list[int]]
+    """experiment -> the seeds it lists."""
+    source: str = "params.yaml"
+    """Where they come from (named in errors)."""
+
+    @staticmethod
+    def from_params(params: Params, source: str = "params.yaml") -> ExpectedRuns:
+        identities = {}
+        for spec in params.runs():
+            experiment = params.experiments[spec.experiment]
+            identities[spec.name] = {
+                "run": spec.name,
+                "experiment": spec.experiment,
+                "model": experiment.model,
+                "loss": experiment.loss,
+                "dataset": experiment.dataset,
+                "recipe": experiment.recipe,
+                "seed": spec.seed,
+            }
+        seeds = {name: list(e.seeds) for name, e in params.experiments.items()}
+        return ExpectedRuns(identities, seeds, source)
 
 
 def stray_files(metrics_dir: Path, runs: Collection[str]) -> list[Path]:
@@ -49,33 +107,28 @@ def stray_files(metrics_dir: Path, runs: Collection[str]) -> list[Path]:
     return [path for path in sorted(metrics_dir.glob("*.json")) if path.stem not in runs]
 
 
-def load_runs(metrics_dir: Path, only: Collection[str] | None = None) -> pd.DataFrame:
-    """One row per run from `metrics_dir/*.json`, sorted by dataset, model, loss and seed.
+def load_runs(metrics_dir: Path, expected: ExpectedRuns | None = None) -> pd.DataFrame:
+    """One row per run from `metrics_dir/*.json`, sorted by dataset, model, loss and seed,
+    every rate recomputed from its counts (see the module docstring).
 
     Args:
         metrics_dir: reports/metrics.
-        only: the run names to read (the runs of params.yaml); None reads every file.
+        expected: the runs of params.yaml: only their files are read, and each file's identity
+            must be the one params.yaml gives; None reads every file, checking each identity
+            against its file name only.
 
     Raises:
-        DataError: no metrics file, a file that is not JSON or lacks the identity fields, two
-            files for the same experiment and seed.
+        DataError: no metrics file, a file that is not JSON or lacks the identity fields, an
+            identity that disagrees with the file name or params.yaml, a stored rate that its
+            counts do not give, two files for the same experiment and seed.
     """
     rows = []
     seen: dict[tuple[str, int], Path] = {}
     paths = sorted(metrics_dir.glob("*.json"))
-    for path in paths if only is None else [p for p in paths if p.stem in only]:
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}: not valid JSON ({exc}); rerun `dvc repro evaluate@{path.stem}`"
-            ) from None
-        missing = [key for key in (*IDENTITY, "fixed/f1") if key not in data]
-        if missing:
-            raise DataError(
-                f"{path}: missing {', '.join(missing)}; not written by `cdbench evaluate`? "
-                f"rerun `dvc repro evaluate@{path.stem}`"
-            )
+    if expected is not None:
+        paths = [path for path in paths if path.stem in expected.identities]
+    for path in paths:
+        data = verified_metrics(path, expected)
         key = (data["experiment"], data["seed"])
         if key in seen:
             raise DataError(
@@ -97,6 +150,98 @@ def load_runs(metrics_dir: Path, only: Collection[str] | None = None) -> pd.Data
     )
 
 
+def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[str, Any]:
+    """One metrics file, its identity checked and every rate replaced by the one its counts
+    give (a stored rate that differs is refused); `stale_checkpoint` is None when absent.
+
+    Raises:
+        DataError: see `load_runs`.
+    """
+    rerun = f"re-run `dvc repro evaluate@{path.stem}`"
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); {rerun}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}; {rerun}")
+    missing = [key for key in (*IDENTITY, *(f"fixed/{c}" for c in COUNTS)) if key not in data]
+    if missing:
+        raise DataError(
+            f"{path}: missing {', '.join(missing)}; not written by `cdbench evaluate`? {rerun}"
+        )
+    _check_identity(path, data, expected)
+    for protocol in sorted({key.split("/")[0] for key in data if key.count("/") == 1}):
+        _recompute_rates(path, data, protocol)
+    data.setdefault("stale_checkpoint", None)
+    return data
+
+
+def _check_identity(path: Path, data: dict[str, Any], expected: ExpectedRuns | None) -> None:
+    """The identity fields against the file name and, when given, params.yaml."""
+    edited = f"the file was edited, renamed or copied; re-run `dvc repro evaluate@{path.stem}`"
+    if data["run"] != path.stem:
+        raise DataError(
+            f"{path}: run is {data['run']!r} but its file name says {path.stem!r}; {edited}"
+        )
+    if expected is None:
+        names = {data["experiment"], f"{data['experiment']}-s{data['seed']}"}
+        if path.stem not in names:
+            raise DataError(
+                f"{path}: experiment {data['experiment']!r} seed {data['seed']!r} would be "
+                f"named {' or '.join(sorted(map(repr, names)))}, not {path.stem!r}; {edited}"
+            )
+        return
+    want = expected.identities[path.stem]
+    for field in IDENTITY:
+        found = data[field]
+        if found != want[field] or type(found) is not type(want[field]):
+            raise DataError(
+                f"{path}: {field} is {found!r} but {expected.source} says run {path.stem!r} "
+                f"has {field} {want[field]!r} (experiments.{want['experiment']}); the file was "
+                f"edited or written for another configuration; re-run "
+                f"`dvc repro evaluate@{path.stem}`"
+            )
+
+
+def _recompute_rates(path: Path, data: dict[str, Any], protocol: str) -> None:
+    """Replace `protocol`'s rates in `data` by those of its counts; refuse a stored rate that
+    differs by more than `RATE_RTOL`, and rates without counts."""
+    rerun = f"re-run `dvc repro evaluate@{path.stem}`"
+    stored = {rate: data[f"{protocol}/{rate}"] for rate in RATES if f"{protocol}/{rate}" in data}
+    present = {name: data[f"{protocol}/{name}"] for name in COUNTS if f"{protocol}/{name}" in data}
+    if not stored and not present:
+        return  # e.g. `<protocol>/threshold` alone
+    if len(present) < len(COUNTS):
+        absent = [name for name in COUNTS if name not in present]
+        raise DataError(
+            f"{path}: protocol {protocol}: no {', '.join(absent)}, so its rates cannot be "
+            f"recomputed and are not credited; {rerun}"
+        )
+    bad = {k: v for k, v in present.items() if type(v) is not int or v < 0}
+    if bad:
+        raise DataError(
+            f"{path}: protocol {protocol}: counts must be non-negative integers, found "
+            + ", ".join(f"{k}={v!r}" for k, v in bad.items())
+            + f"; the file was edited or is corrupt; {rerun}"
+        )
+    counts = Counts(**present)
+    for rate, value in counts.scores().items():
+        found = stored.get(rate, value)
+        if not _same(found, value):
+            counted = " ".join(f"{k}={v}" for k, v in present.items())
+            raise DataError(
+                f"{path}: protocol {protocol}: {rate} is {found!r} but its counts {counted} "
+                f"give {value:.4f}; the file was edited or is corrupt; {rerun}"
+            )
+        data[f"{protocol}/{rate}"] = value
+
+
+def _same(stored: Any, recomputed: float) -> bool:
+    if isinstance(stored, bool) or not isinstance(stored, int | float):
+        return False
+    return math.isclose(stored, recomputed, rel_tol=RATE_RTOL, abs_tol=1e-12)
+
+
 def _rank(value: Any) -> int:
     order = DATASET_ORDER + LOSS_ORDER
     return order.index(value) if value in order else len(order)
@@ -107,12 +252,18 @@ def protocols_of(runs: pd.DataFrame) -> list[str]:
     return [p for p in PROTOCOLS if f"{p}/f1" in runs and runs[f"{p}/f1"].notna().any()]
 
 
-def per_image_counts(per_image_dir: Path, runs: list[str], protocol: str) -> np.ndarray | None:
+def per_image_counts(
+    per_image_dir: Path, runs: list[str], protocol: str, pooled: np.ndarray | None = None
+) -> np.ndarray | None:
     """(seeds, images, 4) counts of `protocol` for `runs`, images paired by name; None when a
     run has no per-image file (e.g. evaluated by an older cdbench).
 
+    `pooled`: (seeds, 4) tp, fp, fn, tn of each run's metrics file; each run's per-image
+    counts must add up to them exactly.
+
     Raises:
-        DataError: the runs' test images differ, or a file lacks the protocol's columns.
+        DataError: the runs' test images differ, a file lacks the protocol's columns, or its
+            counts do not add up to the pooled ones.
     """
     view = "whole" if protocol.startswith("whole_") else "tiles"
     base = protocol.removeprefix("whole_")
@@ -127,6 +278,16 @@ def per_image_counts(per_image_dir: Path, runs: list[str], protocol: str) -> np.
         if absent:
             raise DataError(f"{path}: missing column(s) {', '.join(absent)}; rerun its evaluation")
         table = table[table["view"] == view].set_index("name").sort_index()
+        if pooled is not None and not table.empty:
+            sums = table[columns].sum().to_numpy()
+            expected = pooled[len(tables)]
+            if not np.array_equal(sums, expected):
+                raise DataError(
+                    f"{path}: protocol {protocol}: its per-image {'/'.join(COUNTS)} add up to "
+                    f"{' '.join(str(int(v)) for v in sums)} but the pooled counts of "
+                    f"{run}.json are {' '.join(str(int(v)) for v in expected)}; one of the two "
+                    f"was edited or is stale; re-run `dvc repro evaluate@{run}`"
+                )
         if tables and not table.index.equals(tables[0].index):
             raise DataError(
                 f"{path}: its {view} test images differ from {per_image_dir / runs[0]}.csv's; "
@@ -170,18 +331,22 @@ def summarise(
     per_image_dir: Path | None = None,
     tolerance: float = 1.0,
     resamples: int = RESAMPLES,
+    expected: ExpectedRuns | None = None,
 ) -> pd.DataFrame:
     """One row per (experiment, protocol): our mean/std over seeds (percent), the bootstrap
-    interval of F1 (when `per_image_dir` is given), and the matching reference.
+    interval of F1 (when `per_image_dir` is given), the matching reference, and the caveats.
 
     Columns: experiment, model, loss, dataset, recipe, protocol, seeds, runs, `<m>` and
-    `<m>_std` for m in METRICS, f1_ci_low, f1_ci_high, reference, citation, ref_status
-    ("available" | "missing" | "none"), `ref_<m>`, `diff_<m>`, tolerance, verdict, note.
+    `<m>_std` for m in METRICS, f1_ci_low, f1_ci_high, seeds_listed, missing_seeds,
+    stale_runs, caveat, reference, citation, ref_status ("available" | "missing" | "none"),
+    `ref_<m>`, `diff_<m>`, tolerance, verdict, note. `seeds_listed` is params.yaml's count
+    when `expected` is given, else the evaluated count.
     """
     by_key = {reference.key: reference for reference in references}
     rows = []
     for experiment, group in runs.groupby("experiment", sort=False):
         first = group.iloc[0]
+        caveats = _caveats(str(experiment), group, expected)
         for protocol in protocols_of(group):
             row: dict[str, Any] = {
                 "experiment": experiment,
@@ -199,13 +364,47 @@ def summarise(
                 row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
             row["f1_ci_low"] = row["f1_ci_high"] = np.nan
             if per_image_dir is not None:
-                counts = per_image_counts(per_image_dir, list(group["run"]), protocol)
+                pooled = group[[f"{protocol}/{name}" for name in COUNTS]].to_numpy(np.float64)
+                counts = per_image_counts(per_image_dir, list(group["run"]), protocol, pooled)
                 if counts is not None:
                     row["f1_ci_low"], row["f1_ci_high"] = bootstrap_f1(counts, resamples)
+            row.update(caveats)
             key = (first["model"], first["loss"], first["dataset"], protocol)
             row.update(_reference_columns(row, by_key.get(key), tolerance))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _caveats(experiment: str, group: pd.DataFrame, expected: ExpectedRuns | None) -> dict[str, Any]:
+    """seeds_listed, missing_seeds ("1 2"), stale_runs and the sentence `caveat` saying them."""
+    evaluated = [int(seed) for seed in group["seed"]]
+    listed = expected.seeds.get(experiment, evaluated) if expected is not None else evaluated
+    missing = [seed for seed in listed if seed not in evaluated]
+    records = group["stale_checkpoint"] if "stale_checkpoint" in group else [None] * len(group)
+    stale = [
+        str(run)
+        for run, record in zip(group["run"], records, strict=True)
+        if isinstance(record, dict)
+    ]
+    sentences = []
+    if missing:
+        sentences.append(
+            f"{len(listed) - len(missing)} of {len(listed)} seeds evaluated "
+            f"(missing: seed {', '.join(map(str, missing))})"
+        )
+    if stale:
+        sentences.append(f"stale checkpoint (--allow-stale-checkpoint): {', '.join(stale)}")
+    return {
+        "seeds_listed": len(listed),
+        "missing_seeds": " ".join(map(str, missing)),
+        "stale_runs": " ".join(stale),
+        "caveat": "; ".join(sentences),
+    }
+
+
+def seeds_cell(evaluated: int, listed: int) -> str:
+    """`3`, or `1 of 3` when fewer seeds were evaluated than params.yaml lists."""
+    return f"{evaluated} of {listed}" if evaluated < listed else str(evaluated)
 
 
 def _reference_columns(

@@ -4,8 +4,11 @@
 - `comparison.csv`: every column of the summary (numbers, percent) - for scripts;
 - `comparison.md`: how to read it, then per dataset one row per experiment and protocol (our
   mean +- std over seeds, the seed count, the 95 % bootstrap interval of F1, the reference
-  with the same protocol, the difference and the verdict), the ablation table, the
-  references that have no results yet, and the sources with their citations;
+  with the same protocol, the difference and the verdict), the caveats (an experiment with
+  fewer evaluated seeds than params.yaml lists: `seeds` reads "1 of 3"; a run scored from a
+  stale checkpoint: its F1 is marked `STALE_MARK`; both explained under "Caveats"), the
+  ablation table, the references that have no results yet, and the sources with their
+  citations;
 - `comparison.tex` and `ablation.tex` (booktabs, via pandas' Styler) and `ablation.csv`.
 """
 
@@ -17,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.reporting.references import Reference
-from benchmark.reporting.results import DATASET_ORDER
+from benchmark.reporting.results import DATASET_ORDER, seeds_cell
 
 PROTOCOL_LABELS = {
     "fixed": "fixed threshold",
@@ -27,6 +30,8 @@ PROTOCOL_LABELS = {
     "whole_val_threshold": "whole images, val-chosen threshold",
     "whole_test_best_optimistic": "whole images, best on test (optimistic)",
 }
+STALE_MARK = "†"
+"""Marks F1 of a row with a run scored from a stale checkpoint (see "Caveats")."""
 ABLATION_LOSSES = ("sisb", "bce", "contrastive")
 ABLATION_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
 
@@ -82,10 +87,11 @@ def comparison_table(summary: pd.DataFrame, numbers: dict[str, int]) -> pd.DataF
                 "model": row["model"],
                 "loss": row["loss"],
                 "protocol": PROTOCOL_LABELS[row["protocol"]],
-                "seeds": int(row["seeds"]),
+                "seeds": seeds_cell(int(row["seeds"]), int(row.get("seeds_listed", 0))),
                 "P": cell(row["precision"], row["precision_std"]),
                 "R": cell(row["recall"], row["recall_std"]),
-                "F1": cell(row["f1"], row["f1_std"]),
+                "F1": cell(row["f1"], row["f1_std"])
+                + (STALE_MARK if row.get("stale_runs") else ""),
                 "F1 95% CI": _interval(row["f1_ci_low"], row["f1_ci_high"]),
                 "IoU": cell(row["iou"], row["iou_std"]),
                 "OA": cell(row["oa"], row["oa_std"]),
@@ -149,6 +155,7 @@ def render_markdown(
     for dataset in _datasets(summary):
         rows = table[table["dataset"] == dataset].drop(columns="dataset")
         parts += [f"## {dataset}", "", rows.to_markdown(index=False, disable_numparse=True), ""]
+    parts += _caveats(summary)
     ablation = ablation_table(summary)
     parts += ["## Loss ablation (BSFNet: SISB vs BCE vs contrastive)", ""]
     if ablation.empty:
@@ -193,6 +200,34 @@ def render_markdown(
             )
         parts.append("")
     return "\n".join(parts)
+
+
+def _caveats(summary: pd.DataFrame) -> list[str]:
+    """The "Caveats" section: experiments with seeds missing or stale checkpoints (or none)."""
+    if "caveat" not in summary:
+        return []
+    noted = summary[summary["caveat"].astype(bool)].drop_duplicates("experiment")
+    if noted.empty:
+        return []
+    lines = ["## Caveats", ""]
+    for _, row in noted.iterrows():
+        if row["missing_seeds"]:
+            runs = [
+                f"evaluate@{row['experiment']}-s{seed}" for seed in row["missing_seeds"].split()
+            ]
+            lines.append(
+                f"- {row['experiment']}: {int(row['seeds'])} of {int(row['seeds_listed'])} seeds "
+                f"evaluated (missing: seed {', '.join(row['missing_seeds'].split())}); its mean "
+                f"is not yet the suite's result: `dvc repro {' '.join(runs)}`."
+            )
+        if row["stale_runs"]:
+            lines.append(
+                f"- {STALE_MARK} {row['experiment']}: {', '.join(row['stale_runs'].split())} "
+                f"scored from a checkpoint trained under another configuration than params.yaml's "
+                f"(`cdbench evaluate --allow-stale-checkpoint`; both digests are in its metrics "
+                f"file): not params.yaml's recipe; retrain with `dvc repro train@<run>`."
+            )
+    return [*lines, ""]
 
 
 def render_latex(table: pd.DataFrame) -> str:
