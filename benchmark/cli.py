@@ -136,7 +136,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             Path(args.reports),
             runtime,
             tracking=not args.no_tracking,
+            allow_stale_checkpoint=args.allow_stale_checkpoint,
         )
+        if metrics["stale_checkpoint"]:
+            print(
+                f"{spec.name}: WARNING: scored from a stale checkpoint "
+                f"(--allow-stale-checkpoint), recorded as such in "
+                f"{Path(args.reports) / 'metrics' / spec.name}.json; differing: "
+                + "; ".join(metrics["stale_checkpoint"]["differences"] or ["(digest only)"]),
+                file=sys.stderr,
+            )
         prefixes = ["", "whole_"] if "whole_fixed/f1" in metrics else [""]
         for prefix in prefixes:
             print(
@@ -147,16 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-            allow_stale_checkpoint=args.allow_stale_checkpoint,
 def cmd_stages(args: argparse.Namespace) -> int:
-        if metrics["stale_checkpoint"]:
-            print(
-                f"{spec.name}: WARNING: scored from a stale checkpoint "
-                f"(--allow-stale-checkpoint), recorded as such in "
-                f"{Path(args.reports) / 'metrics' / spec.name}.json; differing: "
-                + "; ".join(metrics["stale_checkpoint"]["differences"] or ["(digest only)"]),
-                file=sys.stderr,
-            )
     """`cdbench stages` -> `benchmark.stages.write_stages` (the generated stages of dvc.yaml)."""
     params = load_params(args.params)
     from benchmark.stages import check_stages, write_stages
@@ -196,6 +196,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """`cdbench report` -> `benchmark.reporting.report.write_report`."""
     params = load_params(args.params)
     from benchmark.reporting.report import write_report
+    from benchmark.reporting.results import ExpectedRuns
 
     report = write_report(
         Path(args.reports),
@@ -207,7 +208,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     _warn_ignored(report.ignored, args.params)
     print(
-    from benchmark.reporting.results import ExpectedRuns
         f"report of {len(report.runs)} run(s) ({report.summary['experiment'].nunique()} "
         f"experiment(s)): {', '.join(str(p) for p in report.tables[:1])} and "
         f"{len(report.tables) - 1} more table(s), {len(report.figures)} figure(s) in "
@@ -298,6 +298,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         metrics=tuple(args.metric or ["f1"]),
         fail_missing=args.fail_missing,
+        expected=expected,
+        allow_missing_seeds=args.allow_missing_seeds,
+        allow_stale=args.allow_stale_checkpoint,
     )
     out = Path(args.out) if args.out else Path(args.reports) / "check.json"
     write_check(result, out)
@@ -313,9 +316,6 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--checkpoints", default="checkpoints", help="checkpoint root (default: checkpoints)"
     )
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: runtime.device)")
-        expected=expected,
-        allow_missing_seeds=args.allow_missing_seeds,
-        allow_stale=args.allow_stale_checkpoint,
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast")
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, help="channels_last format"
@@ -384,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a trained experiment under every protocol")
     _add_run_arguments(p)
     p.add_argument("--reports", default="reports", help="reports folder (default: reports)")
+    p.add_argument(
+        "--allow-stale-checkpoint",
+        action="store_true",
+        help="score a checkpoint trained under another configuration (recorded as stale)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -403,11 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=("cdd", "levir-cd", "synthetic"),
         help="only this dataset's runs (repeatable)",
-    p.add_argument(
-        "--allow-stale-checkpoint",
-        action="store_true",
-        help="score a checkpoint trained under another configuration (recorded as stale)",
-    )
     )
     p.add_argument("--all-metrics", action="store_true", help="every test metric, not only the F1s")
     p.set_defaults(func=cmd_runs)
@@ -480,6 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a reference whose values are not transcribed fails instead of being listed",
     )
+    p.add_argument(
+        "--allow-missing-seeds",
+        action="store_true",
+        help="an experiment with fewer evaluated seeds than params.yaml lists may pass (noted)",
+    )
+    p.add_argument(
+        "--allow-stale-checkpoint",
+        action="store_true",
+        help="a run scored from a stale checkpoint (evaluate --allow-stale-checkpoint) may pass",
+    )
     p.add_argument("--out", help="the JSON result (default: <reports>/check.json)")
     p.set_defaults(func=cmd_check)
     return parser
@@ -499,13 +509,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-    p.add_argument(
-        "--allow-missing-seeds",
-        action="store_true",
-        help="an experiment with fewer evaluated seeds than params.yaml lists may pass (noted)",
-    )
-    p.add_argument(
-        "--allow-stale-checkpoint",
-        action="store_true",
-        help="a run scored from a stale checkpoint (evaluate --allow-stale-checkpoint) may pass",
-    )
