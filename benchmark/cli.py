@@ -75,6 +75,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    """`cdbench weights` -> `benchmark.models.weights_fetch.fetch_weights`."""
+    params = load_params(args.params)
+    from benchmark.models.weights_fetch import fetch_weights
+
+    out = Path(args.out) if args.out else Path(params.data.weights_dir)
+    for item in fetch_weights(out, progress=params.runtime.progress):
+        print(f"{'downloaded' if item.downloaded else 'present'}, verified: {item.path}")
+    return 0
+
+
 def _runtime(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """params.runtime with the command-line overrides of `train`/`evaluate` applied."""
     overrides = {
@@ -376,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="parameters and GFLOPs of every model")
     p.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("weights", help="fetch and verify the encoders' ImageNet weights")
+    p.add_argument("--out", help="folder for the weight files (default: data.weights_dir)")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("train", help="train an experiment (resumes from its last checkpoint)")
     _add_run_arguments(p)

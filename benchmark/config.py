@@ -28,10 +28,13 @@ DATASETS = ("cdd", "levir-cd", "synthetic")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the datasets live on disk."""
+    """Where the datasets (and the encoders' ImageNet weights) live on disk."""
 
     raw_dir: str = "data/raw"
     prepared_dir: str = "data/prepared"
+    # torchvision's ImageNet weight files, fetched and hash-checked by `cdbench weights` (the
+    # DVC stage `weights`); pretrained training reads them here and never downloads.
+    weights_dir: str = "data/weights"
 
     def raw(self, dataset: str) -> Path:
         return Path(self.raw_dir) / dataset

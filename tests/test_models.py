@@ -1,12 +1,15 @@
 """Tests of benchmark.models: the model table, BSFNet, IFN, pretrained weights, `cdbench models`.
 
-CPU only, 64 x 64 inputs, batch 2. TORCH_HOME is a fresh temporary folder in every test
-(tests/conftest.py), so no test can find real weights, and downloads are made to fail loudly.
+CPU only, 64 x 64 inputs, batch 2. Pretrained encoders read their files from a weights folder
+(a temporary one here); the tests plant randomly initialised state dicts named after their own
+SHA-256 and point `benchmark.models.weights.RESNET50` / `VGG16` at them, so every load passes
+the hash check for real. Downloads are made to fail loudly (training never downloads).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import re
 from collections.abc import Iterator
@@ -22,23 +25,24 @@ from torch import Tensor, nn
 from benchmark.cli import main
 from benchmark.errors import CdbenchError, ConfigError
 from benchmark.models import IFN, MODELS, BSFNet, ChangeOutput, build_model, model_options
-from benchmark.models.weights import (
-    RESNET50_WEIGHTS,
-    VGG16_WEIGHTS,
-    checkpoint_path,
-    vgg16_features,
-)
+from benchmark.models import weights as weights_module
+from benchmark.models.weights import WeightFile, vgg16_features
 
 BATCH, SIZE = 2, 64
 
 WEIGHT_FILES = {
     "bsfnet": (
+        "RESNET50",
         "resnet50-0676ba61.pth",
         "https://download.pytorch.org/models/resnet50-0676ba61.pth",
     ),
-    "ifn": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
+    "ifn": (
+        "VGG16",
+        "vgg16-397923af.pth",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+    ),
 }
-"""The torchvision file each model's encoder needs, written out by hand."""
+"""Each model's weight file (the constant of benchmark.models.weights, name, URL), by hand."""
 
 
 def make_pair(seed: int = 0, batch: int = BATCH, size: int = SIZE) -> tuple[Tensor, Tensor]:
@@ -157,19 +161,38 @@ class TestEveryModel:
         with pytest.raises(ValueError, match=r"\(2, 3, 64, 64\) and \(2, 3, 32, 32\)"):
             model(t0, t0[..., :32, :32])
 
-    def test_pretrained_offline_names_file_url_and_folder(self, name: str) -> None:
-        file_name, url = WEIGHT_FILES[name]
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
-        assert "torch-home" in str(folder)  # the test's own TORCH_HOME
+    def test_pretrained_without_file_names_file_url_folder_and_stage(
+        self, name: str, tmp_path: Path
+    ) -> None:
+        _, file_name, url = WEIGHT_FILES[name]
+        folder = tmp_path / "weights"
         with pytest.raises(CdbenchError) as caught:
-            build_model(name, pretrained=True)
+            build_model(name, weights_dir=folder)
         message = str(caught.value)
-        assert file_name in message and url in message and str(folder) in message
+        assert str(folder / file_name) in message and url in message
+        assert "dvc repro weights" in message and "never downloads" in message
         assert not folder.exists()
 
-    def test_pretrained_loads_planted_file(self, name: str) -> None:
-        planted = plant_weight_file(name)
-        model = build_model(name, pretrained=True)
+    def test_pretrained_ignores_the_torch_hub_cache(
+        self, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A valid file in torch.hub's cache (TORCH_HOME, tests/conftest.py) is not a fallback:
+        # the weights folder is the one place read.
+        constant, _, _ = WEIGHT_FILES[name]
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        assert "torch-home" in str(cache)  # the test's own TORCH_HOME
+        monkeypatch.setattr(weights_module, constant, plant_weight_file(name, cache))
+        with pytest.raises(CdbenchError, match="not found"):
+            build_model(name, weights_dir=tmp_path / "weights")
+
+    def test_pretrained_loads_planted_file(
+        self, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        constant, _, _ = WEIGHT_FILES[name]
+        file = plant_weight_file(name, tmp_path / "weights")
+        monkeypatch.setattr(weights_module, constant, file)
+        planted = torch.load(file.path(tmp_path / "weights"), weights_only=True)
+        model = build_model(name, weights_dir=tmp_path / "weights")
         loaded = model.encoder.state_dict()
         used = {key: value for key, value in planted.items() if not is_classifier(key)}
         assert len(loaded) == len(used)
@@ -190,55 +213,101 @@ def encoder_key_in_file(name: str, key: str) -> str:
     return f"features.{index}.{kind}"
 
 
-def plant_weight_file(name: str) -> dict[str, Tensor]:
-    """Save randomly initialised torchvision weights where the real file would be."""
+def save_named_by_hash(folder: Path, stem: str, content: object) -> WeightFile:
+    """Save `content` (a state dict, or raw bytes) as `<stem>-<sha256[:8]>.pth` in `folder`,
+    torchvision's naming, and return the `WeightFile` describing it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / f"{stem}.scratch"
+    if isinstance(content, bytes):
+        scratch.write_bytes(content)
+    else:
+        torch.save(content, scratch)
+    prefix = hashlib.sha256(scratch.read_bytes()).hexdigest()[:8]
+    file = WeightFile(url=f"https://weights.invalid/{stem}-{prefix}.pth", source=f"test {stem}")
+    scratch.rename(file.path(folder))
+    return file
+
+
+def plant_weight_file(name: str, folder: Path) -> WeightFile:
+    """Save randomly initialised torchvision weights in `folder`, named after their hash."""
     torch.manual_seed(123)
     if name == "bsfnet":
         state = torchvision.models.resnet50(weights=None).state_dict()
-        path = checkpoint_path(RESNET50_WEIGHTS)
-    else:
-        # The used part of a VGG16 file, plus one classifier entry (ignored when loading);
-        # the real classifier would make a 528 MB test file.
-        state = {
-            f"features.{k}": v for k, v in vgg16_features(pretrained=False).state_dict().items()
-        }
-        state["classifier.6.bias"] = torch.zeros(1000)
-        path = checkpoint_path(VGG16_WEIGHTS)
-    assert path.name == WEIGHT_FILES[name][0]
-    path.parent.mkdir(parents=True)
-    torch.save(state, path)
-    return state
+        return save_named_by_hash(folder, "resnet50", state)
+    # The used part of a VGG16 file, plus one classifier entry (ignored when loading); the
+    # real classifier would make a 528 MB test file.
+    state = {f"features.{k}": v for k, v in vgg16_features(None).state_dict().items()}
+    state["classifier.6.bias"] = torch.zeros(1000)
+    return save_named_by_hash(folder, "vgg16", state)
+
+
+def test_weight_files_are_torchvisions() -> None:
+    for constant, file_name, url in WEIGHT_FILES.values():
+        file = getattr(weights_module, constant)
+        assert (file.name, file.url) == (file_name, url)
+        assert file.sha256_prefix == file_name.split("-")[1].removesuffix(".pth")
 
 
 class TestWeightFiles:
-    def test_damaged_file_is_named(self) -> None:
-        path = checkpoint_path(VGG16_WEIGHTS)
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"not a checkpoint")
+    """What loading refuses; each file planted is named after its own hash, so it passes the
+    hash check and the later checks are reached."""
+
+    @pytest.fixture
+    def folder(self, tmp_path: Path) -> Path:
+        return tmp_path / "weights"
+
+    def use(self, monkeypatch: pytest.MonkeyPatch, file: WeightFile) -> None:
+        monkeypatch.setattr(weights_module, "VGG16", file)
+
+    def test_damaged_file_is_named(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        file = save_named_by_hash(folder, "vgg16", b"not a checkpoint")
+        self.use(monkeypatch, file)
+        path = file.path(folder)
         with pytest.raises(
             CdbenchError, match=re.escape(f"{path}: cannot read it as a PyTorch state dict")
         ):
-            build_model("ifn", pretrained=True)
+            build_model("ifn", weights_dir=folder)
 
-    def test_file_lacking_entries_is_named(self) -> None:
-        path = checkpoint_path(VGG16_WEIGHTS)
-        path.parent.mkdir(parents=True)
-        torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, path)
+    def test_file_whose_hash_differs_from_its_name_is_refused(
+        self, folder: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        file = plant_weight_file("ifn", folder)
+        self.use(monkeypatch, file)
+        path = file.path(folder)
+        with path.open("r+b") as f:  # one flipped byte in the middle
+            f.seek(path.stat().st_size // 2)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        with pytest.raises(CdbenchError) as caught:
+            build_model("ifn", weights_dir=folder)
+        message = str(caught.value)
+        assert str(path) in message and file.sha256_prefix in message and actual in message
+        assert "dvc repro weights" in message
+
+    def test_file_lacking_entries_is_named(
+        self, folder: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.use(
+            monkeypatch,
+            save_named_by_hash(folder, "vgg16", {"features.0.weight": torch.zeros(64, 3, 3, 3)}),
+        )
         # 13 convs x (weight, bias) = 26 entries needed, 1 present
         with pytest.raises(CdbenchError, match=r"lacks 25 entries .*features\.0\.bias"):
-            build_model("ifn", pretrained=True)
+            build_model("ifn", weights_dir=folder)
 
-    def test_entry_of_wrong_shape_is_named(self) -> None:
-        state = {f"features.{k}": v for k, v in vgg16_features(False).state_dict().items()}
+    def test_entry_of_wrong_shape_is_named(
+        self, folder: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        state = {f"features.{k}": v for k, v in vgg16_features(None).state_dict().items()}
         state["features.0.weight"] = torch.zeros(64, 1, 3, 3)
-        path = checkpoint_path(VGG16_WEIGHTS)
-        path.parent.mkdir(parents=True)
-        torch.save(state, path)
+        self.use(monkeypatch, save_named_by_hash(folder, "vgg16", state))
         expected = (
             "entry features.0.weight has shape (64, 1, 3, 3), the encoder needs (64, 3, 3, 3)"
         )
         with pytest.raises(CdbenchError, match=re.escape(expected)):
-            build_model("ifn", pretrained=True)
+            build_model("ifn", weights_dir=folder)
 
 
 class TestBuildModel:
@@ -259,7 +328,7 @@ class TestBuildModel:
         assert "dropout (default 0.0)" in message and "freeze_encoder (default True)" in message
 
     def test_options_and_defaults(self) -> None:
-        assert model_options("bsfnet") == {"freeze_encoder": False}
+        assert model_options("bsfnet") == {"freeze_encoder": False}  # weights_dir is not one
         assert model_options("ifn") == {"freeze_encoder": True, "dropout": 0.0}
 
     def test_bad_option_value_is_a_config_error(self) -> None:

@@ -2,12 +2,15 @@
 
 `MODELS` maps each model's name (the first part of an experiment name, design.md) to its
 class; `build_model` checks the name and the options before building. Every model is called as
-`model(t0, t1) -> ChangeOutput` (benchmark/models/output.py).
+`model(t0, t1) -> ChangeOutput` (benchmark/models/output.py). An encoder starts from its
+ImageNet weights when `build_model` is given the folder holding them (`params.yaml`
+`data.weights_dir`, filled by `cdbench weights`; benchmark/models/weights.py).
 """
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -24,7 +27,7 @@ __all__ = ["IFN", "MODELS", "BSFNet", "ChangeOutput", "build_model", "model_opti
 
 
 def model_options(name: str) -> dict[str, Any]:
-    """The options a model takes besides `pretrained`, with their defaults.
+    """The options a model takes besides `weights_dir`, with their defaults.
 
     Args:
         name: a key of `MODELS`.
@@ -38,16 +41,18 @@ def model_options(name: str) -> dict[str, Any]:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; expected one of: {', '.join(sorted(MODELS))}")
     parameters = inspect.signature(MODELS[name]).parameters
-    return {key: p.default for key, p in parameters.items() if key != "pretrained"}
+    return {key: p.default for key, p in parameters.items() if key != "weights_dir"}
 
 
-def build_model(name: str, pretrained: bool = False, **options: Any) -> nn.Module:
+def build_model(name: str, weights_dir: Path | None = None, **options: Any) -> nn.Module:
     """Build a model by name.
 
     Args:
         name: a key of `MODELS` ("bsfnet" or "ifn").
-        pretrained: load the encoder's ImageNet weights from the local torch hub cache
-            (benchmark/models/weights.py); without them a `CdbenchError` says where to put them.
+        weights_dir: the weights folder (`params.yaml` `data.weights_dir`): the encoder starts
+            from the ImageNet weights there, hash-checked (benchmark/models/weights.py); a
+            missing file raises a `CdbenchError` naming it and `dvc repro weights`. None:
+            random initialisation.
         **options: the model's constructor options (see `model_options(name)`).
 
     Returns:
@@ -66,6 +71,6 @@ def build_model(name: str, pretrained: bool = False, **options: Any) -> nn.Modul
             f"{listed or 'none'}"
         )
     try:
-        return MODELS[name](pretrained=pretrained, **options)
+        return MODELS[name](weights_dir=weights_dir, **options)
     except ValueError as exc:
         raise ConfigError(f"model {name!r}: {exc}") from exc

@@ -52,6 +52,8 @@ Departures from the released code, all without effect on the output:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -150,9 +152,9 @@ class SpatialPath(nn.Module):
 class ResNet50Encoder(nn.Module):
     """ResNet-50 up to layer4; returns layer3 (1024 ch, H/16) and layer4 (2048 ch, H/32)."""
 
-    def __init__(self, pretrained: bool) -> None:
+    def __init__(self, weights_dir: Path | None) -> None:
         super().__init__()
-        self.resnet = resnet50_encoder(pretrained)
+        self.resnet = resnet50_encoder(weights_dir)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         r = self.resnet
@@ -215,18 +217,19 @@ class BSFNet(nn.Module):
     """BSFNet: a shared trunk embeds each date; the score is the embeddings' distance.
 
     Args:
-        pretrained: load ImageNet weights (ResNet50_Weights.IMAGENET1K_V1) into the ResNet-50
-            from the local torch hub cache (see `benchmark.models.weights`).
+        weights_dir: the folder holding the ImageNet weights (ResNet50_Weights.IMAGENET1K_V1,
+            `params.yaml` `data.weights_dir`, see `benchmark.models.weights`) to start the
+            ResNet-50 from; None keeps torchvision's random initialisation.
         freeze_encoder: give the ResNet-50 no gradient and keep its BatchNorm in eval mode.
 
     Inputs are (B, 3, H, W) with H and W even; the output has the input's resolution.
     """
 
-    def __init__(self, pretrained: bool = False, freeze_encoder: bool = False) -> None:
+    def __init__(self, weights_dir: Path | None = None, freeze_encoder: bool = False) -> None:
         super().__init__()
         self.freeze_encoder = freeze_encoder
         self.spatial_path = SpatialPath()
-        self.encoder = ResNet50Encoder(pretrained)
+        self.encoder = ResNet50Encoder(weights_dir)
         self.context_path = ContextPath()
         self.bam = BAM(256, 64)
         self.ffm = FFM(256 + 64, EMBEDDING_CHANNELS)

@@ -65,6 +65,8 @@ Total: 35,727,549 parameters (the 35.73 M other papers cite), 21,012,861 outside
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -161,9 +163,9 @@ class FusionStage(nn.Module):
 class VGG16Encoder(nn.Module):
     """VGG16 `features[:30]` cut into five slices; returns the taps coarsest first."""
 
-    def __init__(self, pretrained: bool) -> None:
+    def __init__(self, weights_dir: Path | None) -> None:
         super().__init__()
-        features = vgg16_features(pretrained)
+        features = vgg16_features(weights_dir)
         starts = (0, *VGG16_TAPS[:-1])
         self.slices = nn.ModuleList(
             features[start:end] for start, end in zip(starts, VGG16_TAPS, strict=True)
@@ -181,8 +183,9 @@ class IFN(nn.Module):
     """IFN: a shared VGG16 encoder and a five-stage, deeply supervised fusion decoder.
 
     Args:
-        pretrained: load ImageNet weights (VGG16_Weights.IMAGENET1K_V1) into the encoder from
-            the local torch hub cache (see `benchmark.models.weights`).
+        weights_dir: the folder holding the ImageNet weights (VGG16_Weights.IMAGENET1K_V1,
+            `params.yaml` `data.weights_dir`, see `benchmark.models.weights`) to start the
+            encoder from; None keeps torchvision's initialisation.
         freeze_encoder: give the encoder no gradient (open-cd, CDLab; the default).
         dropout: Dropout probability after each conv block; 0 builds none (open-cd, CDLab;
             the default). The authors' PyTorch file uses 0.6.
@@ -191,13 +194,16 @@ class IFN(nn.Module):
     """
 
     def __init__(
-        self, pretrained: bool = False, freeze_encoder: bool = True, dropout: float = 0.0
+        self,
+        weights_dir: Path | None = None,
+        freeze_encoder: bool = True,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"IFN: dropout must be in [0, 1), got {dropout}")
         self.freeze_encoder = freeze_encoder
-        self.encoder = VGG16Encoder(pretrained)
+        self.encoder = VGG16Encoder(weights_dir)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
         self.stages = nn.ModuleList()

@@ -159,9 +159,22 @@ def _digest(config: dict[str, Any]) -> str:
     return checkpoint.config_digest(key_config)
 
 
-def build_trainable(experiment: ExperimentConfig, recipe: RecipeConfig) -> Trainable:
-    """The model (pretrained encoder if the recipe says so) and the loss, in training mode."""
-    model = build_model(experiment.model, pretrained=recipe.pretrained, **experiment.model_options)
+def build_trainable(
+    experiment: ExperimentConfig, recipe: RecipeConfig, weights_dir: Path | None = None
+) -> Trainable:
+    """The model and the loss, in training mode. A `recipe.pretrained` encoder starts from the
+    ImageNet weights in `weights_dir` (`params.data.weights_dir`; never downloaded), which such
+    a recipe requires; callers that restore a checkpoint pass a recipe with pretrained False."""
+    if recipe.pretrained and weights_dir is None:
+        raise ValueError(
+            f"build_trainable({experiment.model!r}): the recipe is pretrained, so the ImageNet "
+            f"weights folder (params.data.weights_dir) is needed; got weights_dir=None"
+        )
+    model = build_model(
+        experiment.model,
+        weights_dir=weights_dir if recipe.pretrained else None,
+        **experiment.model_options,
+    )
     loss = build_loss(experiment.loss, **experiment.loss_options)
     return Trainable(model, loss)
 
@@ -233,7 +246,8 @@ def train_run(
     _set_determinism(runtime.deterministic)
 
     torch.manual_seed(spec.seed)
-    trainable = build_trainable(experiment, recipe).to(device)
+    weights_dir = Path(params.data.weights_dir)
+    trainable = build_trainable(experiment, recipe, weights_dir).to(device)
     if runtime.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)
     kind = score_kind(trainable.model, trainable.loss)
