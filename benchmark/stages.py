@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -201,6 +200,10 @@ def missing_deps(dvc_yaml: Path, root: Path = SOURCE_ROOT) -> list[str]:
 
 # --- dvc.yaml ---------------------------------------------------------------------------------
 
+_PREPARE_CMD = (
+    "cdbench prepare ${item} --raw ${data.raw_dir}/${item} --out ${data.prepared_dir}/${item}"
+)
+
 
 def _list(items: list[str], indent: int) -> str:
     return "".join(f"{' ' * indent}- {item}\n" for item in items)
@@ -238,7 +241,7 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
   prepare:
     foreach: [cdd, levir-cd]
     do:
-      cmd: cdbench prepare ${{item}} --raw ${{data.raw_dir}}/${{item}} --out ${{data.prepared_dir}}/${{item}}
+      cmd: {_PREPARE_CMD}
       deps:
         - ${{data.raw_dir}}/${{item}}
 {_list(deps["prepare"], 8)}\
@@ -390,4 +393,3 @@ def check_stages(params: Params, path: Path) -> None:
             f"{path}: the stages do not match params.yaml (experiments, seeds, recipes) or the "
             f"imports of benchmark/; run `cdbench stages` to regenerate them"
         )
-

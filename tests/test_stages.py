@@ -1,0 +1,387 @@
+"""dvc.yaml re-runs exactly what changed: every stage depends on every module of benchmark/ that
+its command imports (a planted missing dep is caught, naming the stage and the module), the
+import walk sees function-level imports and agrees with what a real command imports, every
+result-changing setting is a param and in the resume digest, pretrained runs alone depend on
+the weights stage, and the check stage follows the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.cli import _runtime, build_parser, main
+from benchmark.config import EVALUATE_RUNTIME, RESULT_RUNTIME, Params, SynthConfig, load_params
+from benchmark.errors import ConfigError
+from benchmark.stages import (
+    STAGE_COMMANDS,
+    check_stages,
+    missing_deps,
+    module_deps,
+    stage_imports,
+)
+from benchmark.training import checkpoint, loop
+from tests.test_training import RUN, TINY, write_params
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _stages(path: Path = REPO / "dvc.yaml") -> dict:
+    return yaml.safe_load(path.read_text())["stages"]
+
+
+def _definition(stages: dict, stage: str) -> dict:
+    return stages[stage].get("do", stages[stage])
+
+
+# --- deps: every imported module --------------------------------------------------------------
+
+
+def test_every_stage_of_the_repository_lists_every_module_it_imports() -> None:
+    assert missing_deps(REPO / "dvc.yaml") == []
+    check_stages(load_params(REPO / "params.yaml"), REPO / "dvc.yaml")
+
+
+def test_the_modules_the_issue_found_missing_are_deps_now() -> None:
+    """The modules issue 14 named as missing from train's deps, covered by a file or folder."""
+    deps = _definition(_stages(), "train")["deps"]
+    for module in (
+        "benchmark/config.py",
+        "benchmark/data/cache.py",
+        "benchmark/data/layout.py",
+        "benchmark/data/opencd.py",
+        "benchmark/data/photometric.py",
+        "benchmark/evaluation/predict.py",
+        "benchmark/evaluation/metrics.py",
+    ):
+        assert any(module == d or module.startswith(d + "/") for d in deps), module
+
+
+def _without_line(text: str, stage: str, line: str) -> str:
+    """`text` with the first `line` after the stage's header removed."""
+    start = text.index(f"\n  {stage}:\n")
+    at = text.index(f"\n{line}\n", start)
+    return text[:at] + text[at + len(line) + 1 :]
+
+
+def test_a_planted_missing_dep_fails_the_check_naming_stage_and_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dvc_yaml = tmp_path / "dvc.yaml"
+    text = (REPO / "dvc.yaml").read_text()
+    planted = _without_line(text, "train", "        - benchmark/data/cache.py")
+    assert planted != text
+    dvc_yaml.write_text(planted)
+    problems = missing_deps(dvc_yaml)
+    assert len(problems) == 1, problems
+    assert "stage 'train' imports benchmark/data/cache.py" in problems[0]
+    assert "benchmark/cli.py -> " in problems[0]  # the chain of imports that reaches it
+    with pytest.raises(ConfigError, match=r"stage 'train' imports benchmark/data/cache\.py"):
+        check_stages(load_params(REPO / "params.yaml"), dvc_yaml)
+    args = ["--params", str(REPO / "params.yaml"), "stages", "--dvc-yaml", str(dvc_yaml)]
+    assert main([*args, "--check"]) == 1
+    error = capsys.readouterr().err
+    assert "stage 'train' imports benchmark/data/cache.py" in error and "cdbench stages" in error
+    assert main(args) == 0  # regenerated, the check passes again
+    assert main([*args, "--check"]) == 0
+    assert dvc_yaml.read_text() == text
+
+
+def test_a_stage_removed_from_dvc_yaml_is_named(tmp_path: Path) -> None:
+    stages = _stages()
+    del stages["check"]
+    dvc_yaml = tmp_path / "dvc.yaml"
+    dvc_yaml.write_text(yaml.safe_dump({"stages": stages}))
+    assert missing_deps(dvc_yaml) == ["stage 'check' is missing"]
+
+
+def _package_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    shutil.copytree(
+        REPO / "benchmark", root / "benchmark", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return root
+
+
+def test_an_import_inside_a_function_is_followed(tmp_path: Path) -> None:
+    """A new module imported lazily, inside a function of a module train imports, becomes a
+    dep of train only; the repository's dvc.yaml then lacks it, and the check says so."""
+    root = _package_copy(tmp_path)
+    (root / "benchmark/training/extra.py").write_text('"""planted"""\n')
+    (root / "benchmark/lazy.py").write_text("VALUE = 1\n")
+    recipe = root / "benchmark/training/recipe.py"
+    recipe.write_text(
+        recipe.read_text()
+        + "\n\ndef _planted() -> None:\n    if True:\n"
+        + "        from benchmark.lazy import VALUE  # noqa: F401\n"
+        + "        from . import extra  # noqa: F401\n"
+    )
+    train = stage_imports("train", root)
+    assert "benchmark/lazy.py" in train and "benchmark/training/extra.py" in train
+    assert train["benchmark/lazy.py"].endswith("benchmark/training/recipe.py -> benchmark/lazy.py")
+    assert "benchmark/lazy.py" not in stage_imports("synth", root)
+    assert "benchmark/lazy.py" in module_deps("train", root)
+    problems = missing_deps(REPO / "dvc.yaml", root)
+    assert any("stage 'train' imports benchmark/lazy.py" in p for p in problems), problems
+    assert any("stage 'evaluate' imports benchmark/lazy.py" in p for p in problems), problems
+    assert not any("stage 'synth'" in p for p in problems), problems
+
+
+def test_a_cli_function_counts_only_for_its_own_stage(tmp_path: Path) -> None:
+    """cli.py is read per command: a module imported inside cmd_report is report's only."""
+    root = _package_copy(tmp_path)
+    (root / "benchmark/only_report.py").write_text("VALUE = 1\n")
+    cli = root / "benchmark/cli.py"
+    text = cli.read_text()
+    anchor = '    """`cdbench report` -> `benchmark.reporting.report.write_report`."""\n'
+    assert anchor in text
+    cli.write_text(text.replace(anchor, anchor + "    import benchmark.only_report  # noqa\n"))
+    assert "benchmark/only_report.py" in stage_imports("report", root)
+    for stage in set(STAGE_COMMANDS) - {"report"}:
+        assert "benchmark/only_report.py" not in stage_imports(stage, root), stage
+
+
+def test_a_folder_is_listed_only_when_every_file_of_it_is_imported(tmp_path: Path) -> None:
+    root = _package_copy(tmp_path)
+    before = module_deps("train", root)
+    assert "benchmark/losses" in before  # losses/__init__ imports every loss
+    (root / "benchmark/losses/unused.py").write_text("VALUE = 1\n")
+    after = module_deps("train", root)
+    assert "benchmark/losses" not in after and "benchmark/losses/sisb.py" in after
+    assert "benchmark/losses/unused.py" not in after
+
+
+def _imported_at_run_time(args: list[str], cwd: Path) -> set[str]:
+    """The files of benchmark/ a real `python -m benchmark ...` imported (`-X importtime`)."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/m.db"}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "benchmark", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    names = set(re.findall(r"\|\s+(benchmark(?:\.\w+)*)\s*$", done.stderr, re.MULTILINE))
+    assert "benchmark.cli" in names
+    files = set()
+    for name in names:
+        base = REPO.joinpath(*name.split("."))
+        path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        files.add(path.relative_to(REPO).as_posix())
+    return files
+
+
+@pytest.mark.slow
+def test_the_walk_covers_what_real_commands_import(tmp_path: Path) -> None:
+    """synth, train and evaluate on a tiny dataset, each in a fresh interpreter: every module
+    of benchmark/ they imported is among the walk's modules of their stage."""
+    params = write_params(tmp_path, tmp_path / "prepared")
+    base = ["--params", str(params)]
+    synth = _imported_at_run_time(
+        [*base, "synth", "--out", str(tmp_path / "prepared/synthetic")], tmp_path
+    )
+    # the tiny dataset of tests/test_training (params.synth of TINY is what synth used)
+    assert synth <= set(stage_imports("synth")), synth - set(stage_imports("synth"))
+    run = [RUN, "--checkpoints", str(tmp_path / "checkpoints"), "--no-tracking"]
+    train = _imported_at_run_time([*base, "train", *run], tmp_path)
+    assert train <= set(stage_imports("train")), train - set(stage_imports("train"))
+    assert "benchmark/training/loop.py" in train and "benchmark/data/cache.py" in train
+    evaluate = _imported_at_run_time(
+        [*base, "evaluate", *run, "--reports", str(tmp_path / "reports")], tmp_path
+    )
+    assert evaluate <= set(stage_imports("evaluate")), evaluate - set(stage_imports("evaluate"))
+
+
+# --- params and the resume digest -------------------------------------------------------------
+
+
+def test_every_result_changing_runtime_setting_is_a_param() -> None:
+    stages = _stages()
+    train = _definition(stages, "train")["params"]
+    evaluate = _definition(stages, "evaluate")["params"]
+    assert {f"runtime.{key}" for key in RESULT_RUNTIME} <= set(train)
+    assert {f"runtime.{key}" for key in EVALUATE_RUNTIME} <= set(evaluate)
+    assert {"experiments.${item.experiment}", "recipes.${item.recipe}"} <= set(train)
+    # the settings that do not change the numbers are not params: changing them re-runs nothing
+    for key in ("workers", "checkpoint_every", "progress", "system_metrics", "device"):
+        assert f"runtime.{key}" not in train + evaluate
+    # DVC refuses a param that params.yaml lacks: each is there
+    runtime = yaml.safe_load((REPO / "params.yaml").read_text())["runtime"]
+    assert set(RESULT_RUNTIME) <= set(runtime)
+    assert _definition(stages, "synth")["params"] == ["synth"]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Params:
+    """TINY's params over a prepared folder holding only a manifest (the digest reads no more)."""
+    prepared = tmp_path / "prepared"
+    (prepared / "synthetic").mkdir(parents=True)
+    (prepared / "synthetic/manifest.json").write_text('{"splits": {}}\n')
+    return load_params(write_params(tmp_path, prepared))
+
+
+def _digest(params: Params, runtime: object = None) -> str:
+    (spec,) = params.runs()
+    return loop._digest(loop.resolved_config(params, spec, runtime or params.runtime))
+
+
+@pytest.mark.parametrize("key", RESULT_RUNTIME)
+def test_each_result_changing_runtime_setting_changes_the_digest(tiny: Params, key: str) -> None:
+    flipped = dataclasses.replace(tiny.runtime, **{key: not getattr(tiny.runtime, key)})
+    assert _digest(tiny, flipped) != _digest(tiny)
+
+
+def test_settings_that_change_no_number_keep_the_digest(tiny: Params) -> None:
+    other = dataclasses.replace(
+        tiny.runtime,
+        device="cuda",
+        workers=7,
+        checkpoint_every=1,
+        system_metrics=not tiny.runtime.system_metrics,
+        progress=not tiny.runtime.progress,
+    )
+    assert _digest(tiny, other) == _digest(tiny)
+
+
+def test_the_digest_follows_the_data(tiny: Params) -> None:
+    manifest = Path(tiny.data.prepared_dir) / "synthetic/manifest.json"
+    before = _digest(tiny)
+    manifest.write_text('{"splits": {"train": {"pairs": 1}}}\n')
+    assert _digest(tiny) != before
+
+
+def test_the_digest_uses_the_command_line_overrides(tiny: Params) -> None:
+    """`cdbench train --bf16 / --channels-last` train with those values: so does the digest."""
+    parser = build_parser()
+    plain = _runtime(tiny, parser.parse_args(["train", RUN]))
+    for flag in ("--bf16", "--channels-last"):
+        overridden = _runtime(tiny, parser.parse_args(["train", RUN, flag]))
+        assert _digest(tiny, overridden) != _digest(tiny, plain), flag
+    assert _digest(tiny, plain) == _digest(tiny)
+
+
+def test_a_checkpoint_of_another_fused_optimizer_setting_is_moved_aside(
+    tiny: Params, tmp_path: Path
+) -> None:
+    old = _digest(tiny)
+    fused = dataclasses.replace(tiny.runtime, fused_optimizer=True)
+    new = _digest(tiny, fused)
+    assert new != old
+    out = tmp_path / "checkpoints" / RUN
+    checkpoint.save_atomic({"digest": old, "step": 3}, out / "last.pt")
+    checkpoint.save_atomic({"digest": old, "step": 3}, out / "best.pt")
+    assert loop._resume_state(out / "last.pt", new, is_main=True) is None
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+    assert checkpoint.load(out / "last.stale.pt")["digest"] == old
+    assert (out / "best.stale.pt").exists()
+    # the same setting resumes
+    checkpoint.save_atomic({"digest": new, "step": 3}, out / "last.pt")
+    state = loop._resume_state(out / "last.pt", new, is_main=True)
+    assert state is not None and state["step"] == 3
+
+
+@pytest.mark.slow
+def test_checkpoint_every_changes_no_number(tmp_path: Path) -> None:
+    """Saving every step or never between validations trains the same weights."""
+    from benchmark.data.synth import generate_synthetic
+
+    small = SynthConfig(size=64, train=8, val=2, test=2)
+    generate_synthetic(tmp_path / "prepared/synthetic", small)
+    states = []
+    for every in (1, 100):
+        folder = tmp_path / f"every{every}"
+        folder.mkdir()
+        runtime = dict(TINY["runtime"], checkpoint_every=every)
+        params = load_params(write_params(folder, tmp_path / "prepared", {"runtime": runtime}))
+        (spec,) = params.runs()
+        loop.train_run(params, spec, folder / "checkpoints", tracking=False)
+        states.append(checkpoint.load(folder / "checkpoints/last.pt"))
+    a, b = states
+    assert a["digest"] == b["digest"] and a["step"] == b["step"] == 6
+    for key, value in a["model_and_loss"].items():
+        assert bool((value == b["model_and_loss"][key]).all()), key
+    assert a["best_score"] == b["best_score"]
+
+
+# --- weights and check stages -----------------------------------------------------------------
+
+
+def test_only_pretrained_runs_depend_on_the_weights() -> None:
+    params = load_params(REPO / "params.yaml")
+    stages = _stages()
+    assert "${item.weights}" in _definition(stages, "train")["deps"]
+    runs = stages["train"]["foreach"]
+    assert set(runs) == {spec.name for spec in params.runs()}
+    kinds = set()
+    for name, item in runs.items():
+        pretrained = params.recipes[params.experiments[item["experiment"]].recipe].pretrained
+        kinds.add(pretrained)
+        if pretrained:
+            assert item["weights"] == "${data.weights_dir}", name
+        else:  # its data again: no dep on the weights stage
+            assert item["weights"] == f"${{data.prepared_dir}}/{item['dataset']}", name
+    assert kinds == {True, False}
+    weights = stages["weights"]
+    assert weights["cmd"] == "cdbench weights --out ${data.weights_dir}"
+    assert weights["outs"] == [{"${data.weights_dir}": {"persist": True}}]
+
+
+def test_the_check_stage_follows_the_report() -> None:
+    check = _stages()["check"]
+    assert check["cmd"] == "cdbench check --profile full"
+    assert {"reports/comparison.csv", "reports/metrics", "references.yaml"} <= set(check["deps"])
+    assert check["metrics"] == [{"reports/check.json": {"cache": False}}]
+    report_outs = [next(iter(out)) for out in _stages()["report"]["outs"]]
+    assert "reports/comparison.csv" in report_outs
+
+
+def _dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(cwd / ".site")}
+    return subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_dvc_dry_runs_the_weights_stage_for_pretrained_runs_only(tmp_path: Path) -> None:
+    """`dvc repro --dry` in a scratch copy with every input folder present (empty): the whole
+    pipeline lists `weights`; the demo's `--glob 'evaluate@*-synthetic*'` does not."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("dvc.yaml", "params.yaml", "references.yaml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(
+        REPO / "benchmark", root / "benchmark", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    params = load_params(root / "params.yaml")
+    folders = [params.data.weights_dir, "reports/metrics", "reports/per_image"]
+    folders += ["reports/curves", "reports/predictions"]
+    folders += [str(params.data.raw(d)) for d in ("cdd", "levir-cd")]
+    folders += [str(params.data.prepared(d)) for d in ("cdd", "levir-cd", "synthetic")]
+    folders += [f"checkpoints/{spec.name}" for spec in params.runs()]
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+    (root / "reports/comparison.csv").write_text("")
+    assert _dvc(["init", "--no-scm", "-q"], root).returncode == 0
+    everything = _dvc(["repro", "--dry"], root)
+    assert everything.returncode == 0, everything.stderr
+    ran = re.findall(r"Running stage '([^']+)'", everything.stdout)
+    assert {"weights", "synth", "report", "check"} <= set(ran)
+    pretrained = [n for n in ran if n.startswith("train@") and "synthetic" not in n]
+    assert pretrained and ran.index("weights") < ran.index(pretrained[0])
+    assert ran.index("report") < ran.index("check")
+    demo = _dvc(["repro", "--dry", "--glob", "evaluate@*-synthetic*"], root)
+    assert demo.returncode == 0, demo.stderr
+    ran = re.findall(r"Running stage '([^']+)'", demo.stdout)
+    assert "synth" in ran and any(name.startswith("train@") for name in ran)
+    assert "weights" not in ran and "check" not in ran
