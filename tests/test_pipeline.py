@@ -20,6 +20,7 @@ SMALL_PARAMS = """\
 data:
   raw_dir: data/raw
   prepared_dir: data/prepared
+  weights_dir: data/weights
 synth:
   seed: {seed}
   size: 64

@@ -21,10 +21,11 @@ BIN = Path(sys.executable).parent
 RUNS = ("bsfnet-sisb-synthetic", "bsfnet-contrastive-synthetic")
 
 PARAMS = {
-    "data": {"raw_dir": "data/raw", "prepared_dir": "data/prepared"},
+    "data": {"raw_dir": "data/raw", "prepared_dir": "data/prepared", "weights_dir": "data/weights"},
     "synth": {"seed": 0, "size": 64, "train": 8, "val": 2, "test": 2},
     "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False,
-                "bf16": False, "deterministic": True},  # both are DVC params of train@
+                "bf16": False, "deterministic": True, "channels_last": False,
+                "fused_optimizer": False, "compile": False},  # DVC params of train@
     "recipes": {
         "tiny": {
             "source": "tests",
@@ -61,9 +62,7 @@ def test_two_parallel_queued_experiments_land_in_one_mlflow_database(tmp_path: P
         REPO / "benchmark", root / "benchmark", ignore=shutil.ignore_patterns("__pycache__")
     )
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    synth = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["synth"]
-    head = yaml.safe_dump({"stages": {"synth": synth}}, sort_keys=False)
-    (root / "dvc.yaml").write_text(head + render_stages(load_params(root / "params.yaml")))
+    (root / "dvc.yaml").write_text("stages:\n" + render_stages(load_params(root / "params.yaml")))
     (root / ".gitignore").write_text("/mlflow.db\n/mlflow.db.lock\n/mlruns/\n")
     env = {
         **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},

@@ -634,7 +634,7 @@ def test_stages_regenerated_for_a_new_experiment(tmp_path: Path) -> None:
     for seed in (0, 1):
         line = (
             f"      {NEW}-s{seed}: {{experiment: {NEW}, seed: {seed}, "
-            f"dataset: synthetic, recipe: demo}}\n"
+            f"dataset: synthetic, recipe: demo, weights: '${{data.prepared_dir}}/synthetic'}}\n"
         )
         assert line in block
     assert f"      {NEW}:" not in block
@@ -676,7 +676,7 @@ def test_dvc_lists_the_generated_stages(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     assert {f"train@{NEW}-s0", f"train@{NEW}-s1", f"evaluate@{NEW}-s1"} <= names
-    assert "train@bsfnet-sisb-cdd" in names and f"train@{NEW}" not in names
+    assert "train@bsfnet-sisb-cdd-s0" in names and f"train@{NEW}" not in names
 
 
 def test_run_spec_names() -> None:
