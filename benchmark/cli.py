@@ -229,11 +229,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """`cdbench bench` -> `benchmark.speed.bench.run_bench`."""
+    """`cdbench bench` -> `benchmark.speed.bench.run_bench` (`--reproject`: `reproject`)."""
     params = load_params(args.params)
-    from benchmark.speed.bench import run_bench
+    from benchmark.speed.bench import reproject, run_bench
     from benchmark.training.loop import resolve_device
 
+    if args.reproject:
+        reproject(params, Path(args.out))
+        print(f"projection recomputed in {Path(args.out) / 'perf.json'} and perf.md")
+        return 0
     device = resolve_device(args.device or params.runtime.device)
     workers = params.runtime.workers if args.workers is None else args.workers
     run_bench(
@@ -448,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer timed windows and smaller data")
     p.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
     p.add_argument("--out", default="reports", help="folder of perf.json and perf.md")
+    p.add_argument(
+        "--reproject",
+        action="store_true",
+        help="measure nothing: recompute the projection of OUT/perf.json for params.yaml",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("parity", help="same seed with and without the optimisations: same F1?")

@@ -19,7 +19,8 @@ def test_repository_params_file_loads() -> None:
     assert isinstance(params, Params)
     assert params.synth == SynthConfig()  # the defaults are the repository's values
     assert params.recipes["bsfnet-official"].optimizer.lr == 1e-5  # "1.0e-5" in YAML
-    assert {r.name for r in params.runs()} >= {"bsfnet-sisb-cdd", "ifn-ds-levir-cd"}
+    # 3 seeds per real experiment: runs named <experiment>-s<seed>
+    assert {r.name for r in params.runs()} >= {"bsfnet-sisb-cdd-s0", "ifn-ds-levir-cd-s2"}
     assert params.data.prepared("synthetic") == Path("data/prepared/synthetic")
 
 

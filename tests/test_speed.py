@@ -81,9 +81,11 @@ def test_projection_by_hand() -> None:
     # ifn-ds-levir-cd (ifn-opencd): 40000 iterations of 8 = 320000 samples; validation every
     # 4000 -> 10 times the 64 whole val images (1024 tile equivalents); final evaluation: val +
     # test, tiles and whole images: 2 x (1024 + 2048) tile equivalents.
+    # Each run of it costs that; its 3 seeds (params.yaml) cost 3 times as much.
     row = rows["ifn-ds-levir-cd"]
     assert row["steps"] == 40000 and row["train_samples"] == 320000
-    expected = (320000 / 10 + (10 * 1024 + 2 * (1024 + 2048)) / 100) / 3600
+    assert row["seeds"] == 3
+    expected = 3 * (320000 / 10 + (10 * 1024 + 2 * (1024 + 2048)) / 100) / 3600
     assert row["baseline_hours"] == pytest.approx(expected)
     assert row["optimised_hours"] == pytest.approx(expected / 2)
     # bsfnet-sisb-cdd (bsfnet-official): 200 epochs of 10000 // 4 steps, val every 5 epochs.
@@ -95,6 +97,9 @@ def test_projection_by_hand() -> None:
     )  # fmt: skip
     assert "## Projection on test device" in text and "NOT representative" in text
     assert "| device_augment_hours" not in text  # not measured: no column
+    assert "for all its seeds (`seeds`: 3 each, 24 runs in all;" in text
+    assert "Whole suite (8 experiments, 24 runs): " in text
+    assert "--reproject" not in text  # measured, not recomputed
     # the photometric distortion the loop does on the device, at its own throughput, in both
     # settings of the recipe that has it (ifn-opencd) and no other
     augmented = {
@@ -102,17 +107,88 @@ def test_projection_by_hand() -> None:
         for r in projection(params, {"bsfnet": figures, "ifn": figures}, {"ifn-opencd": 1000.0})
     }
     row = augmented["ifn-ds-levir-cd"]
-    assert row["device_augment_hours"] == pytest.approx(320000 / 1000 / 3600)
-    assert row["baseline_hours"] == pytest.approx(expected + 320000 / 1000 / 3600)
-    assert row["optimised_hours"] == pytest.approx(expected / 2 + 320000 / 1000 / 3600)
+    augment = 3 * 320000 / 1000 / 3600
+    assert row["device_augment_hours"] == pytest.approx(augment)
+    assert row["baseline_hours"] == pytest.approx(expected + augment)
+    assert row["optimised_hours"] == pytest.approx(expected / 2 + augment)
     assert "device_augment_hours" not in augmented["bsfnet-sisb-cdd"]
     text = render_perf(
         {"device": "test device", "torch": "x", "quick": True, "size": 256, "models": {},
          "loaders": [], "projection": list(augmented.values())}
     )  # fmt: skip
     assert "| device_augment_hours" in text
-    (total,) = [line for line in text.splitlines() if line.startswith("Whole suite:")]
+    (total,) = [line for line in text.splitlines() if line.startswith("Whole suite (")]
     assert "device_augment" not in total  # already inside both settings' totals
+
+
+def test_every_real_experiment_runs_at_least_three_seeds() -> None:
+    """The suite's headline is a mean ± std over seeds: one seed is not a reproduction."""
+    params = load_params(REPO / "params.yaml")
+    real = {n: e for n, e in params.experiments.items() if e.dataset != "synthetic"}
+    assert {e.dataset for e in real.values()} == {"cdd", "levir-cd"}
+    few = {name: e.seeds for name, e in real.items() if len(set(e.seeds)) < 3}
+    assert few == {}, f"experiments with fewer than 3 distinct seeds: {few}"
+
+
+def test_reproject_recomputes_the_projection_from_perf_json(tmp_path: Path) -> None:
+    """`cdbench bench --reproject`: the projection for the current params.yaml from the
+    throughputs already in perf.json; every measured figure is kept as it was."""
+    params = load_params(REPO / "params.yaml")
+    entry = {"peak_memory_mib": 100.0, "fraction_of_bf16_peak": None}
+    figures = {
+        "model": "m", "batch_size": 4, "training_gflop_per_pair": 1.0,
+        "settings": {
+            "baseline": {**entry, "train_pairs_per_s": 3.0, "inference_pairs_per_s": 30.0},
+            "optimised": {**entry, "train_pairs_per_s": 5.0, "inference_pairs_per_s": 70.0},
+        },
+    }  # fmt: skip
+    loader = {
+        "data": "stand-in",
+        "augment": "none",
+        "batch_size": 8,
+        "workers": "main process",
+        "training_loader_pairs_per_s": 900.0,
+        "plain_pil_pairs_per_s": 90.0,
+        "ratio": 10.0,
+    }
+    loaders_measured = [
+        {**loader, "recipe": "ifn-opencd", "device_augment": "photometric distortion",
+         "device_augment_pairs_per_s": 500.0},
+        {**loader, "recipe": "bsfnet-official", "device_augment": None},
+    ]  # fmt: skip
+    stale = [{"experiment": "bsfnet-sisb-cdd", "seeds": 1, "baseline_hours": 1.0}]
+    measured = {"device": "test device", "torch": "x", "quick": False, "size": 256,
+                "models": {"bsfnet": figures, "ifn": figures}, "loaders": loaders_measured,
+                "projection": stale}  # fmt: skip
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "perf.json").write_text(json.dumps(measured))
+    assert main(["--params", str(REPO / "params.yaml"), "bench", "--reproject", "--out",
+                 str(out)]) == 0  # fmt: skip
+    result = json.loads((out / "perf.json").read_text())
+    expected = projection(params, {"bsfnet": figures, "ifn": figures}, {"ifn-opencd": 500.0})
+    assert result["projection"] == expected  # JSON keeps floats exactly
+    assert result["projection"] != stale and {r["seeds"] for r in result["projection"]} == {3}
+    assert result["reprojected"] is True
+    assert {k: v for k, v in result.items() if k not in ("projection", "reprojected")} == {
+        k: v for k, v in measured.items() if k != "projection"
+    }
+    markdown = (out / "perf.md").read_text()
+    assert "Recomputed by `cdbench bench --reproject`" in markdown
+    assert "Whole suite (8 experiments, 24 runs): " in markdown
+
+
+def test_reproject_without_a_measurement_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--params", str(REPO / "params.yaml"), "bench", "--reproject", "--out"]
+    assert main([*args, str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'perf.json'}: not found" in error
+    assert f"run `cdbench bench --out {tmp_path}` first" in error
+    (tmp_path / "perf.json").write_text('{"device": "x"}')
+    assert main([*args, str(tmp_path)]) == 1
+    assert "not a perf.json written by `cdbench bench`" in capsys.readouterr().err
 
 
 def test_plain_pil_loader_reads_the_same_pairs_as_the_dataset(tmp_path: Path) -> None:

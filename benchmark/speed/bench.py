@@ -8,8 +8,10 @@ against a plain PIL loader of the same files (benchmark/speed/loader.py).
 
 Writes `reports/perf.json` (every number, the device, torch version and settings) and
 `reports/perf.md` (the tables and the projection: from the measured throughput and each
-recipe's number of samples, the time of every experiment and of the whole suite on the device
-measured).
+recipe's number of samples, the time of every experiment, all its seeds, and of the whole
+suite on the device measured). `cdbench bench --reproject` (`reproject`) recomputes only the
+projection from the throughputs already in perf.json, after the experiments (e.g. their
+seeds) or recipes changed, without measuring again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from benchmark.config import Params
 from benchmark.data.cache import write_caches
 from benchmark.data.prepare import CDD_PAIRS, LEVIR_IMAGES
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, DataError
 from benchmark.speed import loader as loaders
 from benchmark.speed.measure import (
     BASELINE,
@@ -209,10 +211,12 @@ def projection(
     models: dict[str, dict[str, Any]],
     device_augment: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Hours of every run of a real dataset, from the measured throughput (module docstring).
+    """Hours of every experiment of a real dataset, all its seeds, from the measured throughput.
 
-    Training: the recipe's samples (iterations x batch, or epochs x pairs // batch x batch) at
-    the training throughput, plus, for a recipe in `device_augment` (recipe -> pairs/s of the
+    Each row is one experiment: `seeds` runs, each costing the hours below (every run trains
+    and evaluates the whole recipe), so its hours are one run's times `seeds`. Training: the
+    recipe's samples (iterations x batch, or epochs x pairs // batch x batch) at the training
+    throughput, plus, for a recipe in `device_augment` (recipe -> pairs/s of the
     augmentation the loop does on the device), the same samples at that throughput (in both
     settings; also shown alone as `device_augment_hours`). Validation: every `val_every`, the
     validation split (whole LEVIR images count as 16 tiles) at the inference throughput.
@@ -285,19 +289,55 @@ def run_bench(
         "size": size,
         "models": measured,
         "loaders": loader_figures,
-        "projection": projection(
-            params,
-            measured,
-            {
-                row["recipe"]: row["device_augment_pairs_per_s"]
-                for row in loader_figures
-                if row["device_augment"]
-            },
-        ),
+        "projection": projection(params, measured, _device_augment(loader_figures)),
     }
+    _write(result, out)
+    return result
+
+
+def _device_augment(loader_figures: list[dict[str, Any]]) -> dict[str, float]:
+    """Recipe -> measured pairs/s of the augmentation its loop does on the device."""
+    return {
+        row["recipe"]: row["device_augment_pairs_per_s"]
+        for row in loader_figures
+        if row.get("device_augment")
+    }
+
+
+def _write(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "perf.md").write_text(render_perf(result))
+
+
+def reproject(params: Params, out: Path) -> dict[str, Any]:
+    """Recompute the projection of `out/perf.json` for the current params; measure nothing.
+
+    For a change of the experiments or recipes (more seeds, another schedule) that leaves the
+    measured throughputs valid, so that the projection follows params.yaml without the 10
+    minutes of a new measurement. Rewrites perf.json and perf.md; the result says
+    `reprojected: true`, and perf.md says so.
+
+    Raises:
+        DataError: `out/perf.json` is missing, unreadable, or lacks the measured figures.
+    """
+    path = out / "perf.json"
+    try:
+        result = json.loads(path.read_text())
+        models, loader_figures = result["models"], result["loaders"]
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: not found; --reproject recomputes the projection of an earlier "
+            f"measurement: run `cdbench bench --out {out}` first"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(
+            f"{path}: not a perf.json written by `cdbench bench` ({error!r}); expected the "
+            f"keys 'models' and 'loaders': run `cdbench bench --out {out}` again"
+        ) from None
+    result["projection"] = projection(params, models, _device_augment(loader_figures))
+    result["reprojected"] = True
+    _write(result, out)
     return result
 
 
@@ -407,27 +447,37 @@ def render_perf(result: dict[str, Any]) -> str:
         table = pd.DataFrame(result["projection"])
         hours = [c for c in table.columns if c.endswith("_hours")]
         totals = {c: table[c].sum() for c in hours if c != "device_augment_hours"}
+        runs = int(table["seeds"].sum())
+        seeds = sorted(set(table["seeds"]))
+        per_experiment = f"{seeds[0]} each" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
         shown = table.assign(
             **{c: table[c].map(lambda h: "–" if pd.isna(h) else f"{h:,.1f}") for c in hours}
         )
         lines += [
             f"## Projection on {result['device']}",
             "",
-            "Hours per experiment (all its seeds): training samples at the measured training"
-            " throughput, plus validations and the final evaluation at the inference"
-            " throughput. Data loading is assumed not to be the bottleneck; augmentation done"
-            " on the device (device_augment_hours, when measured) is included in both"
-            " settings' hours."
+            f"Hours per experiment, for all its seeds (`seeds`: {per_experiment}, {runs} runs"
+            " in all; every run trains and evaluates the whole recipe): training samples at the"
+            " measured training throughput, plus validations and the final evaluation at the"
+            " inference throughput. Data loading is assumed not to be the bottleneck;"
+            " augmentation done on the device (device_augment_hours, when measured) is included"
+            " in both settings' hours."
             + (
                 f" Measured at {result['size']} x {result['size']}, not the recipes' 256:"
                 " these hours are NOT representative."
                 if result["size"] != 256
                 else ""
+            )
+            + (
+                " Recomputed by `cdbench bench --reproject` from the throughputs measured above,"
+                " for the experiments of params.yaml at that time."
+                if result.get("reprojected")
+                else ""
             ),
             "",
             shown.to_markdown(index=False, disable_numparse=True),
             "",
-            "Whole suite: "
+            f"Whole suite ({len(table)} experiments, {runs} runs): "
             + ", ".join(f"{c.removesuffix('_hours')} {h:,.1f} h" for c, h in totals.items())
             + ".",
             "",
