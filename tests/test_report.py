@@ -695,6 +695,7 @@ def test_every_rate_is_recomputed_and_rounding_is_tolerated(tmp_path: Path) -> N
         ({"fixed/tn": True}, r"counts must be non-negative integers, found tn=True"),
         ({"fixed/f1": "0.8"}, r"protocol fixed: f1 is '0\.8' but its counts"),
         ({"whole_fixed/f1": 0.5}, r"protocol whole_fixed: no tp, fp, fn, tn, so its rates"),
+        ({"stale_checkpoint": "no"}, r"stale_checkpoint is 'no', expected null or the override"),
     ],
 )
 def test_counts_that_cannot_give_the_rates_are_refused(

@@ -172,7 +172,12 @@ def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[s
     _check_identity(path, data, expected)
     for protocol in sorted({key.split("/")[0] for key in data if key.count("/") == 1}):
         _recompute_rates(path, data, protocol)
-    data.setdefault("stale_checkpoint", None)
+    stale = data.setdefault("stale_checkpoint", None)
+    if stale is not None and not isinstance(stale, dict):
+        raise DataError(
+            f"{path}: stale_checkpoint is {stale!r}, expected null or the override's record "
+            f"{{checkpoint_digest, current_digest, differences}}; {rerun}"
+        )
     return data
 
 
