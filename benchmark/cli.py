@@ -295,11 +295,21 @@ def _warn_ignored(paths: list[Path], params_path: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """`cdbench check` -> `benchmark.reporting.check.check` (exit 1 when a reference is missed)."""
     params = load_params(args.params)
-    from benchmark.reporting.check import check, format_check, write_check
+    from benchmark.reporting.check import (
+        check,
+        format_check,
+        pixel_difference_baseline,
+        write_check,
+    )
     from benchmark.reporting.references import load_references
     from benchmark.reporting.results import ExpectedRuns, load_runs, stray_files
 
     references = load_references(Path(args.references))
+    floor = (
+        pixel_difference_baseline(params.data.prepared("synthetic"), args.min_gain_over_baseline)
+        if args.min_gain_over_baseline is not None
+        else None
+    )
     metrics_dir = Path(args.reports) / "metrics"
     expected = ExpectedRuns.from_params(params, args.params)
     ignored = stray_files(metrics_dir, expected.identities)
@@ -316,6 +326,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         expected=expected,
         allow_missing_seeds=args.allow_missing_seeds,
         allow_stale=args.allow_stale_checkpoint,
+        floor=floor,
     )
     out = Path(args.out) if args.out else Path(args.reports) / "check.json"
     write_check(result, out)
@@ -513,6 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-stale-checkpoint",
         action="store_true",
         help="a run scored from a stale checkpoint (evaluate --allow-stale-checkpoint) may pass",
+    )
+    p.add_argument(
+        "--min-gain-over-baseline",
+        type=float,
+        metavar="POINTS",
+        help="also fail any synthetic run whose val-chosen F1 is below the pixel-difference "
+        "baseline (data manifest) + POINTS (default: not checked; make demo uses 10)",
     )
     p.add_argument("--out", help="the JSON result (default: <reports>/check.json)")
     p.set_defaults(func=cmd_check)

@@ -17,10 +17,20 @@ Statuses:
 - `stale checkpoint`: ours would pass, but a run was scored from a checkpoint trained under
   another configuration (`cdbench evaluate --allow-stale-checkpoint`): fails, since the number
   is not that of params.yaml's recipe, unless `allow_stale` (then `pass`, the note kept).
-A row that fails on its numbers stays `fail`, with the same notes. The rates compared are those
-recomputed from each metrics file's counts, the files' identity checked against params.yaml
-(benchmark/reporting/results.py `load_runs`); a file that disagrees stops the check before
-any row is judged. The result is printed as a table and written as JSON
+A row that fails on its numbers stays `fail`, with the same notes. The tolerance is
+`references.tolerance_for`'s (the one the report uses too): the row's own, else for a row with a
+measured `spread` 3 x spread.std / sqrt(seeds evaluated), else `--tolerance`; each row shows it
+and how it was derived.
+
+The per-run floor (`BaselineFloor`, `--min-gain-over-baseline POINTS`): every evaluated run of
+the synthetic dataset must reach, at the validation-chosen threshold, the F1 of plain pixel
+differencing (the dataset's manifest: `pixel_difference_baseline.best_f1`, its threshold chosen
+on test, so an optimistic baseline) plus POINTS. One row per run, `pass` or `fail`: a mean over
+seeds that passes must not hide a seed that stopped learning.
+
+The rates compared are those recomputed from each metrics file's counts, the files' identity
+checked against params.yaml (benchmark/reporting/results.py `load_runs`); a file that disagrees
+stops the check before any row is judged. The result is printed as tables and written as JSON
 (`reports/check.json`).
 """
 
@@ -33,7 +43,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reporting.references import Reference, for_profile
+from benchmark.errors import DataError
+from benchmark.reporting.references import (
+    Reference,
+    for_profile,
+    tolerance_cell,
+    tolerance_for,
+)
 from benchmark.reporting.results import ExpectedRuns, seeds_cell, summarise
 
 PASS, FAIL, MISSING, NO_RESULTS = "pass", "fail", "reference missing", "no results"
@@ -60,6 +76,43 @@ class CheckRow:
     """How many seeds params.yaml lists for the experiment (0: no results)."""
     note: str = ""
     """The caveats: seeds missing, stale checkpoints."""
+    tolerance_from: str = "--tolerance"
+    """Where `tolerance` comes from: "references.yaml" (the row's own), "--tolerance", or
+    "spread" (derived from the row's measured spread, `references.tolerance_for`)."""
+    tolerance_formula: str = ""
+    """How a spread-derived tolerance was computed, e.g. "3 x 4.10 / sqrt(2)"."""
+
+
+@dataclass(frozen=True)
+class BaselineFloor:
+    """`--min-gain-over-baseline`: every synthetic run's val-chosen F1 must reach the
+    pixel-difference baseline's F1 + `gain` (points)."""
+
+    baseline_f1: float
+    """Points (the manifest stores a fraction)."""
+    gain: float
+    source: str
+    """The manifest it was read from."""
+
+    @property
+    def floor(self) -> float:
+        return self.baseline_f1 + self.gain
+
+
+@dataclass(frozen=True)
+class FloorRow:
+    """One run against the baseline floor."""
+
+    run: str
+    experiment: str
+    seed: int | None
+    f1: float | None
+    """The run's val_threshold F1 (points, recomputed from its counts); None if not scored."""
+    baseline_f1: float
+    floor: float
+    margin: float | None
+    """f1 - floor."""
+    status: str
 
 
 @dataclass(frozen=True)
@@ -71,15 +124,22 @@ class CheckResult:
     rows: list[CheckRow]
     allow_missing_seeds: bool = False
     allow_stale: bool = False
+    floor: BaselineFloor | None = None
+    floor_rows: tuple[FloorRow, ...] = ()
 
     @property
     def failed(self) -> list[CheckRow]:
-        """The rows that make the check fail (`FAILING` statuses)."""
+        """The reference rows that make the check fail (`FAILING` statuses)."""
         return [row for row in self.rows if row.status in FAILING]
 
     @property
+    def failed_floor(self) -> list[FloorRow]:
+        """The runs below the baseline floor (or with no synthetic run evaluated)."""
+        return [row for row in self.floor_rows if row.status in FAILING]
+
+    @property
     def passed(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.failed_floor
 
     def as_dict(self) -> dict[str, object]:
         statuses = (PASS, FAIL, MISSING, NO_RESULTS, SEEDS_MISSING, STALE)
@@ -94,6 +154,9 @@ class CheckResult:
             "passed": self.passed,
             "counts": counts,
             "rows": [asdict(row) for row in self.rows],
+            "min_gain_over_baseline": None if self.floor is None else self.floor.gain,
+            "baseline": None if self.floor is None else asdict(self.floor),
+            "floor_rows": [asdict(row) for row in self.floor_rows],
         }
 
 
@@ -107,6 +170,7 @@ def check(
     expected: ExpectedRuns | None = None,
     allow_missing_seeds: bool = False,
     allow_stale: bool = False,
+    floor: BaselineFloor | None = None,
 ) -> CheckResult:
     """Compare every reference of `profile` with our mean under its protocol.
 
@@ -121,6 +185,7 @@ def check(
             evaluated seeds as all there are.
         allow_missing_seeds: an experiment with seeds not evaluated may pass (noted).
         allow_stale: a run scored from a stale checkpoint may pass (noted).
+        floor: the per-run floor over the pixel-difference baseline (None: not checked).
     """
     summary = (
         summarise(runs, [], tolerance=tolerance, expected=expected)
@@ -140,13 +205,14 @@ def check(
             if len(summary)
             else summary
         )
-        limit = reference.tolerance if reference.tolerance is not None else tolerance
+        seeds = int(ours["seeds"].iloc[0]) if len(ours) else 0
+        limit = tolerance_for(reference, seeds, tolerance)
         values = reference.values.as_dict()
         gated = [m for m in metrics if values[m] is not None] or [metrics[0]]
         for metric in gated:
             published = values[metric]
             mine = float(ours[metric].iloc[0]) if len(ours) else None
-            status, difference = _status(mine, published, limit, fail_missing)
+            status, difference = _status(mine, published, limit.value, fail_missing)
             missing_seeds = bool(len(ours)) and bool(ours["missing_seeds"].iloc[0])
             stale = bool(len(ours)) and bool(ours["stale_runs"].iloc[0])
             if status == PASS and missing_seeds and not allow_missing_seeds:
@@ -160,19 +226,84 @@ def check(
                     protocol=protocol,
                     metric=metric,
                     ours=mine,
-                    seeds=int(ours["seeds"].iloc[0]) if len(ours) else 0,
+                    seeds=seeds,
                     published=published,
-                    tolerance=limit,
+                    tolerance=limit.value,
                     difference=difference,
                     status=status,
                     source=reference.source,
                     seeds_listed=int(ours["seeds_listed"].iloc[0]) if len(ours) else 0,
                     note=str(ours["caveat"].iloc[0]) if len(ours) else "",
+                    tolerance_from=limit.origin,
+                    tolerance_formula=limit.formula,
                 )
             )
     return CheckResult(
-        profile, tolerance, tuple(metrics), fail_missing, rows, allow_missing_seeds, allow_stale
+        profile,
+        tolerance,
+        tuple(metrics),
+        fail_missing,
+        rows,
+        allow_missing_seeds,
+        allow_stale,
+        floor,
+        tuple(floor_rows(runs, floor)) if floor is not None else (),
     )
+
+
+def pixel_difference_baseline(prepared: Path, gain: float) -> BaselineFloor:
+    """The floor `gain` points above the pixel-difference baseline F1 recorded in
+    `prepared/manifest.json` (`cdbench synth` writes it; `prepared` is
+    params.data.prepared("synthetic")).
+
+    Raises:
+        DataError: the manifest is missing, not JSON, or has no baseline F1 in 0..1.
+    """
+    path = prepared / "manifest.json"
+    fix = "generate the synthetic dataset first: `dvc repro synth` (or `cdbench synth`)"
+    if not path.exists():
+        raise DataError(
+            f"{path}: not found, so --min-gain-over-baseline has no pixel-difference baseline "
+            f"to compare with; {fix}"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); {fix}") from None
+    baseline = manifest.get("pixel_difference_baseline") if isinstance(manifest, dict) else None
+    f1 = baseline.get("best_f1") if isinstance(baseline, dict) else None
+    if isinstance(f1, bool) or not isinstance(f1, int | float) or not 0 <= f1 <= 1:
+        raise DataError(
+            f"{path}: expected pixel_difference_baseline.best_f1, an F1 in 0..1, got {f1!r}; "
+            f"the manifest is from an older cdbench or was edited; {fix}"
+        )
+    return BaselineFloor(float(f1) * 100, gain, str(path))
+
+
+def floor_rows(runs: pd.DataFrame | None, floor: BaselineFloor) -> list[FloorRow]:
+    """One row per evaluated synthetic run: its val_threshold F1 against `floor.floor`; a
+    single `no results` row when no synthetic run was evaluated."""
+    synthetic = runs[runs["dataset"] == "synthetic"] if runs is not None else pd.DataFrame()
+    if synthetic.empty:
+        return [FloorRow("", "", None, None, floor.baseline_f1, floor.floor, None, NO_RESULTS)]
+    rows = []
+    for _, run in synthetic.iterrows():
+        value = run.get("val_threshold/f1")
+        f1 = None if value is None or pd.isna(value) else float(value) * 100
+        margin = None if f1 is None else f1 - floor.floor
+        rows.append(
+            FloorRow(
+                run=str(run["run"]),
+                experiment=str(run["experiment"]),
+                seed=int(run["seed"]),
+                f1=f1,
+                baseline_f1=floor.baseline_f1,
+                floor=floor.floor,
+                margin=margin,
+                status=PASS if margin is not None and margin >= 0 else FAIL,
+            )
+        )
+    return rows
 
 
 def _status(
@@ -196,7 +327,7 @@ def format_check(result: CheckResult) -> str:
                 "ours": "–" if row.ours is None else f"{row.ours:.2f}",
                 "seeds": seeds_cell(row.seeds, row.seeds_listed),
                 "reference value": "–" if row.published is None else f"{row.published:.2f}",
-                "tolerance": f"{row.tolerance:g}",
+                "tolerance": tolerance_cell(row.tolerance, row.tolerance_formula),
                 "difference": "" if row.difference is None else f"{row.difference:+.2f}",
                 "status": row.status,
                 "note": row.note,
@@ -211,8 +342,18 @@ def format_check(result: CheckResult) -> str:
         if len(table)
         else "(no references in this profile)"
     ]
-    if result.failed:
-        names = "; ".join(f"{row.reference} {row.metric} ({row.status})" for row in result.failed)
+    if result.floor is not None:
+        lines += ["", _floor_table(result.floor, result.floor_rows)]
+    if result.failed or result.failed_floor:
+        names = "; ".join(
+            [f"{row.reference} {row.metric} ({row.status})" for row in result.failed]
+            + [
+                f"{row.run} below the baseline floor ({row.status})"
+                if row.run
+                else f"baseline floor: no synthetic run evaluated ({row.status})"
+                for row in result.failed_floor
+            ]
+        )
         lines.append(f"FAILED ({result.profile} profile): {names}")
         statuses = {row.status for row in result.failed}
         if SEEDS_MISSING in statuses:
@@ -230,9 +371,36 @@ def format_check(result: CheckResult) -> str:
         lines.append(
             f"passed ({result.profile} profile): {sum(r.status == PASS for r in result.rows)} "
             f"reference figure(s) reached, {sum(r.status == MISSING for r in result.rows)} "
-            f"reference(s) missing" + (f", {noted} passed with a note (allowed)" if noted else "")
+            f"reference(s) missing"
+            + (f", {noted} passed with a note (allowed)" if noted else "")
+            + (
+                f"; {len(result.floor_rows)} run(s) at or above the baseline floor"
+                if result.floor is not None
+                else ""
+            )
         )
     return "\n".join(lines)
+
+
+def _floor_table(floor: BaselineFloor, rows: tuple[FloorRow, ...]) -> str:
+    """The per-run floor: a heading naming the baseline, then one line per run."""
+    heading = (
+        f"Per-run floor: val-chosen F1 >= pixel-difference baseline {floor.baseline_f1:.2f} "
+        f"+ {floor.gain:g} = {floor.floor:.2f} ({floor.source})"
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "run": row.run or "(no synthetic run evaluated)",
+                "val-chosen F1": "–" if row.f1 is None else f"{row.f1:.2f}",
+                "floor": f"{row.floor:.2f}",
+                "margin": "" if row.margin is None else f"{row.margin:+.2f}",
+                "status": row.status,
+            }
+            for row in rows
+        ]
+    )
+    return heading + "\n" + table.to_markdown(index=False, disable_numparse=True)
 
 
 def write_check(result: CheckResult, path: Path) -> None:

@@ -10,6 +10,11 @@ as "reference missing" and never passes or fails a check.
 Rows are typed (`Reference`) and checked with `benchmark.config.from_dict`: unknown keys,
 protocols, models, losses or datasets, values outside 0..100 and duplicate rows are refused with
 the file and row named.
+
+A demo row may carry its measured `spread` (`Spread`: the std, mean, range of one run's F1 over
+seeds x CPU kernel paths, and the command that measured it). Without an explicit `tolerance`,
+such a row's tolerance is derived from it (`tolerance_for`, used by `cdbench check` and the
+report alike): `TOLERANCE_SIGMAS` standard errors of the mean over the seeds evaluated.
 """
 
 from __future__ import annotations
@@ -55,6 +60,86 @@ class ReferenceValues:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+TOLERANCE_SIGMAS = 3.0
+"""How many standard errors of our mean a spread-derived tolerance allows below a reference.
+
+Our figure is the mean over the n seeds evaluated; if one run's F1 has the measured std sigma
+(over seeds and CPU kernel paths: another CPU acts like another seed), that mean has std
+sigma / sqrt(n). Three of those below the recorded mean is missed by chance about once in 740
+checks of a row (one-sided, normal), while a run that stopped learning, tens of points lower,
+still fails. The recorded mean's own error (sigma / sqrt(spread.runs)) is not added: it is
+small when many more runs were measured than are checked."""
+
+
+@dataclass(frozen=True)
+class Spread:
+    """What was measured for a demo row: one run's F1 (points, the row's protocol) over every
+    run of `seeds` x `kernel_paths`, and the command that measured it."""
+
+    std: float
+    """Sample standard deviation (ddof 1) of one run's F1 over the `runs` runs."""
+    mean: float
+    min: float
+    max: float
+    runs: int
+    """len(seeds) x len(kernel_paths)."""
+    seeds: tuple[int, ...]
+    kernel_paths: tuple[str, ...]
+    """The CPU kernel paths emulated, e.g. "ONEDNN_MAX_CPU_ISA=AVX2", "default"."""
+    command: str
+    """The command that measured them (so anyone can measure them again)."""
+
+    def check(self, where: str) -> None:
+        """Refuse impossible values, naming `where` (e.g. `demo[0].spread`)."""
+        for name in ("std", "mean", "min", "max"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or not 0 <= value <= 100:
+                raise ConfigError(f"{where}.{name}: expected points of F1 in 0..100, got {value}")
+        if not self.min <= self.mean <= self.max:
+            raise ConfigError(
+                f"{where}: expected min <= mean <= max, got min {self.min}, mean {self.mean}, "
+                f"max {self.max}"
+            )
+        if self.runs < 2:
+            raise ConfigError(
+                f"{where}.runs: a standard deviation needs at least 2 runs, got {self.runs}"
+            )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"{where}.seeds: expected distinct seeds, got {list(self.seeds)}")
+        paths = self.kernel_paths
+        if not paths or len(set(paths)) != len(paths) or not all(p.strip() for p in paths):
+            raise ConfigError(
+                f"{where}.kernel_paths: expected distinct names such as "
+                f'"ONEDNN_MAX_CPU_ISA=AVX2" or "default", got {list(paths)}'
+            )
+        if self.runs != len(self.seeds) * len(paths):
+            raise ConfigError(
+                f"{where}.runs: {len(self.seeds)} seeds x {len(paths)} kernel paths are "
+                f"{len(self.seeds) * len(paths)} runs, got {self.runs}; record every run measured"
+            )
+        if not self.command.strip():
+            raise ConfigError(f"{where}.command: give the command that measured the spread")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The tolerance a row is checked with (points), and where it comes from."""
+
+    value: float
+    origin: Literal["references.yaml", "--tolerance", "spread"]
+    """The row's own `tolerance`, the command's default, or derived from the row's spread."""
+    formula: str = ""
+    """How a spread-derived one is computed, e.g. "3 x 4.10 / sqrt(2)"; empty otherwise."""
+
+    def cell(self) -> str:
+        return tolerance_cell(self.value, self.formula)
+
+
+def tolerance_cell(value: float, formula: str) -> str:
+    """A tolerance for tables: `5`, or `8.70 = 3 x 4.10 / sqrt(2)` for a spread-derived one."""
+    return f"{value:.2f} = {formula}" if formula else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Reference:
     """One row of references.yaml."""
@@ -69,6 +154,8 @@ class Reference:
     protocol_description: str = ""
     note: str = ""
     tolerance: float | None = None
+    spread: Spread | None = None
+    """What was measured (demo rows); derives the tolerance when `tolerance` is not given."""
     profile: str = "full"
 
     @property
@@ -109,6 +196,15 @@ class Reference:
                 )
         if self.tolerance is not None and not math.isfinite(self.tolerance):
             raise ConfigError(f"{where}.tolerance: expected a finite number, got {self.tolerance}")
+        if self.spread is not None:
+            self.spread.check(f"{where}.spread")
+            f1 = self.values.f1
+            if f1 is not None and not self.spread.min <= f1 <= self.spread.max:
+                raise ConfigError(
+                    f"{where}.values.f1: {f1} lies outside the measured range "
+                    f"{self.spread.min}..{self.spread.max} of its spread; record the mean of "
+                    f"the runs measured"
+                )
         if self.profile == "full" and not self.citation:
             raise ConfigError(f"{where}.citation: a published reference needs its citation")
 
@@ -152,3 +248,18 @@ def for_profile(references: list[Reference], profile: str) -> list[Reference]:
     if profile not in PROFILES:
         raise ValueError(f"expected a profile in {list(PROFILES)}, got {profile!r}")
     return [reference for reference in references if reference.profile == profile]
+
+
+def tolerance_for(reference: Reference | None, seeds: int, default: float) -> Tolerance:
+    """The tolerance of `reference` when our figure is the mean over `seeds` evaluated seeds:
+    the row's own `tolerance`; else, with a `spread`, TOLERANCE_SIGMAS x spread.std /
+    sqrt(seeds) (at least one seed counted); else `default` (`--tolerance`). `cdbench check`
+    and the report both call this, so they judge a row alike."""
+    if reference is not None and reference.tolerance is not None:
+        return Tolerance(reference.tolerance, "references.yaml")
+    if reference is None or reference.spread is None:
+        return Tolerance(default, "--tolerance")
+    n = max(seeds, 1)
+    std = reference.spread.std
+    formula = f"{TOLERANCE_SIGMAS:g} x {std:.2f} / sqrt({n})"
+    return Tolerance(TOLERANCE_SIGMAS * std / math.sqrt(n), "spread", formula)

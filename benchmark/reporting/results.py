@@ -54,7 +54,7 @@ import pandas as pd
 from benchmark.config import Params
 from benchmark.errors import DataError
 from benchmark.evaluation.metrics import Counts
-from benchmark.reporting.references import METRICS, PROTOCOLS, Reference
+from benchmark.reporting.references import METRICS, PROTOCOLS, Reference, tolerance_for
 
 IDENTITY = ("run", "experiment", "model", "loss", "dataset", "recipe", "seed")
 """Fields every metrics file carries (design.md, "Metrics file")."""
@@ -344,8 +344,9 @@ def summarise(
     Columns: experiment, model, loss, dataset, recipe, protocol, seeds, runs, `<m>` and
     `<m>_std` for m in METRICS, f1_ci_low, f1_ci_high, seeds_listed, missing_seeds,
     stale_runs, caveat, reference, citation, ref_status ("available" | "missing" | "none"),
-    `ref_<m>`, `diff_<m>`, tolerance, verdict, note. `seeds_listed` is params.yaml's count
-    when `expected` is given, else the evaluated count.
+    `ref_<m>`, `diff_<m>`, tolerance, tolerance_from, tolerance_formula
+    (`references.tolerance_for`), verdict, note. `seeds_listed` is params.yaml's count when
+    `expected` is given, else the evaluated count.
     """
     by_key = {reference.key: reference for reference in references}
     rows = []
@@ -430,9 +431,11 @@ def _reference_columns(
         value = values.get(metric)
         columns[f"ref_{metric}"] = np.nan if value is None else value
         columns[f"diff_{metric}"] = ours[metric] - columns[f"ref_{metric}"]
-    limit = tolerance if reference is None or reference.tolerance is None else reference.tolerance
-    columns["tolerance"] = limit
-    columns["verdict"] = verdict(columns["diff_f1"], limit, columns["ref_status"])
+    limit = tolerance_for(reference, int(ours["seeds"]), tolerance)
+    columns["tolerance"] = limit.value
+    columns["tolerance_from"] = limit.origin
+    columns["tolerance_formula"] = limit.formula
+    columns["verdict"] = verdict(columns["diff_f1"], limit.value, columns["ref_status"])
     return columns
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reporting.references import Reference
+from benchmark.reporting.references import TOLERANCE_SIGMAS, Reference, tolerance_cell
 from benchmark.reporting.results import DATASET_ORDER, seeds_cell
 
 PROTOCOL_LABELS = {
@@ -35,7 +35,7 @@ STALE_MARK = "†"
 ABLATION_LOSSES = ("sisb", "bce", "contrastive")
 ABLATION_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
 
-HOW_TO_READ = """\
+HOW_TO_READ = f"""\
 How to read this table. Every figure is the change class in percent, from a confusion matrix
 pooled over the whole test set. Ours is the mean over seeds (`± std` when there are several);
 `F1 95% CI` is a bootstrap interval over test images (the seeds' mean F1 over 1000 resamples of
@@ -46,9 +46,13 @@ threshold** maximises F1 on the validation split and applies it to test (the hon
 reports it (an upper bound, never a result); **whole images** (LEVIR-CD) scores the 128 whole
 1024 x 1024 test images instead of the 2048 tiles, as open-cd does. A published number is
 compared only with ours under the same protocol: `Δ F1` = ours - published; the verdict is
-*within tolerance* when |Δ| ≤ the tolerance (points), *below* or *above* otherwise, and
+*within tolerance* when |Δ| ≤ the tolerance (`tol.`, points), *below* or *above* otherwise, and
 *reference missing* when the source is known but its numbers are not transcribed
-(references.yaml says where to fill them in). Rows with no reference have no verdict."""
+(references.yaml says where to fill them in). Rows with no reference have no verdict. The
+tolerance is the reference row's own; for a row that records its measured spread instead
+(one run's F1 std over seeds and CPU kernel paths) it is {TOLERANCE_SIGMAS:g} x std /
+sqrt(seeds evaluated), {TOLERANCE_SIGMAS:g} standard errors of our mean over seeds; otherwise
+`--tolerance`."""
 
 
 def cell(mean: float, std: float = math.nan, digits: int = 2) -> str:
@@ -66,6 +70,14 @@ def _interval(low: float, high: float) -> str:
 
 def _signed(value: float) -> str:
     return "" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _tolerance(row: pd.Series) -> str:
+    """The tolerance the verdict used (`references.tolerance_for`), with its formula when it
+    was derived from a measured spread; empty for a row without a verdict."""
+    if row["ref_status"] != "available":
+        return ""
+    return tolerance_cell(float(row["tolerance"]), str(row["tolerance_formula"]))
 
 
 def source_numbers(summary: pd.DataFrame, extra: list[Reference]) -> dict[str, int]:
@@ -98,6 +110,7 @@ def comparison_table(summary: pd.DataFrame, numbers: dict[str, int]) -> pd.DataF
                 "ref.": f"[{numbers[row['reference']]}]" if row["reference"] else "",
                 "ref. F1": cell(row["ref_f1"]) if row["ref_status"] == "available" else "",
                 "Δ F1": _signed(row["diff_f1"]),
+                "tol.": _tolerance(row),
                 "verdict": row["verdict"],
             }
         )
