@@ -1,0 +1,289 @@
+"""A demo check honest about its spread (issue 14, point 1): the tolerance a demo row derives
+from its measured spread, and the per-run floor over the pixel-difference baseline.
+
+Runs are fabricated with tests/test_report.py's helpers (metrics files computed from per-image
+counts, identities from a params.yaml), so every F1 below is worked out by hand: counts
+(tp, fp, fn, tn) = (4, 1, 1, 10) give F1 = 2*4 / (2*4 + 1 + 1) = 80 %, (3, 2, 2, 9) give 60 %,
+(1, 4, 4, 7) give 20 %.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from benchmark.cli import main
+from benchmark.config import load_params
+from benchmark.errors import ConfigError
+from benchmark.reporting.check import FAIL, NO_RESULTS, PASS, check, pixel_difference_baseline
+from benchmark.reporting.references import (
+    TOLERANCE_SIGMAS,
+    load_references,
+    tolerance_for,
+)
+from benchmark.reporting.results import BELOW, WITHIN, ExpectedRuns, load_runs, summarise
+from benchmark.reporting.tables import write_tables
+from tests.test_report import params_file, references_file, same_counts, write_run
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = "ifn-ds-synthetic"
+SPREAD: dict[str, Any] = {
+    "std": 4.0,
+    "mean": 87.0,
+    "min": 78.0,
+    "max": 95.0,
+    "runs": 6,
+    "seeds": [0, 1, 2],
+    "kernel_paths": ["default", "ONEDNN_MAX_CPU_ISA=AVX2"],
+    "command": "scripts/measure_spread.sh",
+}
+
+
+def spread_row(**changes: Any) -> dict[str, Any]:
+    """A demo row at F1 87 with the spread above (std 4) and no explicit tolerance."""
+    row = {
+        "model": "ifn",
+        "loss": "ifn_ds",
+        "dataset": "synthetic",
+        "protocol": "val_threshold",
+        "values": {"f1": 87.0},
+        "spread": dict(SPREAD),
+    }
+    return {**row, **changes}
+
+
+def plain_row() -> dict[str, Any]:
+    """The same row without a spread."""
+    return {k: v for k, v in spread_row().items() if k != "spread"}
+
+
+def seeded_runs(tmp_path: Path, seeds: list[int], counts: dict[int, tuple] | None = None) -> Path:
+    """params.yaml listing EXPERIMENT with `seeds`, each seed evaluated (F1 80 unless
+    `counts` says otherwise); returns the params file."""
+    reports = tmp_path / "reports"
+    for seed in seeds:
+        run = EXPERIMENT if len(seeds) == 1 else f"{EXPERIMENT}-s{seed}"
+        write_run(
+            reports, run, EXPERIMENT, seed, same_counts((counts or {}).get(seed, (4, 1, 1, 10)))
+        )
+    return params_file(tmp_path, {EXPERIMENT: seeds})
+
+
+# ------------------------------------------------------------------------- derived tolerance
+
+
+def test_tolerance_is_derived_from_the_spread_and_the_seeds_evaluated(tmp_path: Path) -> None:
+    (reference,) = load_references(references_file(tmp_path, {"demo": [spread_row()]}))
+    assert TOLERANCE_SIGMAS == 3.0
+    one, four = tolerance_for(reference, 1, 1.0), tolerance_for(reference, 4, 1.0)
+    assert (one.value, one.origin, one.formula) == (12.0, "spread", "3 x 4.00 / sqrt(1)")
+    assert (four.value, four.formula) == (6.0, "3 x 4.00 / sqrt(4)")  # 3 * 4 / 2
+    assert four.cell() == "6.00 = 3 x 4.00 / sqrt(4)"
+    # No result yet: counted as one seed, the widest.
+    assert tolerance_for(reference, 0, 1.0).value == 12.0
+    # An explicit tolerance wins over the spread; a row with neither takes the default.
+    (explicit,) = load_references(references_file(tmp_path, {"demo": [spread_row(tolerance=2.5)]}))
+    assert (tolerance_for(explicit, 4, 1.0).value, tolerance_for(explicit, 4, 1.0).origin) == (
+        2.5,
+        "references.yaml",
+    )
+    (plain,) = load_references(references_file(tmp_path, {"demo": [plain_row()]}))
+    assert tolerance_for(plain, 4, 1.5).value == 1.5
+    assert tolerance_for(plain, 4, 1.5).origin == "--tolerance"
+    assert tolerance_for(None, 4, 1.5).value == 1.5
+
+
+@pytest.mark.parametrize(
+    ("seeds", "tolerance", "status", "verdict"),
+    [
+        ([0], 12.0, PASS, WITHIN),  # 80 >= 87 - 12
+        ([0, 1, 2, 3], 6.0, FAIL, BELOW),  # 80 < 87 - 6
+    ],
+)
+def test_check_and_report_judge_a_spread_row_with_the_same_tolerance(
+    tmp_path: Path, seeds: list[int], tolerance: float, status: str, verdict: str
+) -> None:
+    params_path = seeded_runs(tmp_path, seeds)
+    expected = ExpectedRuns.from_params(load_params(params_path))
+    runs = load_runs(tmp_path / "reports" / "metrics", expected)
+    references = load_references(references_file(tmp_path, {"demo": [spread_row()]}))
+    (row,) = check(runs, references, "demo", tolerance=1.0, expected=expected).rows
+    formula = f"3 x 4.00 / sqrt({len(seeds)})"
+    assert (row.status, row.tolerance, row.seeds) == (status, tolerance, len(seeds))
+    assert (row.tolerance_from, row.tolerance_formula) == ("spread", formula)
+    summary = summarise(runs, references, tolerance=1.0, expected=expected)
+    judged = summary[summary["protocol"] == "val_threshold"].iloc[0]
+    assert (judged["tolerance"], judged["verdict"]) == (tolerance, verdict)
+    write_tables(summary, [], tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "comparison.md").read_text()
+    assert f"| {tolerance:.2f} = {formula} " in markdown
+
+
+def test_check_command_shows_how_the_tolerance_was_derived(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params_path = seeded_runs(tmp_path, [0, 1, 2, 3])
+    explicit = spread_row(protocol="fixed", values={"f1": 82.0}, tolerance=5.0)
+    references = references_file(tmp_path, {"demo": [spread_row(), explicit]})
+    args = ["--params", str(params_path), "check", "--reports", str(tmp_path / "reports")]
+    assert main([*args, "--references", str(references), "--profile", "demo"]) == 1
+    out = capsys.readouterr().out
+    assert "| 6.00 = 3 x 4.00 / sqrt(4) | -7.00 " in out  # 80 - 87, spread-derived
+    assert re.search(r"\| 5 +\| -2\.00 ", out)  # 80 - 82, the row's own tolerance
+    assert "FAILED (demo profile): ifn/ifn_ds synthetic val_threshold f1 (fail)" in out
+    rows = json.loads((tmp_path / "reports" / "check.json").read_text())["rows"]
+    assert [(r["tolerance"], r["tolerance_from"], r["tolerance_formula"]) for r in rows] == [
+        (6.0, "spread", "3 x 4.00 / sqrt(4)"),
+        (5.0, "references.yaml", ""),
+    ]
+
+
+# ------------------------------------------------------------------------- spread validation
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"std": -0.1}, r"demo\[0\]\.spread\.std: expected points of F1 in 0\.\.100, got -0\.1"),
+        ({"max": 100.5}, r"demo\[0\]\.spread\.max: expected points of F1 in 0\.\.100"),
+        ({"std": math.nan}, r"demo\[0\]\.spread\.std: expected points of F1"),
+        ({"min": 90.0}, r"expected min <= mean <= max, got min 90\.0, mean 87\.0, max 95\.0"),
+        ({"mean": 96.0}, r"expected min <= mean <= max"),
+        (
+            {"runs": 1, "seeds": [0], "kernel_paths": ["default"]},
+            r"spread\.runs: a standard deviation needs at least 2 runs, got 1",
+        ),
+        ({"runs": 5}, r"spread\.runs: 3 seeds x 2 kernel paths are 6 runs, got 5"),
+        ({"seeds": [0, 0, 1]}, r"spread\.seeds: expected distinct seeds, got \[0, 0, 1\]"),
+        ({"kernel_paths": []}, r"spread\.kernel_paths: expected distinct names"),
+        ({"kernel_paths": ["default", "default"]}, r"spread\.kernel_paths: expected distinct"),
+        ({"command": " "}, r"spread\.command: give the command that measured the spread"),
+        ({"median": 86.0}, r"unknown key\(s\) demo\[0\]\.spread\.median; Spread accepts"),
+        ({"runs": 6.5}, r"demo\[0\]\.spread\.runs: expected an integer"),
+    ],
+)
+def test_impossible_spreads_are_refused_naming_the_row(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    row = spread_row(spread={**SPREAD, **changes})
+    with pytest.raises(ConfigError, match=message):
+        load_references(references_file(tmp_path, {"demo": [row]}))
+
+
+def test_a_reference_outside_its_measured_range_is_refused(tmp_path: Path) -> None:
+    row = spread_row(values={"f1": 70.0})  # measured 78..95
+    with pytest.raises(
+        ConfigError, match=r"demo\[0\]\.values\.f1: 70\.0 lies outside the measured range 78"
+    ):
+        load_references(references_file(tmp_path, {"demo": [row]}))
+    # The same row is accepted once its value is in range (the spread is optional).
+    assert load_references(references_file(tmp_path, {"demo": [spread_row()]}))[0].spread
+
+
+# ------------------------------------------------------------------- the baseline floor
+
+
+def with_manifest(params_path: Path, tmp_path: Path, best_f1: float | None) -> Path:
+    """Point params.yaml's data.prepared_dir into tmp_path and, unless `best_f1` is None,
+    write the synthetic manifest with that pixel-difference baseline F1 (a fraction)."""
+    params = yaml.safe_load(params_path.read_text())
+    prepared = tmp_path / "prepared"
+    params["data"] = {"prepared_dir": str(prepared)}
+    params_path.write_text(yaml.safe_dump(params))
+    if best_f1 is not None:
+        (prepared / "synthetic").mkdir(parents=True)
+        manifest = {"pixel_difference_baseline": {"best_f1": best_f1, "split": "test"}}
+        (prepared / "synthetic" / "manifest.json").write_text(json.dumps(manifest))
+    return prepared / "synthetic" / "manifest.json"
+
+
+def squeezed(text: str) -> str:
+    """`text` with runs of spaces made one (markdown tables pad their columns)."""
+    return re.sub(r" +", " ", text)
+
+
+def check_args(tmp_path: Path, params_path: Path, row: dict[str, Any]) -> list[str]:
+    references = references_file(tmp_path, {"demo": [row]})
+    return [
+        "--params",
+        str(params_path),
+        "check",
+        "--reports",
+        str(tmp_path / "reports"),
+        "--references",
+        str(references),
+        "--profile",
+        "demo",
+    ]
+
+
+def test_every_run_must_beat_the_baseline_by_the_gain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Seed 1 stopped learning: F1 20 < 27.2 + 10; the mean (80 + 20) / 2 = 50 still passes
+    # its reference (45, tolerance 10), so only the floor catches it.
+    params_path = seeded_runs(tmp_path, [0, 1], {1: (1, 4, 4, 7)})
+    manifest = with_manifest(params_path, tmp_path, 0.272)
+    row = {**plain_row(), "values": {"f1": 45.0}, "tolerance": 10.0}
+    args = check_args(tmp_path, params_path, row)
+    assert main(args) == 0  # the floor is off by default
+    capsys.readouterr()
+
+    assert main([*args, "--min-gain-over-baseline", "10"]) == 1
+    out = squeezed(capsys.readouterr().out)
+    assert f"pixel-difference baseline 27.20 + 10 = 37.20 ({manifest})" in out
+    assert "| ifn-ds-synthetic-s0 | 80.00 | 37.20 | +42.80 | pass " in out
+    assert "| ifn-ds-synthetic-s1 | 20.00 | 37.20 | -17.20 | fail " in out
+    assert "FAILED (demo profile): ifn-ds-synthetic-s1 below the baseline floor (fail)" in out
+    result = json.loads((tmp_path / "reports" / "check.json").read_text())
+    assert result["passed"] is False and result["min_gain_over_baseline"] == 10.0
+    assert [(r["run"], r["status"]) for r in result["floor_rows"]] == [
+        ("ifn-ds-synthetic-s0", PASS),
+        ("ifn-ds-synthetic-s1", FAIL),
+    ]
+    assert result["rows"][0]["status"] == PASS
+
+    # Seed 1 re-evaluated at F1 60 >= 37.2: every run passes.
+    write_run(tmp_path / "reports", "ifn-ds-synthetic-s1", EXPERIMENT, 1, same_counts((3, 2, 2, 9)))
+    assert main([*args, "--min-gain-over-baseline", "10"]) == 0
+    out = squeezed(capsys.readouterr().out)
+    assert "| ifn-ds-synthetic-s1 | 60.00 | 37.20 | +22.80 | pass " in out
+    assert "2 run(s) at or above the baseline floor" in out
+    # A higher bar (60 < 27.2 + 40) fails that run again: the gain is applied, not ignored.
+    assert main([*args, "--min-gain-over-baseline", "40"]) == 1
+    assert "ifn-ds-synthetic-s1 below the baseline floor (fail)" in capsys.readouterr().out
+
+
+def test_floor_without_any_synthetic_run_fails(tmp_path: Path) -> None:
+    params_path = seeded_runs(tmp_path, [0])
+    with_manifest(params_path, tmp_path, 0.272)
+    expected = ExpectedRuns.from_params(load_params(params_path))
+    references = load_references(references_file(tmp_path, {"demo": [spread_row()]}))
+    floor = pixel_difference_baseline(tmp_path / "prepared" / "synthetic", 10.0)
+    assert floor.floor == pytest.approx(37.2)
+    result = check(None, references, "demo", expected=expected, floor=floor)
+    assert [row.status for row in result.floor_rows] == [NO_RESULTS] and not result.passed
+
+
+def test_missing_manifest_names_the_file_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params_path = seeded_runs(tmp_path, [0])
+    manifest = with_manifest(params_path, tmp_path, None)
+    args = check_args(tmp_path, params_path, spread_row())
+    assert main([*args, "--min-gain-over-baseline", "10"]) == 1
+    err = capsys.readouterr().err
+    assert f"{manifest}: not found" in err and "`dvc repro synth`" in err
+    assert not (tmp_path / "reports" / "check.json").exists()
+
+
+def test_make_demo_checks_the_floor_of_10_points() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    demo = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "cdbench check --profile demo --min-gain-over-baseline 10" in demo
