@@ -1,0 +1,154 @@
+"""Measure the spread of the synthetic demo across seeds and CPU kernel paths.
+
+A 100-step training from scratch is chaotic: a change of seed, or of the CPU's convolution
+kernels (oneDNN picks AVX-512, AVX2, AVX or SSE4.1 code paths by CPU; the number of threads
+changes the order of its reductions), moves the result like a different seed. This script
+trains one demo experiment for each (seed, kernel path), each in a fresh process with the
+kernel path set in its environment, scores it with `cdbench evaluate`'s protocols, and prints
+one JSON line per run and, at the end, the `spread` mapping to paste into the experiment's
+demo rows of references.yaml (benchmark/reporting/references.py `Spread`).
+
+A kernel path is a set of environment variables, e.g. `ONEDNN_MAX_CPU_ISA=AVX2` (oneDNN uses
+no ISA above it) or `OMP_NUM_THREADS=1`; `default` runs with the machine's own. A machine can
+emulate only the ISAs its CPU has (an AVX2 machine cannot run AVX-512 kernels).
+
+    python scripts/demo_spread.py bsfnet-sisb-synthetic --seeds 0 1 2 3 4 \\
+        --path default --path ONEDNN_MAX_CPU_ISA=AVX --path OMP_NUM_THREADS=1 [--jobs 2]
+
+Runs go to a scratch folder (no MLflow, no DVC); the synthetic data is generated there from
+params.yaml's `synth` section. `--jobs N` runs N trainings at once, each with
+`OMP_NUM_THREADS=2/N` threads unless the path sets its own (the thread count is part of the
+path, and is printed with each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def train_and_score(experiment: str, seed: int, params_path: str, folder: str) -> dict[str, object]:
+    """Train one run in this process and return its test F1s (points) and what it ran on."""
+    import torch
+
+    from benchmark.config import RunSpec, load_params
+    from benchmark.evaluation.evaluate import evaluate_run
+    from benchmark.training.loop import train_run
+
+    params = load_params(params_path)
+    config = params.experiment(experiment)
+    spec = RunSpec.of(experiment, config, seed)
+    out = Path(folder)
+    train_run(params, spec, out / "checkpoints", tracking=False)
+    metrics = evaluate_run(params, spec, out / "checkpoints", out / "reports", tracking=False)
+    return {
+        "experiment": experiment,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+        "val_threshold_f1": round(100 * float(metrics["val_threshold/f1"]), 2),
+        "fixed_f1": round(100 * float(metrics["fixed/f1"]), 2),
+        "selected_step": metrics["selected_step"],
+    }
+
+
+def _scratch_params(params_path: Path, scratch: Path, experiment: str, seeds: list[int]) -> Path:
+    """params.yaml with the data in `scratch` and `seeds` listed for `experiment`."""
+    import yaml
+
+    raw = yaml.safe_load(params_path.read_text())
+    raw["data"]["prepared_dir"] = str(scratch / "prepared")
+    raw["experiments"][experiment]["seeds"] = seeds
+    raw["runtime"].update(progress=False, system_metrics=False, checkpoint_every=10**9)
+    path = scratch / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _environment(path: str, jobs: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if path != "default":
+        for assignment in path.split(","):
+            key, _, value = assignment.partition("=")
+            env[key] = value
+    env.setdefault("OMP_NUM_THREADS", str(max(1, 2 // jobs)))
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", help="a demo experiment of params.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--path",
+        action="append",
+        help="a kernel path: `default` or VAR=VALUE[,VAR=VALUE] (repeat; default: default)",
+    )
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    parser.add_argument("--one", nargs=2, metavar=("SEED", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.one:  # the child process: one run
+        result = train_and_score(args.experiment, int(args.one[0]), args.params, args.one[1])
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+
+    from benchmark.config import load_params
+    from benchmark.data.synth import generate_synthetic
+
+    paths = args.path or ["default"]
+    with tempfile.TemporaryDirectory(prefix="demo-spread-") as tmp:
+        scratch = Path(tmp)
+        params_path = _scratch_params(Path(args.params), scratch, args.experiment, args.seeds)
+        generate_synthetic(scratch / "prepared" / "synthetic", load_params(params_path).synth)
+
+        def one(job: tuple[int, str]) -> dict[str, object]:
+            seed, path = job
+            folder = scratch / "runs" / f"{seed}-{abs(hash(path))}"
+            command = [sys.executable, __file__, args.experiment, "--params", str(params_path)]
+            done = subprocess.run(
+                [*command, "--one", str(seed), str(folder)],
+                env=_environment(path, args.jobs),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                raise RuntimeError(f"seed {seed}, path {path}: failed\n{done.stderr[-3000:]}")
+            result = {**json.loads(lines[-1][len("RESULT ") :]), "path": path}
+            print(json.dumps(result), flush=True)
+            return result
+
+        jobs = [(seed, path) for path in paths for seed in args.seeds]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(one, jobs))
+
+    for protocol in ("val_threshold_f1", "fixed_f1"):
+        values = [float(r[protocol]) for r in results]  # type: ignore[arg-type]
+        spread = {
+            "mean": round(statistics.mean(values), 2),
+            "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+            "min": min(values),
+            "max": max(values),
+            "runs": len(values),
+            "seeds": args.seeds,
+            "kernel_paths": paths,
+        }
+        print(f"{protocol}: {json.dumps(spread)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
