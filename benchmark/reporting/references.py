@@ -73,8 +73,9 @@ small when many more runs were measured than are checked."""
 
 @dataclass(frozen=True)
 class Spread:
-    """What was measured for a demo row: one run's F1 (points, the row's protocol) over every
-    run of `seeds` x `kernel_paths`, and the command that measured it."""
+    """What was measured for a demo row: one run's F1 (points, the row's protocol) over the
+    runs measured with `seeds` on `kernel_paths` (not necessarily every seed on every path),
+    and the command that measured it."""
 
     std: float
     """Sample standard deviation (ddof 1) of one run's F1 over the `runs` runs."""
@@ -82,7 +83,8 @@ class Spread:
     min: float
     max: float
     runs: int
-    """len(seeds) x len(kernel_paths)."""
+    """How many (seed, kernel path) runs: at least one per seed and per path, at most
+    len(seeds) x len(kernel_paths)."""
     seeds: tuple[int, ...]
     kernel_paths: tuple[str, ...]
     """The CPU kernel paths emulated, e.g. "ONEDNN_MAX_CPU_ISA=AVX2", "default"."""
@@ -112,10 +114,11 @@ class Spread:
                 f"{where}.kernel_paths: expected distinct names such as "
                 f'"ONEDNN_MAX_CPU_ISA=AVX2" or "default", got {list(paths)}'
             )
-        if self.runs != len(self.seeds) * len(paths):
+        fewest, most = max(len(self.seeds), len(paths)), len(self.seeds) * len(paths)
+        if not fewest <= self.runs <= most:
             raise ConfigError(
-                f"{where}.runs: {len(self.seeds)} seeds x {len(paths)} kernel paths are "
-                f"{len(self.seeds) * len(paths)} runs, got {self.runs}; record every run measured"
+                f"{where}.runs: {len(self.seeds)} seeds on {len(paths)} kernel paths are "
+                f"{fewest} to {most} runs, got {self.runs}; record every run measured"
             )
         if not self.command.strip():
             raise ConfigError(f"{where}.command: give the command that measured the spread")
