@@ -1,6 +1,6 @@
 """Measure the spread of the synthetic demo across seeds and CPU kernel paths.
 
-A 100-step training from scratch is chaotic: a change of seed, or of the CPU's convolution
+A short training from scratch is chaotic: a change of seed, or of the CPU's convolution
 kernels (oneDNN picks AVX-512, AVX2, AVX or SSE4.1 code paths by CPU; the number of threads
 changes the order of its reductions), moves the result like a different seed. This script
 trains one demo experiment for each (seed, kernel path), each in a fresh process with the
