@@ -23,7 +23,7 @@ from benchmark.errors import ConfigError
 T = TypeVar("T")
 
 DATASETS = ("cdd", "levir-cd", "synthetic")
-"""Every dataset name the suite knows (design.md)."""
+"""Every dataset name the suite knows."""
 
 
 @dataclass(frozen=True)
@@ -321,8 +321,8 @@ class Params:
 class RunSpec:
     """One training run: an experiment and one of its seeds.
 
-    `name` is the experiment's name, plus `-s<seed>` when the experiment lists several seeds
-    (design.md); checkpoints, metrics files and MLflow runs are named after it.
+    `name` is the experiment's name, plus `-s<seed>` when the experiment lists several seeds;
+    checkpoints, metrics files and MLflow runs are named after it.
     """
 
     experiment: str

@@ -3,7 +3,7 @@ synthetic demo's recorded scores (profile `demo`).
 
 Each row says which of OUR protocols measures what the source measured (`protocol`, one of
 `PROTOCOLS`), so the report and `cdbench check` compare like with like. Values are percent,
-pooled over the test set (../shared/reference/published-results.md); a row whose values are
+pooled over the test set (each row names its source and citation); a row whose values are
 all empty is a reference we know exists but have not transcribed (BSFNet's letter): it is shown
 as "reference missing" and never passes or fails a check.
 

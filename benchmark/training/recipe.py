@@ -1,7 +1,7 @@
 """Turn a recipe of `params.yaml` into torch objects: optimiser, learning-rate schedule and the
 training/evaluation transforms.
 
-Sources checked (read, not copied), per recipe (../shared/reference/bsfnet.md, ifn.md):
+Sources checked (read, not copied), per recipe:
 - `bsfnet-official`: ClarissaDHL/BSFNet (master) `cd_code/bsfnet_cd.py` (Adam, betas 0.5/0.999,
   `adjust_learning_rate` before every step) and `utils/utils.py` (`adjust_learning_rate`: the
   step decay reproduced by `bsfnet_step_lr`).
