@@ -3,7 +3,8 @@
 `cdbench stages` writes every stage of dvc.yaml between two marker lines:
 
 - the runs. DVC's `foreach` cannot expand each experiment's list of seeds, so the runs
-  (experiment x seed, named `<experiment>[-s<seed>]`) are written as the `foreach` mapping of `train`;
+  (experiment x seed, named `<experiment>[-s<seed>]`) are written as the `foreach` mapping of
+  `train`;
   `evaluate` reuses it through a YAML alias;
 - the code deps. Each stage's command is one function of benchmark/cli.py; the stage depends on
   every module of the `benchmark` package that this function can import: cli.py's own

@@ -18,7 +18,8 @@ Each row is matched to the reference with the same model, loss, dataset and prot
 F1: `within tolerance`, `below`, `above`, `reference missing` (a known source not
 transcribed), or empty when no source gives that protocol.
 
-Nothing is credited that was not computed here (the metrics-file contract: see benchmark/evaluation/evaluate.py). `load_runs`
+Nothing is credited that was not computed here (the metrics files of
+benchmark/evaluation/evaluate.py). `load_runs`
 refuses, naming the file, the protocol or field, and the fix:
 - a file whose identity (run, experiment, model, loss, dataset, recipe, seed) disagrees with
   its file name, or, when params.yaml is given (`ExpectedRuns`), with what params.yaml says
@@ -57,7 +58,7 @@ from benchmark.evaluation.metrics import Counts
 from benchmark.reporting.references import METRICS, PROTOCOLS, Reference, tolerance_for
 
 IDENTITY = ("run", "experiment", "model", "loss", "dataset", "recipe", "seed")
-"""Fields every metrics file carries (the metrics-file contract: see benchmark/evaluation/evaluate.py)."""
+"""Fields every metrics file carries (benchmark/evaluation/evaluate.py)."""
 DATASET_ORDER = ("cdd", "levir-cd", "synthetic")
 LOSS_ORDER = ("sisb", "bce", "contrastive", "ifn_ds")
 RESAMPLES = 1000
