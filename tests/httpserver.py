@@ -40,6 +40,8 @@ class Route:
         drop_first: How many answers are cut short (headers promise the full length).
         drop_after: Body bytes sent before an answer is cut short.
         query: Query parameters a request must carry for this route to answer it.
+        endless: Send `body` over and over, with no Content-Length, until the client hangs up
+            (a server that never stops sending; `ranges` and `drop_first` do not apply).
         answered: How many requests this route has answered so far (kept by the server).
     """
 
@@ -50,6 +52,7 @@ class Route:
     drop_first: int = 0
     drop_after: int = 0
     query: dict[str, str] = field(default_factory=dict)
+    endless: bool = False
     answered: int = 0
 
 
@@ -122,6 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._answer(404, "text/plain", b"no such route", {})
             return
+        if route.endless:
+            self._answer_endless(route)
+            return
         body, status, extra = route.body, route.status, {}
         wanted = headers.get("range", "")
         if route.ranges and status == 200 and wanted.startswith("bytes="):
@@ -157,6 +163,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _answer_endless(self, route: Route) -> None:
+        """Send `route.body` repeatedly, with no length, until the client goes away."""
+        self.send_response(route.status)
+        self.send_header("Content-Type", route.content_type)
+        self.end_headers()
+        self.close_connection = True
+        try:
+            while True:
+                self.wfile.write(route.body)
+        except OSError:
+            pass  # the client hung up: what an endless answer waits for
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output clean

@@ -537,3 +537,88 @@ def test_cli_download_success_and_failure(
         f"cdbench download: error: could not get 1 of 1 archive(s) of levir-cd into "
         f"{out.resolve()}" in captured.err
     )
+
+
+# --------------------------------------------------------------------------- bounded transfers
+
+ENDLESS_CHUNK = b"PK\x03\x04" + bytes(64 * 1024 - 4)
+"""What the endless test server sends over and over: a zip signature, then zeros."""
+
+
+def test_levir_archives_carry_their_known_sizes() -> None:
+    """The sizes that bound each LEVIR-CD download (issue 15); CDD's size is not known."""
+    assert {a.filename: a.size for a in ARCHIVES["levir-cd"]} == {
+        "train.zip": 1_721_956_862,
+        "val.zip": 246_152_048,
+        "test.zip": 496_305_323,
+    }
+    assert [a.size for a in ARCHIVES["cdd"]] == [None]
+
+
+def test_endless_body_is_stopped_at_the_known_size(server: LocalServer, out: Path) -> None:
+    server.add("/val.zip", Route(ENDLESS_CHUNK, endless=True))
+    limit = 1_000_000
+    archive = Archive("val.zip", md5(b"never"), (server.url("/val.zip"),), size=limit)
+
+    with pytest.raises(DownloadError) as caught:
+        download_dataset("levir-cd", out, [archive])
+
+    message = str(caught.value)
+    assert (
+        f"the server sent more than the {limit} bytes of val.zip's known size; "
+        "stopped there and deleted val.zip.part"
+    ) in message
+    assert list(out.iterdir()) == []  # nothing kept: neither the archive nor a .part
+    assert len(server.requests_to("/val.zip")) == 1  # stopped, not resumed
+
+
+def test_endless_body_of_unknown_size_is_stopped_at_the_cap(
+    server: LocalServer, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "MAX_UNKNOWN_SIZE_BYTES", 2_000_000)
+    server.add("/cdd", Route(ENDLESS_CHUNK, endless=True))
+
+    with pytest.raises(DownloadError) as caught:
+        download_dataset("cdd", out, [Archive(CDD_NAME, None, (server.url("/cdd"),))])
+
+    message = str(caught.value)
+    assert (
+        f"the server sent more than the 2000000 bytes of the cap for {CDD_NAME}, whose size "
+        "is not known (MAX_UNKNOWN_SIZE_BYTES)"
+    ) in message
+    assert list(out.iterdir()) == []
+
+
+def test_announced_length_over_the_known_size_is_refused_unread(
+    server: LocalServer, out: Path
+) -> None:
+    data = make_zip(40, payload=5000)
+    server.add("/train.zip", Route(data))
+    limit = len(data) - 1
+    archive = Archive("train.zip", md5(data), (server.url("/train.zip"),), size=limit)
+
+    with pytest.raises(DownloadError) as caught:
+        download_dataset("levir-cd", out, [archive])
+
+    assert (
+        f"the server announces {len(data)} bytes, more than the {limit} bytes of "
+        "train.zip's known size; nothing of this answer was written"
+    ) in str(caught.value)
+    assert list(out.iterdir()) == []
+
+
+def test_part_larger_than_the_known_size_is_started_over(server: LocalServer, out: Path) -> None:
+    """A `.part` already past the size cannot be the start of the archive: it is discarded."""
+    data = make_zip(41, payload=5000)
+    server.add("/train.zip", Route(data))
+    out.mkdir(parents=True)
+    (out / "train.zip.part").write_bytes(bytes(len(data) + 10))
+
+    download_dataset(
+        "levir-cd",
+        out,
+        [Archive("train.zip", md5(data), (server.url("/train.zip"),), size=len(data))],
+    )
+
+    assert (out / "train.zip").read_bytes() == data
+    assert [r.range for r in server.requests] == [None]

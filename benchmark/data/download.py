@@ -17,6 +17,10 @@ For each archive of `benchmark.data.sources.ARCHIVES[name]`:
    atomically, to its final name. A file that fails is deleted and the next source is tried.
    A `<file>.part` left beside a verified archive (e.g. the user placed the file by hand after
    a failed download) is deleted, so it is not kept, and cached by DVC, forever.
+   A transfer is bounded: an answer announcing more bytes than the archive's known size
+   (`Archive.size`; `MAX_UNKNOWN_SIZE_BYTES` where none is known) fails that source before
+   its body is read, and a body that passes the bound is stopped there and its `.part`
+   deleted, so a server sending an endless body cannot fill the disk.
 4. CDD publishes no md5: the md5 of the first verified copy is recorded in `<file>.md5`
    (`md5sum` format) and enforced from then on. Before it is recorded, the archive's whole
    listing must read (`benchmark.data.extract.list_members`), so a truncated first copy is not
@@ -74,6 +78,11 @@ MAX_HTML_PAGES = 3
 MAX_HTML_BYTES = 1 << 20
 """At most this much of an HTML page is read."""
 CHUNK_BYTES = 1 << 20
+MAX_UNKNOWN_SIZE_BYTES = 16 << 30
+"""The most a download may write when the archive's size is not known (CDD): 16 GiB.
+
+A server sending an endless body wrote 20 GB in 20 s before this cap; CDD's archive is a few
+GiB. An archive with a known size (`Archive.size`, the LEVIR-CD zips) is held to that size."""
 USER_AGENT = "cdbench/0.1 (python-requests)"
 
 SIGNATURES: tuple[bytes, ...] = (*ZIP_MAGIC, *RAR_MAGIC)
@@ -179,7 +188,7 @@ def fetch_archive(archive: Archive, out_dir: Path, session: requests.Session) ->
     for index, url in enumerate(archive.urls):
         _say(f"{archive.filename}: downloading from {url}")
         try:
-            _download(session, url, part)
+            _download(session, url, part, _Limit.of(archive))
             try:
                 md5 = _verify(part, expected)
             except _SourceFailed as exc:
@@ -274,14 +283,32 @@ def _verify(path: Path, expected: _Expected) -> str:
     return md5
 
 
-def _download(session: requests.Session, url: str, part: Path) -> None:
-    """Stream `url` into `part`, resuming what `part` already holds.
+@dataclass(frozen=True)
+class _Limit:
+    """The most bytes a download of one archive may write, and what that number is."""
+
+    size: int
+    what: str
+
+    @staticmethod
+    def of(archive: Archive) -> _Limit:
+        if archive.size is not None:
+            return _Limit(archive.size, f"{archive.filename}'s known size")
+        return _Limit(
+            MAX_UNKNOWN_SIZE_BYTES,
+            f"the cap for {archive.filename}, whose size is not known (MAX_UNKNOWN_SIZE_BYTES)",
+        )
+
+
+def _download(session: requests.Session, url: str, part: Path, limit: _Limit) -> None:
+    """Stream `url` into `part`, resuming what `part` already holds, never past `limit`.
 
     Every pass of the loop either returns, raises, or uses up one of a bounded budget (HTML
     pages followed, dropped connections resumed, one restart after HTTP 416), so it ends.
 
     Raises:
-        _SourceFailed: The source cannot give the whole file; `part` keeps what arrived.
+        _SourceFailed: The source cannot give the whole file; `part` keeps what arrived, or
+            is deleted when the source sent (or announced) more than `limit`.
     """
     target = url  # becomes the URL behind a Google Drive confirm page
     html_pages = 0
@@ -290,6 +317,10 @@ def _download(session: requests.Session, url: str, part: Path) -> None:
     got_bytes = False
     while True:
         offset = part.stat().st_size if part.exists() else 0
+        if offset > limit.size:
+            _say(f"{part.name}: holds {offset} bytes, more than {limit.size}; starting over")
+            part.unlink()
+            offset = 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             response = session.get(
@@ -331,10 +362,16 @@ def _download(session: requests.Session, url: str, part: Path) -> None:
                 continue
 
             start, total = _start_and_total(response, offset)
+            if total is not None and total > limit.size:
+                raise _SourceFailed(
+                    f"the server announces {total} bytes, more than the {limit.size} bytes of "
+                    f"{limit.what}; nothing of this answer was written: the source is broken or "
+                    f"serves another file, so get the file from another source"
+                )
             if offset and start == 0:
                 _say(f"{part.name}: the server ignored the Range request; starting over")
             try:
-                got = _stream(response, part, start, total)
+                got = _stream(response, part, start, total, limit)
                 got_bytes = got_bytes or got > 0
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 size = part.stat().st_size
@@ -383,8 +420,16 @@ def _unsatisfied_total(response: requests.Response) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stream(response: requests.Response, part: Path, start: int, total: int | None) -> int:
-    """Write the body to `part` from byte `start` on; return the number of bytes written."""
+def _stream(
+    response: requests.Response, part: Path, start: int, total: int | None, limit: _Limit
+) -> int:
+    """Write the body to `part` from byte `start` on; return the number of bytes written.
+
+    Raises:
+        _SourceFailed: The body would take `part` past `limit.size` bytes (the excess is never
+            written, and `part` is deleted: its bytes came from a source that is not serving
+            the archive).
+    """
     written = 0
     with (
         part.open("ab" if start else "wb") as f,
@@ -400,6 +445,14 @@ def _stream(response: requests.Response, part: Path, start: int, total: int | No
         # read1 hands over whatever has arrived, so the bytes received before a dropped
         # connection are written, not lost in a buffer (iter_content would lose them).
         while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
+            if start + written + len(chunk) > limit.size:
+                f.close()
+                part.unlink()
+                raise _SourceFailed(
+                    f"the server sent more than the {limit.size} bytes of {limit.what}; "
+                    f"stopped there and deleted {part.name}: the source is broken or serves "
+                    f"another file, so get the file from another source"
+                )
             f.write(chunk)
             written += len(chunk)
             bar.update(len(chunk))

@@ -6,7 +6,9 @@ Pure data, read by `benchmark.data.download`. Every value is taken from
 - LEVIR-CD (Chen & Shi, "A Spatial-Temporal Attention-Based Method and a New Dataset for Remote
   Sensing Image Change Detection", Remote Sensing 12(10):1662, 2020): the per-split archives
   and md5s pinned by torchgeo (`torchgeo/datasets/levircd.py`, class `LEVIRCD`, checked), and
-  the Google Drive file ids of the same three zips behind the official page.
+  the Google Drive file ids of the same three zips behind the official page. Their sizes in
+  bytes (as recorded for the published files; a wrong size fails only the download, never
+  silently passes it) bound each download, so one that passes them is stopped.
 - CDD (Lebedev et al., ISPRS Archives XLII-2, 2018): the Google Drive file id cited by the
   CDLab, open-cd and SNUNet READMEs. No checksum is published anywhere, so `md5` is None and
   the downloader records the md5 of the first verified copy in a sidecar file.
@@ -29,11 +31,15 @@ class Archive:
         filename: The exact name the archive has on disk (in `data/raw/<dataset>/`).
         md5: Its published md5 (lower-case hex), or None where none is published (CDD).
         urls: Where to fetch it, tried in this order.
+        size: Its size in bytes where known (the LEVIR-CD zips), or None (CDD). A download
+            is stopped as soon as it passes this size (a server sending an endless body);
+            without it, `benchmark.data.download.MAX_UNKNOWN_SIZE_BYTES` is the cap.
     """
 
     filename: str
     md5: str | None
     urls: tuple[str, ...]
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ ARCHIVES: dict[str, tuple[Archive, ...]] = {
         Archive(
             filename="train.zip",
             md5="a638e71f480628652dea78d8544307e4",
+            size=1_721_956_862,
             urls=(
                 f"{LEVIR_CD_MIRROR}/train.zip",
                 google_drive_url("18GuoCuBn48oZKAlEo-LrNwABrFhVALU-"),
@@ -81,6 +88,7 @@ ARCHIVES: dict[str, tuple[Archive, ...]] = {
         Archive(
             filename="val.zip",
             md5="f7b857978524f9aa8c3bf7f94e3047a4",
+            size=246_152_048,
             urls=(
                 f"{LEVIR_CD_MIRROR}/val.zip",
                 google_drive_url("1BqSt4ueO7XAyQ_84mUjswUSJt13ZBuzG"),
@@ -89,6 +97,7 @@ ARCHIVES: dict[str, tuple[Archive, ...]] = {
         Archive(
             filename="test.zip",
             md5="07d5dd89e46f5c1359e2eca746989ed9",
+            size=496_305_323,
             urls=(
                 f"{LEVIR_CD_MIRROR}/test.zip",
                 google_drive_url("1jj3qJD_grJlgIhUWO09zibRGJe0R4Tn0"),
