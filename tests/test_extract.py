@@ -1,7 +1,10 @@
-"""Safe extraction: traversal, absolute paths, links, truncation, tool fallback, subsets."""
+"""Safe extraction: traversal, absolute paths, links, truncation, tool fallback, subsets,
+archive bombs (declared sizes, ratios, free space, bytes written), entries skipped unread."""
 
 from __future__ import annotations
 
+import io
+import random
 import shutil
 import stat
 import zipfile
@@ -10,9 +13,16 @@ from pathlib import Path
 import pytest
 
 from benchmark.data import extract
-from benchmark.data.extract import archive_format, checked_name, extract_archive, list_members
+from benchmark.data.extract import (
+    Limits,
+    archive_format,
+    checked_name,
+    extract_archive,
+    list_members,
+)
+from benchmark.data.prepare import prepare_dataset
 from benchmark.errors import DataError
-from tests.data.archives import write_zip
+from tests.data.archives import levir_members, write_levir_archives, write_zip
 
 
 def tree(root: Path) -> list[str]:
@@ -46,7 +56,7 @@ def sandbox(tmp_path: Path) -> tuple[Path, Path]:
 def test_zip_extracts_files_and_folders(sandbox: tuple[Path, Path]) -> None:
     archives, work = sandbox
     archive = write_zip(archives / "a.zip", {"top/x.txt": b"x", "top/sub/y.txt": b"yy"})
-    members = extract_archive(archive, work / "out")
+    members = extract_archive(archive, work / "out").extracted
     assert (work / "out/top/x.txt").read_bytes() == b"x"
     assert (work / "out/top/sub/y.txt").read_bytes() == b"yy"
     assert {m.name for m in members if not m.is_dir} == {"top/x.txt", "top/sub/y.txt"}
@@ -238,6 +248,7 @@ def test_defence_in_depth_catches_a_link_the_listing_missed(
     class Info:
         def __init__(self, name: str, is_dir: bool, size: int) -> None:
             self.filename, self._dir, self.file_size = name, is_dir, size
+            self.compress_size = size
             self.file_redir, self.host_os, self.mode = None, 0, None
 
         def is_dir(self) -> bool:
@@ -249,11 +260,11 @@ def test_defence_in_depth_catches_a_link_the_listing_missed(
         def needs_password(self) -> bool:
             return False
 
-    # The listing now claims `up` is a plain file; both tools create it as the link it is.
+    # The listing now claims `up` is a plain folder; both tools create it as the link it is.
     monkeypatch.setattr(
         extract,
         "_rar_infos",
-        lambda archive, fix: [Info("up", False, 0), Info("up/pwned.txt", False, 23)],
+        lambda archive, fix: [Info("up", True, 0), Info("up/pwned.txt", False, 23)],
     )
     archive = rar_fixtures / "rar5-evil-symlink-traversal.rar"
     with pytest.raises(DataError, match=r"extracting produced 'up', which is a link"):
@@ -296,7 +307,7 @@ def test_rar_prefix(rar_fixtures: Path, sandbox: tuple[Path, Path]) -> None:
     _, work = sandbox
     members = extract_archive(
         rar_fixtures / "rar5-subdirs.rar", work / "out", prefix="sub/with space"
-    )
+    ).extracted
     assert [m.name for m in members if not m.is_dir] == ["sub/with space/long fn.txt"]
     assert tree(work / "out") == ["sub", "sub/with space", "sub/with space/long fn.txt"]
 
@@ -356,3 +367,254 @@ def test_truncated_rar_is_a_data_error(
     assert str(archive) in message
     assert "delete it and re-run `cdbench download cdd`" in message
     assert tree(work) == []
+
+
+# --------------------------------------------------------------------------- bounds (bombs)
+
+MIB = 1 << 20
+
+
+def zeros_zip(path: Path, entries: dict[str, int], extra: dict[str, bytes] | None = None) -> Path:
+    """A deflated zip of entries made of zeros (name -> size): they pack about 1000:1."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, size in entries.items():
+            zf.writestr(name, bytes(size))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_bomb_entry_is_refused_with_the_default_limits_before_writing(
+    sandbox: tuple[Path, Path],
+) -> None:
+    """8 MiB of zeros packed about 1000:1: the real default ratio limit (100) refuses it."""
+    archives, work = sandbox
+    archive = zeros_zip(archives / "train.zip", {"A/train_3.png": 8 * MIB})
+    packed = zipfile.ZipFile(archive).getinfo("A/train_3.png").compress_size
+    with pytest.raises(DataError) as info:
+        extract_archive(archive, work / "out", fix="delete it and re-run `cdbench download`")
+    message = str(info.value)
+    assert (
+        f"{archive}: entry 'A/train_3.png' declares {8 * MIB} bytes packed into {packed} bytes, "
+        f"a compression ratio of {8 * MIB / packed:.0f} over the limit of 100"
+    ) in message
+    assert "refused, nothing was written" in message
+    assert "delete it and re-run `cdbench download`" in message
+    assert tree(work) == []
+
+
+def test_entry_over_the_size_limit_is_refused_whatever_its_ratio(
+    sandbox: tuple[Path, Path],
+) -> None:
+    archives, work = sandbox
+    data = random.Random(0).randbytes(5000)  # incompressible: ratio about 1
+    archive = write_zip(archives / "a.zip", {"A/train_1.png": data})
+    limits = Limits(max_entry_bytes=4000)
+    with pytest.raises(DataError) as info:
+        extract_archive(archive, work / "out", limits=limits)
+    message = str(info.value)
+    assert "entry 'A/train_1.png' declares 5000 bytes" in message
+    assert "over the limit of 4000 bytes for one entry" in message
+    assert tree(work) == []
+    extract_archive(archive, work / "out", limits=Limits(max_entry_bytes=5000))
+    assert (work / "out/A/train_1.png").read_bytes() == data
+
+
+def test_many_small_bomb_entries_are_refused_together(sandbox: tuple[Path, Path]) -> None:
+    """Each entry is under the ratio floor, their total is not: the total ratio is checked."""
+    archives, work = sandbox
+    archive = zeros_zip(archives / "a.zip", {f"A/train_{i}.png": 300_000 for i in range(1, 5)})
+    limits = Limits(ratio_floor_bytes=MIB)
+    with pytest.raises(DataError, match=r"its 4 entries to extract declare 1200000 bytes packed"):
+        extract_archive(archive, work / "out", limits=limits)
+    assert tree(work) == []
+
+
+def test_lowered_ratio_limit_is_applied(sandbox: tuple[Path, Path]) -> None:
+    """A smaller bomb against a lowered limit: the limit passed is the one applied."""
+    archives, work = sandbox
+    archive = zeros_zip(archives / "a.zip", {"x.bin": 20_000})
+    extract_archive(archive, work / "ok")  # under the default floor: accepted
+    with pytest.raises(DataError, match=r"entry 'x.bin' declares 20000 bytes .* limit of 5 "):
+        extract_archive(archive, work / "out", limits=Limits(max_ratio=5, ratio_floor_bytes=0))
+    assert tree(work) == ["ok", "ok/x.bin"]
+
+
+def test_free_disk_space_is_checked_before_writing(
+    sandbox: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archives, work = sandbox
+    archive = write_zip(archives / "a.zip", {"A/train_1.png": b"x" * 1000})
+    monkeypatch.setattr(extract, "_free_bytes", lambda folder: 1500)
+    with pytest.raises(DataError) as info:
+        extract_archive(archive, work / "out", limits=Limits(free_margin_bytes=600))
+    message = str(info.value)
+    assert f"{work}: extracting {archive} needs 1000 bytes plus a margin of 600 bytes" in message
+    assert "only 1500 bytes are free on that disk; nothing was written" in message
+    assert tree(work) == []
+    extract_archive(archive, work / "out", limits=Limits(free_margin_bytes=500))
+    assert tree(work) == ["out", "out/A", "out/A/train_1.png"]
+
+
+def test_a_member_is_never_copied_past_its_declared_size() -> None:
+    """Declared sizes can lie: the copy stops at the declared size, whatever the source yields."""
+    member = extract.Member("A/train_3.png", False, size=10, packed=5)
+    written = io.BytesIO()
+    with pytest.raises(DataError) as info:
+        extract._copy_at_most(Path("t.zip"), member, io.BytesIO(bytes(100)), written, "fix it")
+    assert "t.zip: entry 'A/train_3.png' holds more than the 10 bytes it declares" in str(
+        info.value
+    )
+    assert len(written.getvalue()) <= 10
+    exact = io.BytesIO()
+    extract._copy_at_most(Path("t.zip"), member, io.BytesIO(bytes(10)), exact, "fix it")
+    assert exact.getvalue() == bytes(10)
+
+
+def test_rar_tool_cannot_write_past_the_largest_declared_size(
+    rar_fixtures: Path,
+    sandbox: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tool whose parse disagrees with the listing is stopped by the file-size limit."""
+    _, work = sandbox
+    fake = tmp_path / "fake-bsdtar"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'while [ $# -gt 0 ]; do [ "$1" = "-C" ] && dest="$2"; shift; done\n'
+        'mkdir -p "$dest/sub/dir1"\n'
+        'exec head -c 10000000 /dev/zero > "$dest/sub/dir1/file1.txt"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(
+        extract.shutil, "which", lambda tool: str(fake) if tool == "bsdtar" else None
+    )
+    with pytest.raises(DataError) as info:
+        extract_archive(rar_fixtures / "rar5-subdirs.rar", work / "out")
+    assert (
+        "bsdtar: stopped by the file-size limit of 8 bytes (the largest size the listing declares)"
+    ) in str(info.value)
+    assert tree(work) == []
+
+
+# --------------------------------------------------------------------------- only what is needed
+
+
+def test_only_needed_entries_are_extracted_and_the_rest_skipped_unread(
+    sandbox: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archives, work = sandbox
+    archive = zeros_zip(
+        archives / "train.zip",
+        {"junk.bin": 8 * MIB},  # a bomb by the default limits, but not needed
+        extra={"A/train_1.png": b"a", "B/train_1.png": b"b", "Thumbs.db": b"t"},
+    )
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: str | zipfile.ZipInfo, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real_open(self, name, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    result = extract_archive(archive, work / "out", only={"A/train_1.png", "B/train_1.png"})
+    assert tree(work / "out") == ["A", "A/train_1.png", "B", "B/train_1.png"]
+    assert sorted(opened) == ["A/train_1.png", "B/train_1.png"]
+    assert sorted(m.name for m in result.skipped) == ["Thumbs.db", "junk.bin"]
+    assert result.skipped_summary() == {"files": 2, "names": ["Thumbs.db", "junk.bin"]}
+    assert result.skipped_summary(listed=1) == {"files": 2, "names": ["Thumbs.db"]}
+
+
+def test_only_names_an_entry_the_archive_lacks(sandbox: tuple[Path, Path]) -> None:
+    archives, work = sandbox
+    archive = write_zip(archives / "a.zip", {"A/x.png": b"x"})
+    with pytest.raises(DataError, match=r"a.zip: has no file entry 'A/y.png'"):
+        extract_archive(archive, work / "out", only={"A/x.png", "A/y.png"})
+    assert tree(work) == []
+
+
+def test_rar_only_keeps_the_needed_entries(rar_fixtures: Path, sandbox: tuple[Path, Path]) -> None:
+    _, work = sandbox
+    result = extract_archive(
+        rar_fixtures / "rar5-subdirs.rar", work / "out", prefix="sub", only={"sub/dir1/file1.txt"}
+    )
+    assert [p for p in tree(work / "out") if (work / "out" / p).is_file()] == ["sub/dir1/file1.txt"]
+    assert sorted(m.name for m in result.skipped) == [
+        "sub/dir2/file2.txt",
+        "sub/with space/long fn.txt",
+        "sub/üȵĩöḋè/file.txt",
+    ]
+
+
+# --------------------------------------------------------------------------- file/folder clash
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("A/train_1.png", b"x", None), ("A/train_1.png/x", b"y", None)],
+        [("A/train_1.png/x", b"y", None), ("A/train_1.png", b"x", None)],
+        [("A/train_1.png", b"x", None), ("A/train_1.png/", b"", None)],
+    ],
+)
+def test_file_and_folder_of_the_same_name_is_a_clear_error(
+    sandbox: tuple[Path, Path], entries: list[tuple[str, bytes, int | None]]
+) -> None:
+    archives, work = sandbox
+    archive = raw_zip(archives / "train.zip", entries)
+    for call in (
+        lambda: list_members(archive),
+        lambda: extract_archive(archive, work / "out"),
+    ):
+        with pytest.raises(DataError) as info:
+            call()
+        message = str(info.value)
+        assert f"{archive}: entry 'A/train_1.png' is a file, but entry 'A/train_1.png" in message
+        assert "needs a folder of that name" in message
+    assert tree(work) == []
+
+
+# --------------------------------------------------------------------------- through prepare
+
+
+def test_prepare_skips_a_junk_bomb_and_lists_it_in_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = tmp_path / "raw"
+    write_levir_archives(raw, size=256)
+    with zipfile.ZipFile(raw / "train.zip", "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("junk.bin", bytes(8 * MIB))
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: str | zipfile.ZipInfo, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real_open(self, name, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    manifest = prepare_dataset("levir-cd", raw, tmp_path / "out", allow_partial=True, workers=1)
+    assert "junk.bin" not in opened
+    assert manifest["skipped_entries"] == {
+        "train.zip": {"files": 1, "names": ["junk.bin"]},
+        "val.zip": {"files": 0, "names": []},
+        "test.zip": {"files": 0, "names": []},
+    }
+    assert manifest["counts"]["train"]["found_images"] == 3
+
+
+def test_prepare_refuses_a_bomb_as_a_needed_image(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_levir_archives(raw, size=256)
+    members = levir_members("train", 3, size=256)
+    del members["A/train_3.png"]
+    write_zip(raw / "train.zip", members)
+    with zipfile.ZipFile(raw / "train.zip", "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("A/train_3.png", bytes(8 * MIB))
+    with pytest.raises(DataError) as info:
+        prepare_dataset("levir-cd", raw, tmp_path / "out", allow_partial=True, workers=1)
+    message = str(info.value)
+    assert f"{raw / 'train.zip'}: entry 'A/train_3.png' declares {8 * MIB} bytes" in message
+    assert "over the limit of 100 (an archive bomb); refused" in message
+    assert "re-run `cdbench download levir-cd`" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

@@ -35,6 +35,9 @@ Deliberate departures:
   recorded in the manifest.
 - Files in an archive that are not images (e.g. `Thumbs.db`) and macOS metadata (`__MACOSX/`,
   `._name`) are ignored; an image anywhere the detected layout does not expect it is an error.
+  Only the entries of the pairs are extracted: every other file entry is skipped unread (never
+  written, so a bomb among them cannot fill the disk) and listed in the manifest
+  (`skipped_entries`, per archive).
 """
 
 from __future__ import annotations
@@ -503,9 +506,12 @@ def _prepare_levir(
     scratch = layout.scratch_dir(out_dir, "raw")
     try:
         roots = {}
+        skipped: dict[str, dict[str, Any]] = {}
         for split, archive in archives.items():
             roots[split] = scratch / split
-            extract_archive(archive, roots[split], fix=fix)
+            needed = {member for pair in pairs if pair.split == split for member in pair.members}
+            extraction = extract_archive(archive, roots[split], only=needed, fix=fix)
+            skipped[archive.name] = extraction.skipped_summary()
         with layout.staging_dir(out_dir) as stage:
             jobs = _jobs(
                 pairs,
@@ -548,6 +554,7 @@ def _prepare_levir(
                 "whole": whole,
                 "duplicates_across_splits": layout.count_cross_split_duplicates(splits),
                 "whole_duplicates_across_splits": layout.count_cross_split_duplicates(whole),
+                "skipped_entries": skipped,
             }
             manifest["caches"] = [str(p.relative_to(stage)) for p in write_caches(stage)]
             layout.write_manifest(stage, manifest)
@@ -568,7 +575,8 @@ def _prepare_cdd(raw_dir: Path, out_dir: Path, allow_partial: bool, workers: int
     scratch = layout.scratch_dir(out_dir, "raw")
     try:
         root = scratch / "cdd"
-        extract_archive(archive, root, prefix=CDD_ROOT, fix=fix)
+        needed = {member for pair in pairs for member in pair.members}
+        extraction = extract_archive(archive, root, prefix=CDD_ROOT, only=needed, fix=fix)
         with layout.staging_dir(out_dir) as stage:
             jobs = _jobs(
                 pairs, dict.fromkeys(SPLITS, root), dict.fromkeys(SPLITS, archive), stage, fix
@@ -588,6 +596,7 @@ def _prepare_cdd(raw_dir: Path, out_dir: Path, allow_partial: bool, workers: int
                 },
                 "splits": splits,
                 "duplicates_across_splits": layout.count_cross_split_duplicates(splits),
+                "skipped_entries": {archive.name: extraction.skipped_summary()},
             }
             manifest["caches"] = [str(p.relative_to(stage)) for p in write_caches(stage)]
             layout.write_manifest(stage, manifest)
