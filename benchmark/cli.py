@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.config import load_params
+from benchmark.config import check_device, load_params
 from benchmark.errors import CdbenchError
 
 REAL_DATASETS = ("cdd", "levir-cd")
@@ -93,6 +93,8 @@ def _runtime(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
         for key in ("device", "bf16", "channels_last", "workers")
         if getattr(args, key, None) is not None
     }
+    if args.device is not None:
+        check_device(args.device, "--device")
     runtime = dataclasses.replace(params.runtime, **overrides)
     runtime.check("command line")
     return runtime
@@ -118,9 +120,27 @@ def _checked_runs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return params, specs, runtime
 
 
+def _check_crops(params, experiments: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+    """Each experiment's recipe crop fits its training images (`check_crop`), before training.
+    Names params.yaml does not define are left to the command's own error."""
+    from benchmark.data.dataset import ChangeDetectionDataset, check_crop
+
+    for name in experiments:
+        if name not in params.experiments:
+            continue
+        experiment = params.experiments[name]
+        recipe = params.recipes[experiment.recipe]
+        if recipe.crop is not None:
+            pairs = ChangeDetectionDataset(
+                params.data.prepared(experiment.dataset), "train", whole=recipe.train_on_whole
+            )
+            check_crop(pairs, recipe.crop, f"recipes.{experiment.recipe}.crop")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """`cdbench train <experiment>` -> `benchmark.training.loop.train_run`."""
     params, specs, runtime = _checked_runs(args)
+    _check_crops(params, [args.experiment])
     from benchmark.training.loop import train_run
 
     for spec in specs:
@@ -238,6 +258,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         reproject(params, Path(args.out))
         print(f"projection recomputed in {Path(args.out) / 'perf.json'} and perf.md")
         return 0
+    if args.device is not None:
+        check_device(args.device, "--device")
     device = resolve_device(args.device or params.runtime.device)
     workers = params.runtime.workers if args.workers is None else args.workers
     run_bench(
@@ -264,6 +286,9 @@ def cmd_parity(args: argparse.Namespace) -> int:
     experiments = args.experiment or [
         name for name, e in params.experiments.items() if e.dataset == "synthetic"
     ]
+    if args.device is not None:
+        check_device(args.device, "--device")
+    _check_crops(params, experiments)
     device = resolve_device(args.device or params.runtime.device)
     result = run_parity(
         params,

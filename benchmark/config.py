@@ -9,6 +9,8 @@ the whole file has been checked.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -26,6 +28,49 @@ DATASETS = ("cdd", "levir-cd", "synthetic")
 """Every dataset name the suite knows."""
 
 
+SAFE_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./][A-Za-z0-9_@%+=:,./-]*")
+"""What a path of params.yaml may hold: ASCII letters, digits and `_ @ % + = : , . / -`, not
+starting with `-`. These are the characters a POSIX shell takes literally (`shlex.quote` leaves
+them unquoted), so the path means the same wherever it is written: dvc.yaml interpolates the
+data paths into its deps and outs, and a `$(...)`, quote, `;` or space in a path is refused."""
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""What an experiment or recipe name may hold (ASCII): `cdbench stages` writes the names into
+dvc.yaml's runs and the `train`/`evaluate` commands, and names the run folders after them."""
+
+DEVICE = re.compile(r"auto|(?:cpu|cuda|mps)(?::[0-9]+)?")
+"""A device of runtime.device and --device: auto, cpu, cuda, cuda:N, mps (torch's spelling)."""
+
+
+def check_path(value: str, where: str) -> None:
+    """Raise ConfigError unless `value` is a path made only of SAFE_PATH characters."""
+    if not SAFE_PATH.fullmatch(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not a plain path; expected ASCII letters, digits and "
+            f"_ @ % + = : , . / - only, not starting with - (no spaces, quotes, $, `, ;, | or "
+            f"other shell characters): rename the folder, or point a symlink with a plain "
+            f"name at it"
+        )
+
+
+def check_name(value: str, where: str) -> None:
+    """Raise ConfigError unless `value` is a SAFE_NAME (an experiment's or a recipe's name)."""
+    if not SAFE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where}: the name {value!r} is not allowed; expected ASCII letters, digits and "
+            f"_ . - only, starting with a letter or digit (e.g. bsfnet-sisb-cdd): rename it"
+        )
+
+
+def check_device(value: str, where: str) -> None:
+    """Raise ConfigError unless `value` is a device string of DEVICE."""
+    if not DEVICE.fullmatch(value):
+        raise ConfigError(
+            f"{where}: expected auto, cpu, cuda, cuda:N (N a GPU index, e.g. cuda:0) or mps, "
+            f"got {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the datasets (and the encoders' ImageNet weights) live on disk."""
@@ -35,6 +80,10 @@ class DataConfig:
     # torchvision's ImageNet weight files, fetched and hash-checked by `cdbench weights` (the
     # DVC stage `weights`); pretrained training reads them here and never downloads.
     weights_dir: str = "data/weights"
+
+    def check(self, where: str) -> None:
+        for key in ("raw_dir", "prepared_dir", "weights_dir"):
+            check_path(getattr(self, key), f"{where}.{key}")
 
     def raw(self, dataset: str) -> Path:
         return Path(self.raw_dir) / dataset
@@ -264,10 +313,7 @@ class RuntimeConfig:
     progress: bool = True
 
     def check(self, where: str) -> None:
-        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ConfigError(
-                f"{where}.device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
-            )
+        check_device(self.device, f"{where}.device")
         if self.workers < 0:
             raise ConfigError(f"{where}.workers: expected >= 0, got {self.workers}")
         if self.checkpoint_every < 1:
@@ -287,11 +333,14 @@ class Params:
     experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.data.check("data")
         self.runtime.check("runtime")
         for name, recipe in self.recipes.items():
+            check_name(name, f"recipes.{name}")
             recipe.check(f"recipes.{name}")
         for name, experiment in self.experiments.items():
             where = f"experiments.{name}"
+            check_name(name, where)
             experiment.check(where)
             if experiment.recipe not in self.recipes:
                 raise ConfigError(
@@ -341,10 +390,17 @@ class RunSpec:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and check `params.yaml`; a missing file gives the defaults."""
+    """Read and check `params.yaml`. A missing file is an error, never the defaults: a
+    mistyped `--params` would otherwise run the whole pipeline on settings nobody chose. (An
+    empty file gives the defaults.)"""
     path = Path(path)
-    if not path.exists():
-        return Params()
+    if not path.is_file():
+        state = "is not a file" if path.exists() else "not found"
+        raise ConfigError(
+            f"params file {path}: {state} ({path.absolute()}); expected the parameters file: "
+            f"pass --params PATH to it (e.g. the repository's params.yaml), or run cdbench "
+            f"from the repository root"
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -429,12 +485,14 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             for k, v in value.items()
         }
     if hint is Any:
+        _check_finite(value, where)
         return value
     if hint is float:
         if isinstance(value, str):
             value = _yaml_float(value, where)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        _check_finite(value, where)
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -449,6 +507,22 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
         return value
     raise TypeError(f"config type {hint!r} at {where} is not supported by from_dict")
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Refuse NaN and infinities (YAML's `.nan`, `.inf`), here and inside lists and mappings:
+    no setting means anything at NaN or infinity, and torch would only fail later (or train
+    to NaN weights) with a traceback that does not name the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"{where}: expected a finite number, got {value}; set a number (e.g. 0.0 or 1.0e-4)"
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
 
 
 def _yaml_float(text: str, where: str) -> float:

@@ -15,6 +15,12 @@
   a stage may re-run for nothing, never miss a change. A folder is listed instead of its files
   where the stage imports every file of it.
 
+No value of params.yaml is put into a command: DVC runs each `cmd` through a shell, so a
+`data.prepared_dir` holding `$(...)` would run it. The commands take their folders from
+params.yaml themselves (checked by benchmark/config.py: plain paths only), and the only
+interpolations in a command are `${item}` (the fixed dataset names) and the runs' experiment
+names and seeds, written here from names checked by config.SAFE_NAME (`check_commands`).
+
 Everything before the first marker line is written by hand. `cdbench stages --check` (run by
 the tests) fails naming the stage and the module when a stage imports a module that is not
 among its deps, and when the block differs from what params.yaml and the imports give.
@@ -23,6 +29,7 @@ among its deps, and when the block differs from what params.yaml and the imports
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import yaml
@@ -201,9 +208,8 @@ def missing_deps(dvc_yaml: Path, root: Path = SOURCE_ROOT) -> list[str]:
 
 # --- dvc.yaml ---------------------------------------------------------------------------------
 
-_PREPARE_CMD = (
-    "cdbench prepare ${item} --raw ${data.raw_dir}/${item} --out ${data.prepared_dir}/${item}"
-)
+COMMAND_INTERPOLATIONS = ("${item}", "${item.experiment}", "${item.seed}")
+"""The only `${...}` a generated command may hold (see the module docstring)."""
 
 
 def _list(items: list[str], indent: int) -> str:
@@ -231,7 +237,9 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
   download:
     foreach: [cdd, levir-cd]
     do:
-      cmd: cdbench download ${{item}} --out ${{data.raw_dir}}/${{item}}
+      # no params in commands: each reads its folders from params.yaml (data.*), checked
+      # there, since DVC runs a command through a shell (benchmark/stages.py)
+      cmd: cdbench download ${{item}}
       deps:
 {_list(deps["download"], 8)}\
       outs:
@@ -242,7 +250,7 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
   prepare:
     foreach: [cdd, levir-cd]
     do:
-      cmd: {_PREPARE_CMD}
+      cmd: cdbench prepare ${{item}}
       deps:
         - ${{data.raw_dir}}/${{item}}
 {_list(deps["prepare"], 8)}\
@@ -250,7 +258,7 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
         - ${{data.prepared_dir}}/${{item}}
 
   synth:
-    cmd: cdbench synth --out ${{data.prepared_dir}}/synthetic
+    cmd: cdbench synth
     deps:
 {_list(deps["synth"], 6)}\
     params:
@@ -262,7 +270,7 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
   # reads them here and never downloads. Only the runs of a recipe with `pretrained: true`
   # depend on it (not the synthetic demo).
   weights:
-    cmd: cdbench weights --out ${{data.weights_dir}}
+    cmd: cdbench weights
     deps:
 {_list(deps["weights"], 6)}\
     outs:
@@ -363,6 +371,22 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
 """
 
 
+def check_commands(text: str, path: Path) -> None:
+    """Raise ConfigError when a `cmd:` of the dvc.yaml text `text` interpolates anything but
+    COMMAND_INTERPOLATIONS: a value of params.yaml would reach the shell that DVC runs it in."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith("cmd:"):
+            found = re.findall(r"\$\{[^}]*\}", line)
+            unsafe = [item for item in found if item not in COMMAND_INTERPOLATIONS]
+            if unsafe:
+                raise ConfigError(
+                    f"{path}:{number}: the command interpolates {', '.join(unsafe)}; a value of "
+                    f"params.yaml must not be put into a shell command (expected only "
+                    f"{', '.join(COMMAND_INTERPOLATIONS)}): let the command read it from "
+                    f"params.yaml, and run `cdbench stages`"
+                )
+
+
 def _split(text: str, path: Path) -> tuple[str, str, str]:
     if text.count(BEGIN) != 1 or text.count(END) != 1:
         raise ConfigError(
@@ -377,13 +401,17 @@ def _split(text: str, path: Path) -> tuple[str, str, str]:
 def write_stages(params: Params, path: Path) -> None:
     """Replace the generated block of `path` with the stages of `params` and the imports."""
     head, _, tail = _split(path.read_text(), path)
-    path.write_text(head + render_stages(params) + tail)
+    text = head + render_stages(params) + tail
+    check_commands(text, path)
+    path.write_text(text)
 
 
 def check_stages(params: Params, path: Path) -> None:
     """Raise ConfigError when a stage of `path` imports a module it lacks in its deps (naming
     both), or when the generated block differs from `render_stages`."""
-    _, block, _ = _split(path.read_text(), path)
+    text = path.read_text()
+    _, block, _ = _split(text, path)
+    check_commands(text, path)
     problems = missing_deps(path)
     if problems:
         raise ConfigError(

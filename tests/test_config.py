@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import yaml
 
 from benchmark.cli import main
-from benchmark.config import Params, SynthConfig, from_dict, load_params
+from benchmark.config import Params, RuntimeConfig, SynthConfig, from_dict, load_params
+from benchmark.data.layout import write_pair
 from benchmark.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,8 +28,15 @@ def test_repository_params_file_loads() -> None:
     assert params.data.prepared("synthetic") == Path("data/prepared/synthetic")
 
 
-def test_missing_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_params(tmp_path / "absent.yaml") == Params()
+def test_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    """A mistyped --params must not silently run on the defaults (issue 15); an empty file
+    still gives them."""
+    with pytest.raises(ConfigError, match=r"params file .*typo\.yaml: not found.*--params"):
+        load_params(tmp_path / "typo.yaml")
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_params(tmp_path)
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_params(tmp_path / "empty.yaml") == Params()
 
 
 @pytest.mark.parametrize(
@@ -86,3 +97,223 @@ def test_from_dict_converts_nested_types() -> None:
 
 def test_synth_config_defaults_are_valid() -> None:
     assert SynthConfig().train > SynthConfig().val > 0
+
+
+# --- issue 15: one-line errors instead of tracebacks, no silent defaults ----------------------
+
+RECIPE: dict[str, Any] = {
+    "source": "tests",
+    "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 0.0},
+    "schedule": {"name": "constant"},
+    "batch_size": 2,
+    "iterations": 2,
+    "val_every": 1,
+    "crop": 32,
+    "augment": "flips",
+    "pretrained": False,
+}
+EXPERIMENT = "bsfnet-bce-synthetic"
+
+
+def _params(folder: Path, text_changes: str = "", **sections: Any) -> Path:
+    """A small valid params.yaml in `folder` (one recipe, one experiment on `folder/prepared`),
+    with `sections` replacing whole top-level sections and `text_changes` appended."""
+    content: dict[str, Any] = {
+        "data": {"raw_dir": str(folder / "raw"), "prepared_dir": str(folder / "prepared")},
+        "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
+        "recipes": {"tiny": RECIPE},
+        "experiments": {
+            EXPERIMENT: {"model": "bsfnet", "loss": "bce", "dataset": "synthetic", "recipe": "tiny"}
+        },
+    }
+    content.update(sections)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False) + text_changes)
+    return path
+
+
+def _recipe(**optimizer: Any) -> dict[str, Any]:
+    return {"tiny": {**RECIPE, "optimizer": {**RECIPE["optimizer"], **optimizer}}}
+
+
+@pytest.mark.parametrize(
+    ("recipes", "key"),
+    [
+        (_recipe(weight_decay=float("nan")), "recipes.tiny.optimizer.weight_decay"),
+        (_recipe(lr=float("inf")), "recipes.tiny.optimizer.lr"),
+        (_recipe(lr=float("-inf")), "recipes.tiny.optimizer.lr"),
+        (_recipe(lr="nan"), "recipes.tiny.optimizer.lr"),  # a YAML string, read as a number
+        (_recipe(betas=[0.9, float("nan")]), r"recipes.tiny.optimizer.betas\[1\]"),
+        (
+            {"tiny": {**RECIPE, "crop_cat_max_ratio": float("nan")}},
+            "recipes.tiny.crop_cat_max_ratio",
+        ),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_key(
+    tmp_path: Path, recipes: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: expected a finite number, got (nan|-?inf)"):
+        load_params(_params(tmp_path, recipes=recipes))
+
+
+def test_non_finite_numbers_are_refused_inside_free_form_options(tmp_path: Path) -> None:
+    """loss_options are free-form (checked by name when the loss is built): a .nan inside is
+    refused all the same, at load time."""
+    experiments = {
+        EXPERIMENT: {
+            "model": "bsfnet",
+            "loss": "bce",
+            "dataset": "synthetic",
+            "recipe": "tiny",
+            "loss_options": {"weights": [1.0, float("inf")]},
+        }
+    }
+    match = rf"experiments.{EXPERIMENT}.loss_options.weights\[1\]: expected a finite number"
+    with pytest.raises(ConfigError, match=match):
+        load_params(_params(tmp_path, experiments=experiments))
+
+
+def test_weight_decay_nan_fails_train_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`weight_decay: .nan` (YAML) used to reach torch.optim.Adam: a raw ValueError traceback."""
+    path = _params(tmp_path)
+    path.write_text(path.read_text().replace("weight_decay: 0.0", "weight_decay: .nan"))
+    checkpoints = tmp_path / "checkpoints"
+    args = ["--params", str(path), "train", EXPERIMENT, "--no-tracking"]
+    assert main([*args, "--checkpoints", str(checkpoints)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "recipes.tiny.optimizer.weight_decay: expected a finite number, got nan" in err
+    assert not checkpoints.exists()
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_valid_devices_are_accepted(device: str) -> None:
+    RuntimeConfig(device=device).check("runtime")
+
+
+@pytest.mark.parametrize("device", ["cpu:abc", "cuda:", "cuda:x", "gpu", "cuda:0:1", " cpu", ""])
+def test_bad_devices_are_refused_up_front(tmp_path: Path, device: str) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"runtime.device: expected auto, cpu, .* got '{device}'"
+    ):
+        load_params(_params(tmp_path, runtime={"device": device}))
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "bench", "parity"])
+def test_a_bad_device_on_the_command_line_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """`--device cpu:abc` reached torch.device (train, bench, parity): RuntimeError traceback."""
+    args = ["--params", str(_params(tmp_path)), command]
+    args += [EXPERIMENT] if command in ("train", "evaluate") else ["--out", str(tmp_path / "out")]
+    assert main([*args, "--device", "cpu:abc"]) == 1
+    err = capsys.readouterr().err
+    assert "--device: expected auto, cpu, cuda, cuda:N" in err and "'cpu:abc'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _tiny_dataset(prepared: Path, size: int) -> None:
+    """Two pairs of `size` x `size` per split under prepared/synthetic (no cache)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        for index in range(2):
+            a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            change = rng.random((size, size)) > 0.5
+            write_pair(prepared / "synthetic" / split, f"p{index}", a, a, change)
+
+
+def test_a_crop_larger_than_the_images_fails_train_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 64 crop of 32 x 32 images used to fail in the augmentation, mid-run, with a traceback."""
+    _tiny_dataset(tmp_path / "prepared", 32)
+    path = _params(tmp_path, recipes={"tiny": {**RECIPE, "crop": 64}})
+    checkpoints = tmp_path / "checkpoints"
+    args = ["--params", str(path), "train", EXPERIMENT, "--no-tracking"]
+    assert main([*args, "--checkpoints", str(checkpoints)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "recipes.tiny.crop: a crop of 64 x 64 does not fit" in err
+    assert "(smallest 32 x 32, H x W)" in err and "at most 32" in err
+    assert not checkpoints.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("prepared_dir", "data/$(touch pwned)prepared"),
+        ("raw_dir", "data/`id`"),
+        ("weights_dir", "data/weights; rm -rf x"),
+        ("prepared_dir", "my data"),
+        ("raw_dir", "data/'raw'"),
+        ("prepared_dir", "-rf"),
+        ("raw_dir", ""),
+    ],
+)
+def test_path_params_with_shell_characters_are_refused(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    data = {"raw_dir": "data/raw", "prepared_dir": "data/prepared", "weights_dir": "data/weights"}
+    with pytest.raises(ConfigError, match=rf"data.{key}: .* is not a plain path; expected ASCII"):
+        load_params(_params(tmp_path, data={**data, key: value}))
+
+
+def test_plain_paths_are_accepted(tmp_path: Path) -> None:
+    data = {"raw_dir": "/mnt/disk-2/raw_v1.0", "prepared_dir": "../prepared", "weights_dir": "w"}
+    assert load_params(_params(tmp_path, data=data)).data.raw_dir == "/mnt/disk-2/raw_v1.0"
+
+
+@pytest.mark.parametrize("name", ["bad name", "x;id", "a$(id)", "-x", "x}y", "caf\u00e9"])
+def test_experiment_and_recipe_names_are_plain(tmp_path: Path, name: str) -> None:
+    """The names go into dvc.yaml's runs and commands (`cdbench stages`)."""
+    experiment = {"model": "bsfnet", "loss": "bce", "dataset": "synthetic", "recipe": "tiny"}
+    with pytest.raises(ConfigError, match="is not allowed; expected ASCII letters"):
+        load_params(_params(tmp_path, experiments={name: experiment}))
+    experiments = {EXPERIMENT: {**experiment, "recipe": name}}
+    with pytest.raises(ConfigError, match="is not allowed; expected ASCII letters"):
+        load_params(_params(tmp_path, recipes={name: RECIPE}, experiments=experiments))
+
+
+WORK = {
+    "download": ("benchmark.data.download", "download_dataset", ["levir-cd", "--out", "OUT"]),
+    "prepare": ("benchmark.data.prepare", "prepare_dataset", ["levir-cd", "--out", "OUT"]),
+    "synth": ("benchmark.data.synth", "generate_synthetic", ["--out", "OUT"]),
+    "weights": ("benchmark.models.weights_fetch", "fetch_weights", ["--out", "OUT"]),
+    "train": ("benchmark.training.loop", "train_run", [EXPERIMENT, "--checkpoints", "OUT"]),
+    "evaluate": ("benchmark.evaluation.evaluate", "evaluate_run", [EXPERIMENT, "--reports", "OUT"]),
+    "stages": ("benchmark.stages", "write_stages", ["--dvc-yaml", "OUT"]),
+    "report": ("benchmark.reporting.report", "write_report", ["--reports", "OUT"]),
+    "check": ("benchmark.reporting.check", "check", ["--reports", "OUT"]),
+    "bench": ("benchmark.speed.bench", "run_bench", ["--out", "OUT"]),
+    "parity": ("benchmark.speed.parity", "run_parity", ["--out", "OUT"]),
+}
+"""Every command that reads params.yaml, the function doing its work, and arguments that keep
+it inside OUT."""
+
+
+@pytest.mark.parametrize("command", sorted(WORK))
+def test_every_command_refuses_a_missing_params_file(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """`--params typo.yaml` used to run every command on the defaults."""
+    import importlib
+
+    module, function, args = WORK[command]
+
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"cdbench {command} did its work with a missing params file")
+
+    monkeypatch.setattr(importlib.import_module(module), function, must_not_run)
+    out = tmp_path / "out"
+    argv = [a.replace("OUT", str(out)) for a in args]
+    assert main(["--params", str(tmp_path / "typo.yaml"), command, *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cdbench {command}: error: params file {tmp_path / 'typo.yaml'}: ")
+    assert "not found" in err and len(err.splitlines()) == 1
+    assert not out.exists()

@@ -56,6 +56,7 @@ pytestmark = pytest.mark.usefixtures("fast_download_retries")
 
 def cdbench(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """Run `cdbench <args>` (defaults for params.yaml), require exit 0, return its stdout."""
+    (tmp_path / "absent-params.yaml").write_text("")  # empty: the defaults (absent: an error)
     code = cli.main(["--params", str(tmp_path / "absent-params.yaml"), *args])
     captured = capsys.readouterr()
     assert code == 0, captured.err

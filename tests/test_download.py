@@ -514,6 +514,7 @@ def test_cli_download_success_and_failure(
     data = make_zip(18, payload=1000)
     server.add("/train.zip", Route(data))
     out = tmp_path / "raw"
+    (tmp_path / "absent-params.yaml").write_text("")  # empty: the defaults (absent: an error)
     params = ["--params", str(tmp_path / "absent-params.yaml")]
     monkeypatch.setitem(
         ARCHIVES, "levir-cd", (Archive("train.zip", md5(data), (server.url("/train.zip"),)),)

@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from benchmark.data import layout
+from benchmark.data.extract import Member
+from benchmark.data.prepare import CDD_ROOT, detect_cdd_layout, detect_levir_layout
 from benchmark.errors import DataError
 
 DEAD_PID = 2**22 + 1  # above Linux's largest pid_max: no such process
@@ -65,3 +67,40 @@ def test_missing_counterpart_and_bad_manifest_name_the_file(tmp_path: Path) -> N
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(DataError, match=r"manifest\.json: not valid JSON"):
         layout.read_manifest(tmp_path)
+
+
+# --- issue 15: file-name numbers are ASCII digits only ------------------------------------------
+
+ARABIC_ONE = "\u0661"  # ARABIC-INDIC DIGIT ONE: `\d` matches it and int() reads it as 1
+
+
+def _members(*names: str) -> list[Member]:
+    return [Member(name, False, 10) for name in names]
+
+
+def test_a_levir_name_with_a_unicode_digit_is_no_pair() -> None:
+    """`train_\u0661` used to be accepted as an extra pair, beside train_1."""
+    stems = ("train_1", f"train_{ARABIC_ONE}")
+    members = _members(*(f"{part}/{stem}.png" for stem in stems for part in ("A", "B", "label")))
+    try:
+        _, pairs = detect_levir_layout(Path("train.zip"), "train", members)
+    except DataError as exc:  # refused as an unknown layout, naming the file
+        assert f"train_{ARABIC_ONE}" in str(exc)
+    else:  # or skipped as an entry the layout does not need
+        assert [pair.stem for pair in pairs] == ["train_1"]
+
+
+def test_a_cdd_name_with_a_unicode_digit_is_refused() -> None:
+    names = [f"{CDD_ROOT}/train/{part}/1.jpg" for part in ("A", "B", "OUT")]
+    names.append(f"{CDD_ROOT}/train/A/{ARABIC_ONE}.jpg")
+    with pytest.raises(DataError, match=f"{ARABIC_ONE}.jpg"):
+        detect_cdd_layout(Path("cdd.rar"), _members(*names))
+
+
+def test_a_scratch_folder_with_unicode_digits_is_not_a_scratch_folder(tmp_path: Path) -> None:
+    """Its number is no process id of ours: the folder is left alone (it used to be deleted)."""
+    arabic = str(DEAD_PID).translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+    foreign = tmp_path / f".synthetic.partial-{arabic}"
+    foreign.mkdir()
+    assert layout.remove_stale_scratch(tmp_path / "synthetic") == []
+    assert foreign.exists()

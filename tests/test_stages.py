@@ -385,3 +385,54 @@ def test_dvc_dry_runs_the_weights_stage_for_pretrained_runs_only(tmp_path: Path)
     ran = re.findall(r"Running stage '([^']+)'", demo.stdout)
     assert "synth" in ran and any(name.startswith("train@") for name in ran)
     assert "weights" not in ran and "check" not in ran
+
+
+# --- issue 15: no value of params.yaml reaches the shell ----------------------------------------
+
+
+def test_no_command_interpolates_a_value_of_params_yaml() -> None:
+    """DVC runs each cmd through a shell: `${data.prepared_dir}` in a command ran a `$(...)`
+    written in params.yaml. The commands read their folders from params.yaml themselves."""
+    stages = _stages()
+    for name in stages:
+        command = _definition(stages, name)["cmd"]
+        for found in re.findall(r"\$\{[^}]*\}", command):
+            assert found in ("${item}", "${item.experiment}", "${item.seed}"), (name, command)
+
+
+def test_the_check_refuses_a_param_put_into_a_command(tmp_path: Path) -> None:
+    text = (REPO / "dvc.yaml").read_text()
+    assert text.count("    cmd: cdbench synth\n") == 1
+    planted = text.replace(
+        "    cmd: cdbench synth\n", "    cmd: cdbench synth --out ${data.prepared_dir}/synthetic\n"
+    )
+    (tmp_path / "dvc.yaml").write_text(planted)
+    with pytest.raises(ConfigError, match=r"interpolates \$\{data.prepared_dir\}; a value of"):
+        check_stages(load_params(REPO / "params.yaml"), tmp_path / "dvc.yaml")
+
+
+@pytest.mark.slow
+def test_dvc_repro_does_not_run_a_command_written_in_a_path_param(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dvc repro` of prepare@cdd in a scratch copy whose params.yaml sets
+    `prepared_dir: data/$(touch MARKER)prepared`: the shell used to run the touch (and then
+    cdbench); now the command holds no param and cdbench refuses the path, naming the key."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(
+        REPO / "benchmark", root / "benchmark", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    marker = tmp_path / "MARKER"
+    (root / "params.yaml").write_text(
+        f"data:\n  raw_dir: data/raw\n  prepared_dir: data/$(touch {marker})prepared\n"
+    )
+    (root / "data" / "raw" / "cdd").mkdir(parents=True)
+    assert _dvc(["init", "--no-scm", "-q"], root).returncode == 0
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")  # dvc runs `cdbench`
+    done = _dvc(["repro", "--single-item", "prepare@cdd"], root)
+    assert done.returncode != 0
+    assert not marker.exists(), "the shell ran a command written in params.yaml"
+    assert "data.prepared_dir: 'data/$(touch" in done.stdout + done.stderr
+    assert "is not a plain path" in done.stdout + done.stderr

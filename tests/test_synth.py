@@ -213,6 +213,7 @@ def test_cli_synth_rejects_a_negative_seed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
+    (tmp_path / "none.yaml").write_text("")  # empty: the defaults (absent: an error)
     assert (
         main(["--params", str(tmp_path / "none.yaml"), "synth", "--out", str(out), "--seed", "-1"])
         == 1

@@ -131,6 +131,34 @@ class ChangeDetectionDataset(Dataset[Sample]):
         height, width = mask.shape[-2:]
         return torch.cat([image.reshape(6, height, width), mask]).numpy()
 
+    def smallest_size(self) -> tuple[int, int]:
+        """The smallest height and the smallest width over the split's pairs: the cache's shape
+        (written only when every pair has one size), else read from every A image's PNG header
+        (no decoding; the A, B and label sizes of a pair are checked when it is decoded).
+
+        Raises:
+            DataError: If the split has no pairs.
+        """
+        if not self.names:
+            raise DataError(f"{self.folder}: no pairs; run `cdbench prepare` (or `cdbench synth`)")
+        if self.cache is not None:
+            height, width = self.cache.shape
+            return height, width
+        heights, widths = [], []
+        for name in self.names:
+            path = self.folder / "A" / f"{name}.png"
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            except OSError as exc:
+                raise DataError(
+                    f"{path}: not a readable PNG ({exc}); re-run `cdbench prepare` "
+                    f"(or `cdbench synth`) to rewrite the dataset"
+                ) from exc
+            heights.append(height)
+            widths.append(width)
+        return min(heights), min(widths)
+
     def _decode(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image (2, 3, H, W), mask (1, H, W) in {0, 1}) of pair `index` from its PNGs."""
         name = self.names[index]
@@ -152,3 +180,22 @@ class ChangeDetectionDataset(Dataset[Sample]):
                 f"re-run `cdbench prepare` (which binarises labels) to rewrite it"
             )
         return torch.stack([a, b]), label // 255
+
+
+def check_crop(pairs: ChangeDetectionDataset, crop: int | None, where: str) -> None:
+    """Raise a DataError, before any training, when the random crop of side `crop` (`where`
+    names the setting, e.g. `recipes.demo.crop`) does not fit in every pair of `pairs`: the
+    augmentation would otherwise fail inside a data-loading worker, mid-run.
+
+    Raises:
+        DataError: naming the crop, the smallest image size and the folder.
+    """
+    if crop is None:
+        return
+    height, width = pairs.smallest_size()
+    if crop > height or crop > width:
+        raise DataError(
+            f"{where}: a crop of {crop} x {crop} does not fit the images of {pairs.folder} "
+            f"(smallest {height} x {width}, H x W); expected a crop of at most "
+            f"{min(height, width)}: lower {where}, or prepare larger images"
+        )

@@ -274,7 +274,7 @@ def _pairs_from_roles(
 
 def _natural(stem: str) -> tuple[str, int]:
     """Sort key putting `train_2` before `train_10`."""
-    match = re.match(r"^(.*?)(\d+)$", stem)
+    match = re.match(r"^(.*?)([0-9]+)$", stem)
     return (match.group(1), int(match.group(2))) if match else (stem, -1)
 
 
@@ -292,8 +292,9 @@ def detect_levir_layout(
     """
     names = _images(members)
     patterns = {
-        LEVIR_FLAT: re.compile(rf"^(A|B|label)/({split}_\d+)\.png$"),
-        LEVIR_NESTED: re.compile(rf"^{split}/(A|B|label)/({split}_\d+)\.png$"),
+        # [0-9], not \d: \d matches any Unicode digit (train_\u0661 would be an extra pair)
+        LEVIR_FLAT: re.compile(rf"^(A|B|label)/({split}_[0-9]+)\.png$"),
+        LEVIR_NESTED: re.compile(rf"^{split}/(A|B|label)/({split}_[0-9]+)\.png$"),
     }
     for layout_name, pattern in patterns.items():
         matches = [pattern.match(n) for n in names]
@@ -305,10 +306,18 @@ def detect_levir_layout(
             prefix = "" if layout_name == LEVIR_FLAT else f"{split}/"
             folder = {role: prefix + role for role in ROLES}
             return layout_name, _pairs_from_roles(archive, split, by_role, folder)
+    # the images that fit neither layout (of the layout most of them fit), named in the error
+    best = max(patterns.values(), key=lambda pattern: sum(bool(pattern.match(n)) for n in names))
+    odd = [n for n in names if not best.match(n)]
+    unfit = (
+        f" ({odd[0]}" + (f" and {len(odd) - 1} more" if len(odd) > 1 else "") + " do not fit)"
+        if 0 < len(odd) < len(names)
+        else ""
+    )
     raise DataError(
-        f"{archive}: unknown layout; found {_found_summary(names)}; expected PNG files "
-        f"A/{split}_N.png, B/{split}_N.png, label/{split}_N.png, either at the top of the "
-        f"archive or under {split}/ (e.g. {split}/A/{split}_1.png)"
+        f"{archive}: unknown layout; found {_found_summary(names)}{unfit}; expected PNG files "
+        f"A/{split}_N.png, B/{split}_N.png, label/{split}_N.png (N in ASCII digits 0-9), "
+        f"either at the top of the archive or under {split}/ (e.g. {split}/A/{split}_1.png)"
     )
 
 
@@ -320,7 +329,7 @@ def detect_cdd_layout(archive: Path, members: Sequence[Member]) -> list[RawPair]
             layout, or an incomplete pair.
     """
     names = _images(members)
-    pattern = re.compile(rf"^{CDD_ROOT}/(train|val|test)/(A|B|OUT)/(\d+)\.jpg$")
+    pattern = re.compile(rf"^{CDD_ROOT}/(train|val|test)/(A|B|OUT)/([0-9]+)\.jpg$")
     inside = [n for n in names if n.startswith(CDD_ROOT + "/")]
     expected = f"expected {CDD_ROOT}/{{train,val,test}}/{{A,B,OUT}}/NNNNN.jpg"
     if not inside:
