@@ -172,7 +172,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- scratch folders
 
-_SCRATCH = re.compile(r"^\.(?P<out>.+)\.(?P<kind>partial|old|raw)-(?P<pid>\d+)(?:-.*)?$")
+_SCRATCH = re.compile(r"^\.(?P<out>.+)\.(?P<kind>partial|old|raw)-(?P<pid>[0-9]+)(?:-.*)?$")
 """Folders a run keeps beside its output while it works (`staging_dir`'s `.partial-` and
 `.old-`, `scratch_dir`'s `.<kind>-`), each named after the process that made it."""
 
