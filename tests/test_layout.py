@@ -91,8 +91,9 @@ def test_a_levir_name_with_a_unicode_digit_is_no_pair() -> None:
 
 
 def test_a_cdd_name_with_a_unicode_digit_is_refused() -> None:
-    names = [f"{CDD_ROOT}/train/{part}/1.jpg" for part in ("A", "B", "OUT")]
-    names.append(f"{CDD_ROOT}/train/A/{ARABIC_ONE}.jpg")
+    names = [
+        f"{CDD_ROOT}/train/{part}/{n}.jpg" for n in ("1", ARABIC_ONE) for part in ["A", "B", "OUT"]
+    ]
     with pytest.raises(DataError, match=f"{ARABIC_ONE}.jpg"):
         detect_cdd_layout(Path("cdd.rar"), _members(*names))
 
