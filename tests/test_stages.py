@@ -332,7 +332,9 @@ def test_only_pretrained_runs_depend_on_the_weights() -> None:
             assert item["weights"] == f"${{data.prepared_dir}}/{item['dataset']}", name
     assert kinds == {True, False}
     weights = stages["weights"]
-    assert weights["cmd"] == "cdbench weights --out ${data.weights_dir}"
+    assert (
+        weights["cmd"] == "cdbench weights"
+    )  # the folder read from params.yaml: no param in a cmd
     assert weights["outs"] == [{"${data.weights_dir}": {"persist": True}}]
 
 
