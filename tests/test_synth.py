@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,8 @@ from benchmark.cli import main
 from benchmark.config import SynthConfig
 from benchmark.data import synth
 from benchmark.data.layout import PARTS, SPLITS, read_manifest
+from benchmark.errors import DataError
+from tests.test_prepare import _children, _ended, _wait_for
 
 SMALL = SynthConfig(seed=0, size=128, train=6, val=6, test=24)
 
@@ -220,3 +227,116 @@ def test_cli_synth_rejects_a_negative_seed(
     )
     assert "synth.seed: expected a non-negative integer, got -1" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- never replace what synth did not create; no worker outlives a killed synth (issue 15) ---
+
+
+def _tree(path: Path) -> dict[str, bytes | None]:
+    """Every entry under `path` (relative name -> file bytes, None for a folder)."""
+    return {
+        str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(path.rglob("*"))
+    }
+
+
+TINY = SynthConfig(seed=0, size=64, train=2, val=1, test=1)
+
+
+def test_a_folder_synth_did_not_create_is_refused_and_kept(tmp_path: Path) -> None:
+    """`--out data/prepared` (not `.../synthetic`) must not delete the datasets in it."""
+    out = tmp_path / "prepared"
+    (out / "levir-cd").mkdir(parents=True)
+    (out / "levir-cd" / "manifest.json").write_text('{"dataset": "levir-cd"}')
+    (out / "levir-cd" / "notes.txt").write_text("mine")
+    before = _tree(out)
+    with pytest.raises(DataError) as info:
+        synth.generate_synthetic(out, TINY, workers=1)
+    assert str(info.value) == (
+        f"{out}: is a folder with no readable manifest.json, so not a prepared dataset; "
+        f"`cdbench synth` replaces its output folder as a whole, so it will not write there: "
+        f"pass --out a new or empty folder, or delete {out} yourself"
+    )
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no scratch left
+
+
+def test_another_dataset_is_refused_and_a_synthetic_one_replaced(tmp_path: Path) -> None:
+    other = tmp_path / "cdd"
+    other.mkdir()
+    (other / "manifest.json").write_text('{"dataset": "cdd"}')
+    with pytest.raises(DataError, match="holds the prepared 'cdd' dataset"):
+        synth.generate_synthetic(other, TINY, workers=1)
+    assert _tree(other) == {"manifest.json": b'{"dataset": "cdd"}'}
+
+    ours = tmp_path / "synthetic"
+    synth.generate_synthetic(ours, TINY, workers=1)
+    again = synth.generate_synthetic(ours, dataclasses.replace(TINY, seed=1), workers=1)
+    assert read_manifest(ours) == json.loads(json.dumps(again))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdd", "synthetic"]
+
+
+def test_synth_out_dot_is_refused_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cdbench synth --out .` crashed with EBUSY, leaving `..partial-<pid>` behind."""
+    params = tmp_path / "params.yaml"
+    params.write_text("synth:\n  seed: 0\n  size: 64\n  train: 2\n  val: 1\n  test: 1\n")
+    here = tmp_path / "work"
+    here.mkdir()
+    (here / "notes.txt").write_text("mine")
+    monkeypatch.chdir(here)
+    assert main(["--params", str(params), "synth", "--out", "."]) == 1
+    assert capsys.readouterr().err == (
+        f"cdbench synth: error: .: is the current folder ({here.resolve()}) or holds it; "
+        f"`cdbench synth` replaces its output folder as a whole, so it will not write there: "
+        f"pass --out a new or empty folder, e.g. --out synthetic\n"
+    )
+    assert _tree(here) == {"notes.txt": b"mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "work"]
+    # Even empty, the current folder is not replaced (the shell would be left in a deleted one).
+    (here / "notes.txt").unlink()
+    assert main(["--params", str(params), "synth", "--out", "."]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "work"]
+    assert not any(here.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_killed_synth_leaves_no_worker_and_the_next_run_cleans_up(tmp_path: Path) -> None:
+    """SIGKILL of `cdbench synth` (2 workers): its workers end too (they stayed alive, ~300 MB
+    each, under PID 1); the next run deletes the staging folder it left and succeeds."""
+    params = tmp_path / "params.yaml"
+    params.write_text("synth:\n  seed: 0\n  size: 256\n  train: 400\n  val: 1\n  test: 1\n")
+    out = tmp_path / "synthetic"
+    command = [sys.executable, "-m", "benchmark", "--params", str(params), "synth"]
+    process = subprocess.Popen(
+        [*command, "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    workers: list[int] = []
+    try:
+        _wait_for(
+            lambda: process.poll() is not None or any(tmp_path.glob(".synthetic.partial-*/*/A/*")),
+            "the first pair in the staging folder",
+        )
+        assert process.poll() is None, "synth ended before it could be killed"
+        workers = _children(process.pid)  # taken before the kill: orphans get another parent
+        assert len(workers) == 2
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+        _wait_for(lambda: all(_ended(pid) for pid in workers), f"workers {workers} to end")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        for pid in workers:
+            if not _ended(pid):
+                os.kill(pid, signal.SIGKILL)  # a failed test leaves no process behind
+    assert not out.exists()
+    assert (tmp_path / f".synthetic.partial-{process.pid}").is_dir()
+    synth.generate_synthetic(out, TINY, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "synthetic"]

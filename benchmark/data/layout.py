@@ -5,21 +5,16 @@
         {train,val,test}/{A,B,label}/<name>.png     A, B: RGB uint8; label: one channel, 0 or 255
         whole/{train,val,test}/{A,B,label}/<name>.png   (LEVIR-CD only: the uncut 1024 images)
 
-Writers go through `staging_dir`, so a failed or interrupted run never leaves a half-written
-dataset under the final name; readers go through `list_pairs` and `read_manifest`, which name
-the file and the command to run when something is missing.
+Writers go through `staging_dir` (benchmark/publish.py), so a failed or interrupted run never
+leaves a half-written dataset under the final name, and first check that the folder they will
+replace is theirs to replace (`check_replaceable`); readers go through `list_pairs` and
+`read_manifest`, which name the file and the command to run when something is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +23,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmark.errors import DataError
+from benchmark.publish import remove_stale_scratch as remove_stale_scratch
+from benchmark.publish import scratch_dir as scratch_dir
+from benchmark.publish import staging_dir as staging_dir
 
 SPLITS = ("train", "val", "test")
 PARTS = ("A", "B", "label")
@@ -170,86 +168,44 @@ def read_manifest(root: Path) -> dict[str, Any]:
         ) from exc
 
 
-# --------------------------------------------------------------------------- scratch folders
-
-_SCRATCH = re.compile(r"^\.(?P<out>.+)\.(?P<kind>partial|old|raw)-(?P<pid>[0-9]+)(?:-.*)?$")
-"""Folders a run keeps beside its output while it works (`staging_dir`'s `.partial-` and
-`.old-`, `scratch_dir`'s `.<kind>-`), each named after the process that made it."""
+# --------------------------------------------------------------------------- replacing outputs
 
 
-def scratch_dir(out: Path, kind: str = "raw") -> Path:
-    """A new folder beside `out` for intermediate files, named after this process.
+def check_replaceable(out_dir: Path, dataset: str, command: str) -> None:
+    """Refuse an output folder that holds anything but a prepared `dataset`.
 
-    The caller removes it; if the process is killed first, the next run's
-    `remove_stale_scratch` does.
+    `command` (e.g. `cdbench prepare levir-cd`, `cdbench synth`) replaces `out_dir` as a whole
+    (`staging_dir`), so `--out data/prepared` (instead of `data/prepared/levir-cd`), a folder of
+    the user's, or the current folder would otherwise be deleted with whatever it holds. A
+    folder counts as a prepared `dataset` only if its `manifest.json` says so.
+
+    Raises:
+        DataError: `out_dir` is a file, the current folder or one holding it, or a non-empty
+            folder whose `manifest.json` is missing, unreadable, or names another dataset.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.{kind}-{os.getpid()}-", dir=out.parent))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def remove_stale_scratch(out: Path) -> list[Path]:
-    """Delete the scratch folders that a killed run (SIGKILL, power loss) left beside `out`.
-
-    A run removes its own scratch folders when it ends, even on an error or Ctrl-C; only a run
-    that could not clean up leaves them (an extracted CDD is several GB). Folders of a process
-    that still exists (a run going on at the same time) are left alone. A run killed between
-    the two renames of `staging_dir` leaves no `out` and the previous dataset in `.old-<pid>`:
-    that one is put back.
-
-    Returns:
-        The folders deleted.
-    """
-    out = Path(out)
-    if not out.parent.is_dir():
-        return []
-    removed = []
-    for path in sorted(out.parent.iterdir()):
-        match = _SCRATCH.match(path.name)
-        if match is None or match["out"] != out.name or not path.is_dir():
-            continue
-        if _process_exists(int(match["pid"])):
-            continue
-        if match["kind"] == "old" and not out.exists():
-            tqdm.write(f"{path}: the previous dataset, left by an interrupted run; restoring it")
-            path.rename(out)
-            continue
-        tqdm.write(f"{path}: left by an interrupted run (process {match['pid']}); deleting it")
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
-@contextmanager
-def staging_dir(out: Path) -> Iterator[Path]:
-    """Yield an empty folder beside `out`; on success it replaces `out`, on failure it is removed.
-
-    Readers therefore see either the previous complete dataset or the new complete one, never
-    a half-written folder under the final name. Scratch folders of earlier killed runs are
-    cleaned up first (`remove_stale_scratch`).
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_scratch(out)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    here = Path.cwd().resolve()
+    fix = f"pass --out a new or empty folder, or delete {out_dir} yourself"
+    if out_dir.exists() and (out_dir.resolve() == here or out_dir.resolve() in here.parents):
+        what = f"is the current folder ({here}) or holds it"
+        fix = f"pass --out a new or empty folder, e.g. --out {out_dir / dataset}"
+    elif not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return
+    else:
+        found = None
+        if out_dir.is_dir():
+            try:
+                found = json.loads((out_dir / MANIFEST).read_text()).get("dataset")
+            except (OSError, ValueError, AttributeError):
+                found = None
+        if found == dataset:
+            return
+        if found is not None:
+            what = f"holds the prepared {found!r} dataset"
+        elif out_dir.is_dir():
+            what = f"is a folder with no readable {MANIFEST}, so not a prepared dataset"
+        else:
+            what = "is a file"
+    raise DataError(
+        f"{out_dir}: {what}; `{command}` replaces its output folder as a whole, so it will not "
+        f"write there: {fix}"
+    )

@@ -12,7 +12,7 @@ binarise the labels (value >= 128 is change), and write everything through
 Scratch folders that a killed run (SIGKILL) could not remove are deleted by the next run
 (`layout.remove_stale_scratch`), and pool workers end with the process that started them. Since the
 output folder is replaced as a whole, one that holds anything but a prepared dataset of the
-same name (e.g. `--out data/prepared`) is refused (`check_replaceable`).
+same name (e.g. `--out data/prepared`) is refused (`layout.check_replaceable`).
 
 Datasets (datasets.md):
 - LEVIR-CD (Chen & Shi, Remote Sensing 12(10):1662, 2020): `train.zip`, `val.zip`, `test.zip`,
@@ -42,12 +42,8 @@ Deliberate departures:
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import os
 import re
 import shutil
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +63,7 @@ from benchmark.data.images import (
     tile_name,
     tile_offsets,
 )
+from benchmark.data.workers import exit_with_parent
 from benchmark.errors import DataError
 
 FORMAT_VERSION = 1
@@ -176,44 +173,11 @@ def prepare_dataset(
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     raw_dir = Path(raw_dir)
     out_dir = Path(out_dir)
-    check_replaceable(name, out_dir)
+    layout.check_replaceable(out_dir, name, f"cdbench prepare {name}")
     layout.remove_stale_scratch(out_dir)
     if name == "levir-cd":
         return _prepare_levir(raw_dir, out_dir, allow_partial, workers)
     return _prepare_cdd(raw_dir, out_dir, allow_partial, workers)
-
-
-def check_replaceable(name: str, out_dir: Path) -> None:
-    """Refuse an output folder that holds anything but a prepared `name` dataset.
-
-    The new dataset replaces `out_dir` as a whole, so `--out data/prepared` (instead of
-    `data/prepared/levir-cd`), or a folder of the user's, would otherwise be deleted.
-
-    Raises:
-        DataError: `out_dir` is a file, or a non-empty folder whose `manifest.json` is missing,
-            unreadable, or names another dataset.
-    """
-    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
-        return
-    found = None
-    if out_dir.is_dir():
-        try:
-            found = json.loads((out_dir / layout.MANIFEST).read_text()).get("dataset")
-        except (OSError, ValueError, AttributeError):
-            found = None
-    if found == name:
-        return
-    if found is not None:
-        what = f"holds the prepared {found!r} dataset"
-    elif out_dir.is_dir():
-        what = f"is a folder with no readable {layout.MANIFEST}, so not a prepared dataset"
-    else:
-        what = "is a file"
-    raise DataError(
-        f"{out_dir}: {what}; `cdbench prepare {name}` replaces its output folder as a whole, "
-        f"so it will not write there: pass --out a new or empty folder, or delete {out_dir} "
-        f"yourself"
-    )
 
 
 # --------------------------------------------------------------------------- archives
@@ -427,7 +391,7 @@ def _run(
 
     The first failing job's exception (a `DataError`) is raised; a pool whose process dies
     raises `BrokenProcessPool` instead of hanging. Workers end with the main process, even
-    when it is killed outright (`_exit_with_parent`).
+    when it is killed outright (`exit_with_parent`).
     """
     results: list[Result] = []
     with tqdm(total=len(jobs), desc=desc, unit="pair") as bar:
@@ -436,7 +400,7 @@ def _run(
                 results.append(worker(job))
                 bar.update()
             return results
-        with ProcessPoolExecutor(min(workers, len(jobs)), initializer=_exit_with_parent) as pool:
+        with ProcessPoolExecutor(min(workers, len(jobs)), initializer=exit_with_parent) as pool:
             try:
                 for result in pool.map(worker, jobs, chunksize=4):
                     results.append(result)
@@ -445,23 +409,6 @@ def _run(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     return results
-
-
-def _exit_with_parent() -> None:
-    """Pool initializer: end this worker as soon as the process that started it ends.
-
-    Python's pool workers wait for work forever once their parent is gone (a SIGKILLed
-    `cdbench prepare` left two idle processes behind); a thread waiting on the parent's
-    sentinel ends the worker instead.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_wait_then_exit, args=(parent,), daemon=True).start()
-
-
-def _wait_then_exit(parent: multiprocessing.process.BaseProcess) -> None:
-    parent.join()
-    os._exit(1)
 
 
 def _jobs(

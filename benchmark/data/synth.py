@@ -65,6 +65,7 @@ from benchmark.config import SynthConfig
 from benchmark.data.cache import write_caches
 from benchmark.data.layout import (
     SPLITS,
+    check_replaceable,
     count_cross_split_duplicates,
     staging_dir,
     summarise_split,
@@ -72,6 +73,7 @@ from benchmark.data.layout import (
     write_pair,
     write_png,
 )
+from benchmark.data.workers import exit_with_parent
 
 GENERATOR_VERSION = 1
 """Bumped whenever a change to this module changes the generated pixels."""
@@ -629,17 +631,32 @@ def pair_name(split: str, index: int) -> str:
 
 
 def _run(tasks: list[_Task], workers: int) -> Iterator[Any]:
+    """`_generate` over `tasks`, in order, in `workers` processes when > 1.
+
+    As in `cdbench prepare`, the workers end with this process even when it is killed
+    outright (`exit_with_parent`), and an error or Ctrl-C cancels the pairs not yet started.
+    """
     if workers <= 1:
         yield from map(_generate, tasks)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        yield from pool.map(_generate, tasks, chunksize=8)
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("fork"), initializer=exit_with_parent
+    ) as pool:
+        try:
+            yield from pool.map(_generate, tasks, chunksize=8)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def generate_synthetic(
     out_dir: Path, config: SynthConfig, workers: int = WORKERS
 ) -> dict[str, Any]:
     """Generate the synthetic dataset into `out_dir` (replacing it) and return its manifest.
+
+    `out_dir` is replaced as a whole, only once the new dataset is complete (`staging_dir`),
+    and only if it is new, empty or a synthetic dataset already: anything else is refused
+    before anything is written (`check_replaceable`, the rule of `cdbench prepare`).
 
     Args:
         out_dir: The dataset root, e.g. `data/prepared/synthetic`.
@@ -650,8 +667,13 @@ def generate_synthetic(
         The manifest also written to `out_dir/manifest.json`: the generator's config and
         version, per split the pair count, changed-pixel fraction and file hashes, the number
         of pairs duplicated across splits, and the pixel-difference baseline on the test split.
+
+    Raises:
+        DataError: `out_dir` is a file, the current folder, or a folder holding anything but a
+            synthetic dataset; it is left as it was.
     """
     out_dir = Path(out_dir)
+    check_replaceable(out_dir, "synthetic", "cdbench synth")
     with staging_dir(out_dir) as staging:
         tasks = [
             _Task(config.seed, split, i, config.size, str(staging / split), split == "test")
