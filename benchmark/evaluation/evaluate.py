@@ -20,6 +20,11 @@ the threshold, everywhere. Outputs, read by `cdbench report`:
   protocol (from per-image histograms; the report's bootstrap resamples these rows);
 - `reports/predictions/<run>/*.png`: a few test pairs, A | B | label | prediction | score.
 The training run's MLflow record gets the test metrics and these files as artifacts.
+The four are written into a staging folder, then published as one set, the metrics file last
+(`output_paths`; the guarantee is `benchmark.publish.StagedOutputs`'): a reader sees the
+previous evaluation or the new one, never metrics beside another model's prediction maps; an
+evaluation killed while publishing leaves at worst a set without its metrics file, which every
+reader takes as "not evaluated".
 
 The checkpoint must have been trained under the current configuration: its stored digest must
 be the one `cdbench train` would compute now (benchmark/training/loop.py `resolved_config` and
@@ -54,6 +59,7 @@ from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
+from benchmark.publish import StagedOutputs
 from benchmark.training import checkpoint
 from benchmark.training.loop import (
     _digest,
@@ -177,23 +183,37 @@ def evaluate_run(
     curves["selected_step"] = best["step"]
     curves["training"] = summary.get("history", [])
 
-    for folder in ("metrics", "curves", "per_image"):
-        (reports / folder).mkdir(parents=True, exist_ok=True)
-    metrics_path = reports / "metrics" / f"{spec.name}.json"
-    curves_path = reports / "curves" / f"{spec.name}.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    curves_path.write_text(json.dumps(curves) + "\n")
-    _write_per_image(per_image, reports / "per_image" / f"{spec.name}.csv")
-    pictures = _write_thumbnails(
-        root, thumbnails, thumbnail_threshold, kind, reports / "predictions" / spec.name
-    )
-    if tracking and metrics["mlflow_run_id"]:
-        figure = reports / "curves" / f"{spec.name}.png"
-        _plot_curves({k: v for k, v in curves.items() if k.endswith("test")}, metrics, figure)
-        per_image_path = reports / "per_image" / f"{spec.name}.csv"
-        _log(metrics, [metrics_path, curves_path, figure, per_image_path], pictures, spec)
-        figure.unlink()
+    targets = output_paths(reports, spec.name)
+    with StagedOutputs(targets, last="metrics", label=f"evaluate-{spec.name}") as staged:
+        staged.path("metrics").write_text(json.dumps(metrics, indent=2) + "\n")
+        staged.path("curves").write_text(json.dumps(curves) + "\n")
+        _write_per_image(per_image, staged.path("per_image"))
+        pictures = _write_thumbnails(
+            root, thumbnails, thumbnail_threshold, kind, staged.path("predictions")
+        )
+        staged.publish()
+        if tracking and metrics["mlflow_run_id"]:
+            figure = staged.root / "figure" / "curves" / f"{spec.name}.png"  # MLflow only
+            figure.parent.mkdir(parents=True)
+            _plot_curves({k: v for k, v in curves.items() if k.endswith("test")}, metrics, figure)
+            files = [targets["metrics"], targets["curves"], figure, targets["per_image"]]
+            _log(metrics, files, [targets["predictions"] / p.name for p in pictures], spec)
     return metrics
+
+
+def output_paths(reports: Path, run: str) -> dict[str, Path]:
+    """The files and folder `cdbench evaluate` writes for `run`, in the order it publishes them.
+
+    They are published as one set (`benchmark.publish.StagedOutputs`), the metrics file last:
+    an evaluation killed while publishing leaves at worst a set without its metrics file, and
+    a run without its metrics file is not evaluated, for the report, `cdbench check` and DVC.
+    """
+    return {
+        "curves": reports / "curves" / f"{run}.json",
+        "per_image": reports / "per_image" / f"{run}.csv",
+        "predictions": reports / "predictions" / run,
+        "metrics": reports / "metrics" / f"{run}.json",
+    }
 
 
 def stale_checkpoint(best: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:
@@ -368,8 +388,6 @@ def _write_thumbnails(
     the metrics file). The report's qualitative grid reads the panels back from these strips.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):
-        old.unlink()
     raw = ChangeDetectionDataset(root, "test")
     high = 2.0 if kind == "distance" else 1.0
     paths = []
