@@ -863,3 +863,68 @@ def test_a_stale_checkpoints_run_is_marked_and_fails_the_check_unless_allowed(
     markdown = (reports / "comparison.md").read_text()
     assert "| 80.00† " in markdown
     assert f"- † {run}: {run} scored from a checkpoint trained under another" in markdown
+
+
+def test_report_interrupted_keeps_the_previous_report_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report killed while drawing left the new tables with 3 of its figures deleted; now the
+    previous tables and figures stay as they were until the new set is complete."""
+    from benchmark import publish
+    from benchmark.reporting import figures
+
+    reports = tmp_path / "reports"
+    write_run(
+        reports, "bsfnet-bce-synthetic", "bsfnet-bce-synthetic", 0, same_counts((2, 1, 1, 10))
+    )
+    params_path = params_file(tmp_path, {"bsfnet-bce-synthetic": [0]})
+    assert main(report_args(tmp_path, params_path, reports)) == 0
+    published = ["ablation.csv", "ablation.tex", "comparison.csv", "comparison.md"]
+    published += ["comparison.tex", "figures"]
+    for path in [*reports.glob("*.*"), *(reports / "figures").iterdir()]:
+        path.write_bytes(path.read_bytes() + b"\nprevious report")  # shows any rewrite
+
+    def report_set() -> dict[str, bytes | None]:
+        found = {}
+        for path in sorted(reports.rglob("*")):
+            name = str(path.relative_to(reports))
+            if name.split("/")[0] in published:
+                found[name] = path.read_bytes() if path.is_file() else None
+        return found
+
+    before = report_set()
+    assert len([name for name in before if name.startswith("figures/")]) == 4
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args: object, **kwargs: object) -> bool:
+        raise Killed
+
+    monkeypatch.setattr(figures, "_training_figure", killed)  # the 3rd of 4 figures
+    with pytest.raises(Killed):
+        main(report_args(tmp_path, params_path, reports))
+    assert report_set() == before
+    monkeypatch.undo()
+
+    # Killed between two renames: the front page, comparison.md, is the one file missing.
+    real_replace = publish.os.replace
+    calls: list[str] = []
+
+    def replace(source: str | Path, target: str | Path) -> None:
+        calls.append(str(target))
+        if len(calls) == 3:
+            raise Killed
+        real_replace(source, target)
+
+    monkeypatch.setattr(publish.os, "replace", replace)
+    with pytest.raises(Killed):
+        main(report_args(tmp_path, params_path, reports))
+    monkeypatch.undo()
+    assert not (reports / "comparison.md").exists()
+
+    assert main(report_args(tmp_path, params_path, reports)) == 0
+    after = report_set()
+    assert sorted(after) == sorted(before)
+    assert not any(content and content.endswith(b"previous report") for content in after.values())
+    assert not list(reports.glob(".report.*"))  # no staging folder left

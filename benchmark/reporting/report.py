@@ -7,6 +7,12 @@ and records them as artifacts of an MLflow run named "report" (experiment `cdben
 so the comparison is one click away in the MLflow UI. Whatever runs have been evaluated are
 reported: the synthetic demo alone, or every experiment after a full `dvc repro`.
 
+Tables and figures are written into a staging folder, then published as one set, the figures
+folder first and `comparison.md` last (`output_paths`; the guarantee is
+`benchmark.publish.StagedOutputs`'): a reader sees the previous report or the new one, never new
+tables beside a half-drawn figures folder; a report killed while publishing leaves at worst a
+set without `comparison.md`. MLflow records the report once it is published.
+
 Every metrics file is verified before anything is written (benchmark/reporting/results.py
 `load_runs`: rates recomputed from the counts, identity checked against the file name and
 params.yaml; per-image counts checked against the pooled ones): one that disagrees stops the
@@ -27,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import DataError
+from benchmark.publish import StagedOutputs
 from benchmark.reporting.references import Reference, load_references
 from benchmark.reporting.results import (
     RESAMPLES,
@@ -36,7 +43,7 @@ from benchmark.reporting.results import (
     summarise,
     unmatched,
 )
-from benchmark.reporting.tables import write_tables
+from benchmark.reporting.tables import TABLE_FILES, write_tables
 
 REPORT_EXPERIMENT = "cdbench-report"
 """The MLflow experiment holding one run per `cdbench report`."""
@@ -82,17 +89,34 @@ def write_report(
     extra = [
         r for r in unmatched(references, summary) if r.dataset in datasets or r.profile == "full"
     ]
-    tables = write_tables(summary, extra, reports)
-    figures_dir = reports / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    for stale in figures_dir.glob("*.png"):
-        stale.unlink()
     from benchmark.reporting.figures import write_figures
 
     curves = _curves(reports / "curves", list(runs["run"]))
-    figures = write_figures(summary, runs, curves, reports / "predictions", figures_dir)
+    targets = output_paths(reports)
+    with StagedOutputs(targets, last="comparison.md", label="report") as staged:
+        staged_tables = write_tables(summary, extra, staged.root)
+        staged_figures = write_figures(
+            summary, runs, curves, reports / "predictions", staged.path("figures")
+        )
+        staged.publish()
+    tables = [targets[path.name] for path in staged_tables]
+    figures = [targets["figures"] / path.name for path in staged_figures]
     run_id = _log(summary, runs, tables, figures) if tracking else None
     return Report(summary, runs, extra, tables, figures, run_id, ignored)
+
+
+def output_paths(reports: Path) -> dict[str, Path]:
+    """What `cdbench report` writes, in the order it publishes it: the figures folder, the
+    tables, and `comparison.md` (the report's front page) last.
+
+    They are published as one set (`benchmark.publish.StagedOutputs`): a report killed while
+    publishing leaves at worst a set without `comparison.md`, never the new tables beside half
+    of the figures.
+    """
+    targets = {"figures": reports / "figures"}
+    targets.update({name: reports / name for name in TABLE_FILES if name != "comparison.md"})
+    targets["comparison.md"] = reports / "comparison.md"
+    return targets
 
 
 def _curves(folder: Path, runs: list[str]) -> dict[str, dict[str, Any]]:

@@ -273,8 +273,12 @@ def _latex_escape(value: object) -> str:
     return "".join(_LATEX_SPECIAL.get(char, char) for char in str(value))
 
 
+TABLE_FILES = ("comparison.md", "comparison.csv", "comparison.tex", "ablation.csv", "ablation.tex")
+"""The files `write_tables` writes, in this order."""
+
+
 def write_tables(summary: pd.DataFrame, extra: list[Reference], out_dir: Path) -> list[Path]:
-    """Write comparison.{md,csv,tex} and ablation.{csv,tex} into `out_dir`; return the paths."""
+    """Write `TABLE_FILES` into `out_dir` (the caller publishes them); return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     numbers = source_numbers(summary, extra)
     ablation = ablation_table(summary)
@@ -285,6 +289,7 @@ def write_tables(summary: pd.DataFrame, extra: list[Reference], out_dir: Path) -
         "ablation.csv": ablation.to_csv(index=False),
         "ablation.tex": render_latex(ablation) if not ablation.empty else "% no ablation yet\n",
     }
+    assert tuple(paths) == TABLE_FILES, "TABLE_FILES lists what write_tables writes"
     written = []
     for name, text in paths.items():
         path = out_dir / name
