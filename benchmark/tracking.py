@@ -40,6 +40,17 @@ Checked against mlflow 3.17.2 (`mlflow/store/db/utils.py`, `mlflow/db.py`,
     - A param logged again with the same value is accepted; a different value is refused
       ("Changing param values is not allowed"), which `log_params` reports as a `CdbenchError`.
 
+A tracking hiccup never costs a training run. Every call to the store is retried with backoff
+(`RETRY_DELAYS_S`) when it fails for a transient reason (`_transient`: a locked SQLite
+database, which MLflow reports as TEMPORARILY_UNAVAILABLE once its 20 s busy timeout has
+passed, an unreachable server). Metrics, params and tags that still cannot be logged stay in
+the tracker's pending queue (a warning says so) and are logged with the next call that
+succeeds or at `finish`; `pending_state` / `restore_pending` let the training loop keep them
+in its checkpoint, so that they are logged on resume. Once a call has used up its retries,
+later calls make one attempt each until one succeeds, so that a long outage slows training by
+one store timeout per logging point, not a whole backoff. Errors that retrying cannot fix (an
+invalid value, a deleted run) are raised.
+
 mlflow is imported inside the functions that need it: importing it takes 2-4 s, which
 `cdbench --help` and commands that track nothing should not pay.
 """
@@ -52,12 +63,13 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchmark.errors import CdbenchError
 
@@ -79,6 +91,18 @@ checkpoint of another configuration, "false" once evaluated normally)."""
 
 _PREPARED: set[str] = set()
 """Tracking URIs already prepared by this process."""
+
+RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0)
+"""Pauses before the 2nd, 3rd, ... attempt of a tracking call that failed for a transient
+reason (each SQLite attempt itself waits up to MLflow's 20 s busy timeout)."""
+TRANSIENT_ERROR_CODES = frozenset(
+    {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+)
+"""MlflowException codes worth retrying: a locked or busy database (the SQL store's
+TEMPORARILY_UNAVAILABLE), a server that failed or timed out (the REST client's default
+INTERNAL_ERROR)."""
+
+_T = TypeVar("_T")
 
 
 # --- where ---------------------------------------------------------------------------------
@@ -215,6 +239,28 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# --- retries -------------------------------------------------------------------------------
+
+
+def _transient(error: Exception) -> bool:
+    """Whether retrying may fix `error`: an MlflowException of a `TRANSIENT_ERROR_CODES` code,
+    or an OS-level error (a connection refused or reset, a timeout)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        return error.error_code in TRANSIENT_ERROR_CODES
+    return isinstance(error, OSError)
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    lines = str(error).strip().splitlines()
+    return _truncate(lines[0] if lines else type(error).__name__, limit)
+
+
+class TrackingUnavailable(CdbenchError):
+    """The tracking store kept failing for a transient reason through every retry."""
+
+
 # --- runs ----------------------------------------------------------------------------------
 
 
@@ -252,11 +298,6 @@ def _truncate(text: str, limit: int) -> str:
     return text[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class RunTracker:
     """One MLflow run, made or resumed with `MlflowClient` (no global active run).
 
@@ -273,9 +314,16 @@ class RunTracker:
         system_metrics: Log CPU, memory, disk and network use (GPU with nvidia-ml-py) under
             `system/` every `MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL` seconds (10 by default).
         enabled: False (non-zero DDP ranks) makes every method a no-op; `run_id` is then None.
+        retry_delays_s: Pauses between attempts of a call that fails for a transient reason;
+            `RETRY_DELAYS_S` when None.
+
+    Metrics, params and tags that cannot be logged after the retries wait in a pending queue
+    (see the module docstring): `pending_count`, `flush`, `pending_state`, `restore_pending`.
 
     Raises:
         CdbenchError: The experiment is deleted, or `run_id` is not a run of `experiment`.
+        TrackingUnavailable: The store failed through every retry while making or resuming
+            the run (nothing has been logged that could be lost).
     """
 
     def __init__(
@@ -288,10 +336,16 @@ class RunTracker:
         uri: str | None = None,
         system_metrics: bool = False,
         enabled: bool = True,
+        retry_delays_s: Sequence[float] | None = None,
     ) -> None:
         self.run_id: str | None = None
         self.enabled = enabled
         self._finished = False
+        self._delays = None if retry_delays_s is None else tuple(retry_delays_s)
+        self._failing = False  # the last call used up its retries: next ones try once
+        self._pending_params: list[Any] = []  # mlflow.entities.Param
+        self._pending_tags: list[Any] = []  # mlflow.entities.RunTag
+        self._pending_metrics: list[Any] = []  # mlflow.entities.Metric
         self._monitor: SystemMetricsMonitor | None = None
         if not enabled:
             return
@@ -303,8 +357,13 @@ class RunTracker:
         self._client: MlflowClient = MlflowClient(self.uri)
         self.experiment_id = self._experiment_id(experiment)
         if run_id is None:
-            run = self._client.create_run(
-                self.experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}
+            run = self._call(
+                "create the run",
+                lambda: self._client.create_run(
+                    self.experiment_id,
+                    run_name=run_name,
+                    tags={k: str(v) for k, v in tags.items()},
+                ),
             )
             self.run_id = run.info.run_id
         else:
@@ -321,11 +380,16 @@ class RunTracker:
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
-        found = self._client.get_experiment_by_name(name)
+        found = self._call(
+            f"read experiment {name!r}", lambda: self._client.get_experiment_by_name(name)
+        )
         if found is None:
             try:
-                return self._client.create_experiment(
-                    name, artifact_location=experiment_artifact_location(self.uri, name)
+                return self._call(
+                    f"create experiment {name!r}",
+                    lambda: self._client.create_experiment(
+                        name, artifact_location=experiment_artifact_location(self.uri, name)
+                    ),
                 )
             except MlflowException:
                 # Another process created it first.
@@ -344,7 +408,7 @@ class RunTracker:
         from mlflow.exceptions import MlflowException
 
         try:
-            run = self._client.get_run(run_id)
+            run = self._call(f"read run {run_id}", lambda: self._client.get_run(run_id))
         except MlflowException as error:
             raise CdbenchError(
                 f"cannot resume MLflow run {run_id!r}: it is not in {self.uri} ({error})"
@@ -354,8 +418,104 @@ class RunTracker:
                 f"cannot resume MLflow run {run_id!r} in experiment {experiment!r}: it belongs "
                 f"to experiment id {run.info.experiment_id}, expected {self.experiment_id}"
             )
-        self._client.update_run(run_id, status="RUNNING", name=run_name)
+        self._call(
+            f"resume run {run_id}",
+            lambda: self._client.update_run(run_id, status="RUNNING", name=run_name),
+        )
         return run_id
+
+    def _call(self, what: str, action: Callable[[], _T]) -> _T:
+        """`action()`, tried again after each of the retry delays while it fails for a
+        transient reason (one attempt only while the store is known to be failing).
+
+        Raises:
+            TrackingUnavailable: Every attempt failed for a transient reason.
+            Exception: The first error that retrying cannot fix, as raised.
+        """
+        delays = self._delays if self._delays is not None else RETRY_DELAYS_S
+        pauses: list[float | None] = [*([] if self._failing else delays), None]
+        for attempt, pause in enumerate(pauses, start=1):
+            try:
+                result = action()
+            except Exception as error:
+                if not _transient(error):
+                    raise
+                if pause is None:
+                    self._failing = True
+                    raise TrackingUnavailable(
+                        f"MLflow ({self.uri}): could not {what} after {attempt} attempt(s) "
+                        f"({_first_line(error)})"
+                    ) from error
+                time.sleep(pause)
+            else:
+                self._failing = False
+                return result
+        raise AssertionError("unreachable: the last pause is None")
+
+    @property
+    def pending_count(self) -> int:
+        """Metrics, params and tags waiting to be logged."""
+        return len(self._pending_params) + len(self._pending_tags) + len(self._pending_metrics)
+
+    def flush(self) -> bool:
+        """Log every pending record, oldest first; True when none is left. When the store
+        still fails (after the retries), warn on stderr and keep the rest for later.
+
+        Raises:
+            Exception: An error that retrying cannot fix (e.g. an invalid value).
+        """
+        if self.run_id is None or self.pending_count == 0:
+            return True
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
+        run_id = self.run_id
+        queues = (
+            ("params", self._pending_params, MAX_PARAMS_TAGS_PER_BATCH),
+            ("tags", self._pending_tags, MAX_PARAMS_TAGS_PER_BATCH),
+            ("metrics", self._pending_metrics, MAX_METRICS_PER_BATCH),
+        )
+        try:
+            for kind, queue, size in queues:
+                while queue:
+                    chunk = queue[:size]
+                    self._call(
+                        f"log {len(chunk)} {kind}",
+                        lambda kind=kind, chunk=chunk: self._client.log_batch(
+                            run_id, **{kind: chunk}, synchronous=True
+                        ),
+                    )
+                    del queue[: len(chunk)]
+        except TrackingUnavailable as error:
+            print(
+                f"warning: {error}; {self.pending_count} record(s) of run {run_id} kept, "
+                f"to be logged with the next call that succeeds",
+                file=sys.stderr,
+            )
+            return False
+        return True
+
+    def pending_state(self) -> dict[str, list[list[Any]]]:
+        """The pending queue as plain lists (for a checkpoint, read back with
+        `torch.load(weights_only=True)`): `restore_pending` takes it back."""
+        return {
+            "params": [[p.key, p.value] for p in self._pending_params],
+            "tags": [[t.key, t.value] for t in self._pending_tags],
+            "metrics": [[m.key, m.value, m.timestamp, m.step] for m in self._pending_metrics],
+        }
+
+    def restore_pending(self, state: Mapping[str, Sequence[Sequence[Any]]]) -> None:
+        """Put records saved by `pending_state` (of an earlier process) at the head of the
+        queue; they are logged by the next `flush` (every log call flushes)."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric, Param, RunTag
+
+        self._pending_params[:0] = [Param(str(k), str(v)) for k, v in state.get("params", [])]
+        self._pending_tags[:0] = [RunTag(str(k), str(v)) for k, v in state.get("tags", [])]
+        self._pending_metrics[:0] = [
+            Metric(str(k), float(v), int(t), int(step))
+            for k, v, t, step in state.get("metrics", [])
+        ]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params, flattened by `flatten_params`; a key already logged with the same value
@@ -367,9 +527,16 @@ class RunTracker:
         if self.run_id is None:
             return
         from mlflow.entities import Param
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
-        existing = self._client.get_run(self.run_id).data.params
+        run_id = self.run_id
+        try:
+            existing = self._call(
+                "read the run's params", lambda: self._client.get_run(run_id).data.params
+            )
+        except TrackingUnavailable as error:
+            # Queued unchecked: MLflow itself refuses a changed value when they are logged.
+            print(f"warning: {error}; params queued", file=sys.stderr)
+            existing = {}
         changed = {
             key: (existing[key], value)
             for key, value in flatten_params(params).items()
@@ -381,24 +548,24 @@ class RunTracker:
                 f"MLflow run {self.run_id} already holds other values for these params: "
                 f"{listed}. Resume with the same configuration, or start a new run."
             )
-        new = [Param(k, v) for k, v in flatten_params(params).items() if k not in existing]
-        for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
-            self._client.log_batch(self.run_id, params=chunk, synchronous=True)
+        self._pending_params += [
+            Param(k, v) for k, v in flatten_params(params).items() if k not in existing
+        ]
+        self.flush()
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log metric values at `step` (0 when None), appended to each metric's history."""
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> bool:
+        """Log metric values at `step` (0 when None), appended to each metric's history.
+        Returns False when they (or older pending records) wait in the queue for now."""
         if self.run_id is None:
-            return
+            return True
         from mlflow.entities import Metric
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
         timestamp = int(time.time() * 1000)
-        entries = [
+        self._pending_metrics += [
             Metric(key, float(value), timestamp, step if step is not None else 0)
             for key, value in metrics.items()
         ]
-        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
-            self._client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+        return self.flush()
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Copy a file (or a folder's contents) into the run's artifacts, under
@@ -428,14 +595,17 @@ class RunTracker:
         if self.run_id is None:
             return
         from mlflow.entities import RunTag
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+        from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
-        entries = [RunTag(k, _truncate(str(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
-        for chunk in _chunks(entries, MAX_PARAMS_TAGS_PER_BATCH):
-            self._client.log_batch(self.run_id, tags=chunk, synchronous=True)
+        self._pending_tags += [
+            RunTag(k, _truncate(str(v), MAX_TAG_VAL_LENGTH)) for k, v in tags.items()
+        ]
+        self.flush()
 
     def finish(self, status: str = "FINISHED") -> None:
-        """Stop system metrics (if on) and end the run with `status`; later calls do nothing.
+        """Stop system metrics (if on), log what is pending and end the run with `status`;
+        later calls do nothing. A store that still fails after the retries only warns: the
+        records stay pending (`pending_count`) and the run shows RUNNING until resumed.
 
         Raises:
             ValueError: `status` is not FINISHED, FAILED or KILLED.
@@ -447,7 +617,15 @@ class RunTracker:
         self._finished = True
         if self._monitor is not None:
             self._monitor.finish()
-        self._client.set_terminated(self.run_id, status=status)
+        self.flush()
+        run_id = self.run_id
+        try:
+            self._call(
+                f"mark run {run_id} {status}",
+                lambda: self._client.set_terminated(run_id, status=status),
+            )
+        except TrackingUnavailable as error:
+            print(f"warning: {error}; the run shows RUNNING in MLflow", file=sys.stderr)
 
     def __enter__(self) -> RunTracker:
         return self

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from benchmark import tracking
@@ -424,3 +425,156 @@ def test_git_commit(tmp_path: Path) -> None:
     assert tracking.git_commit(tmp_path) == head
     (tmp_path / "a.txt").write_text("2")
     assert tracking.git_commit(tmp_path) == f"{head}-dirty"
+
+
+# --- a store that hiccups: retries and the pending queue ------------------------------------
+
+
+class _FlakyLogBatch:
+    """Wraps a client's `log_batch`: fails with MLflow's "database is locked" error (code
+    TEMPORARILY_UNAVAILABLE, what the SQL store raises once SQLite's busy timeout passes) for
+    the first `failures` calls, or while `down` is set; counts the calls."""
+
+    def __init__(self, real: object, failures: int = 0) -> None:
+        self.real = real
+        self.failures = failures
+        self.down = False
+        self.calls = 0
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+        self.calls += 1
+        if self.down or self.calls <= self.failures:
+            raise MlflowException(
+                "(sqlite3.OperationalError) database is locked",
+                error_code=TEMPORARILY_UNAVAILABLE,
+            )
+        return self.real(*args, **kwargs)  # type: ignore[operator]
+
+
+def _flaky(tracker: RunTracker, failures: int = 0) -> _FlakyLogBatch:
+    flaky = _FlakyLogBatch(tracker._client.log_batch, failures)
+    tracker._client.log_batch = flaky  # type: ignore[method-assign]
+    return flaky
+
+
+def _steps(uri: str, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def test_a_locked_store_is_retried_and_the_point_logged(repo: Path) -> None:
+    uri = _uri(repo)
+    with RunTracker(
+        experiment=EXPERIMENT, run_name="r", tags={}, uri=uri, retry_delays_s=(0, 0, 0)
+    ) as run:
+        flaky = _flaky(run, failures=2)
+        assert run.log_metrics({"loss": 0.5}, step=1) is True
+        assert flaky.calls == 3 and run.pending_count == 0
+    assert run.run_id is not None
+    assert _steps(uri, run.run_id, "loss") == [1]
+
+
+def test_a_store_down_through_every_retry_queues_and_logs_at_the_next_success(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = _uri(repo)
+    run = RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=uri, retry_delays_s=(0,))
+    assert run.run_id is not None
+    flaky = _flaky(run)
+    flaky.down = True
+    assert run.log_metrics({"loss": 0.5, "f1": 0.1}, step=1) is False  # no exception
+    assert run.pending_count == 2
+    assert flaky.calls == 2  # one attempt and one retry
+    assert "database is locked" in capsys.readouterr().err
+    run.log_metrics({"loss": 0.4}, step=2)
+    assert flaky.calls == 3  # the store is known to fail: one attempt, no retry
+    flaky.down = False
+    assert run.log_metrics({"loss": 0.3}, step=3) is True
+    assert run.pending_count == 0
+    assert _steps(uri, run.run_id, "loss") == [1, 2, 3]
+    assert _steps(uri, run.run_id, "f1") == [1]
+    run.finish()
+    assert MlflowClient(uri).get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_pending_records_are_logged_by_the_next_process(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    uri = _uri(repo)
+    first = RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=uri, retry_delays_s=(0,))
+    assert first.run_id is not None
+    _flaky(first).down = True
+    first.log_params({"lr": 0.01})
+    first.set_tags({"stage": "train"})
+    first.log_metrics({"loss": 0.5}, step=7)
+    first.finish("FAILED")  # the pending records stay pending: a warning, no exception
+    assert "warning" in capsys.readouterr().err
+    assert first.pending_count == 3
+    # Through a checkpoint, as the training loop keeps them (weights_only loading).
+    torch.save({"mlflow_pending": first.pending_state()}, tmp_path / "last.pt")
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["mlflow_pending"]
+
+    second = RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=uri, run_id=first.run_id)
+    second.restore_pending(saved)
+    assert second.flush() is True
+    second.finish()
+    run = MlflowClient(uri).get_run(first.run_id)
+    assert run.data.params["lr"] == "0.01"
+    assert run.data.tags["stage"] == "train"
+    assert _steps(uri, first.run_id, "loss") == [7]
+    assert run.info.status == "FINISHED"
+
+
+def test_an_error_that_retrying_cannot_fix_is_raised_at_once(repo: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    run = RunTracker(
+        experiment=EXPERIMENT, run_name="r", tags={}, uri=_uri(repo), retry_delays_s=(0, 0)
+    )
+    calls = {"n": 0}
+
+    def invalid(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        raise MlflowException("invalid metric", error_code=INVALID_PARAMETER_VALUE)
+
+    run._client.log_batch = invalid  # type: ignore[method-assign]
+    with pytest.raises(MlflowException, match="invalid metric"):
+        run.log_metrics({"loss": 1.0}, step=1)
+    assert calls["n"] == 1
+
+
+@pytest.mark.slow
+def test_a_store_locked_longer_than_sqlites_busy_timeout(repo: Path) -> None:
+    """A real lock: another connection holds `BEGIN EXCLUSIVE` for 24 s, longer than the
+    20 s SQLite busy timeout MLflow sets, while a point is logged; the retry logs it."""
+    import sqlite3
+    import threading
+
+    uri = _uri(repo)
+    run = RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=uri)
+    assert run.run_id is not None
+    locked = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(repo / tracking.DB_FILE, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(24)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(30)
+    started = time.monotonic()
+    try:
+        assert run.log_metrics({"loss": 0.5}, step=1) is True
+    finally:
+        holder.join()
+    assert time.monotonic() - started > 20  # it did wait for the lock
+    run.finish()
+    assert _steps(uri, run.run_id, "loss") == [1]

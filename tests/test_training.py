@@ -22,6 +22,7 @@ import yaml
 from benchmark.config import Params, SynthConfig, load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.data.transforms import PairNormalize
+from benchmark.errors import CdbenchError
 from benchmark.evaluation.evaluate import evaluate_run
 from benchmark.training import checkpoint, loop
 from benchmark.training.loop import Trainable, train_run
@@ -334,3 +335,115 @@ def test_torchrun_two_cpu_processes_train_with_ddp(tmp_path: Path, prepared: Pat
     assert [h["step"] for h in last["history"]] == [3, 4, 6]  # validations and epoch ends
     assert all(0 <= h["val/f1"] <= 1 for h in last["history"] if "val/f1" in h)
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "summary.json"]
+
+
+# --- non-finite losses, MLflow outages ------------------------------------------------------
+
+
+def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_finite_checkpoint(
+    tmp_path: Path, prepared: Path, uninterrupted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    out = tmp_path / "checkpoints" / RUN
+    original = Trainable.forward
+    calls = {"n": 0}
+
+    def nan_from_step_3(self: Trainable, *args: Any) -> Any:
+        calls["n"] += 1
+        loss, parts = original(self, *args)
+        return (loss * float("nan"), parts) if calls["n"] >= 3 else (loss, parts)
+
+    monkeypatch.setattr(Trainable, "forward", nan_from_step_3)
+    with pytest.raises(CdbenchError, match=r"loss was nan at step 3") as raised:
+        train_run(params, spec, out, tracking=False)
+    assert "recipes.tiny.optimizer.lr = 0.001" in str(raised.value)
+    assert "weight_decay" in str(raised.value)
+    assert "of step 2 (finite) is kept" in str(raised.value)
+    last = checkpoint.load(out / "last.pt")
+    assert last["step"] == 2  # checkpoint_every 2: the step-3 weights were never saved
+    assert checkpoint.finite_weights(last["model_and_loss"])
+    assert not (out / "best.pt").exists() and not (out / "summary.json").exists()
+
+    # Resumed from that checkpoint, the run ends exactly like one never interrupted.
+    monkeypatch.setattr(Trainable, "forward", original)
+    result = train_run(params, spec, out, tracking=False)
+    assert result.resumed_from == 2 and result.steps == 6
+    assert_same_training(uninterrupted, out)
+
+
+def test_a_diverging_learning_rate_never_writes_a_non_finite_last_pt(
+    tmp_path: Path, prepared: Path
+) -> None:
+    # lr 1e30 is a finite, accepted setting; the first update throws the weights to about
+    # 1e30 (still finite, saved at step 1) and the loss of step 2 is NaN.
+    recipe = dict(TINY["recipes"]["tiny"], optimizer={"name": "adam", "lr": "1e30"})
+    runtime = dict(TINY["runtime"], checkpoint_every=1)
+    changes = {"recipes": {"tiny": recipe}, "runtime": runtime}
+    params = load_params(write_params(tmp_path, prepared, changes))
+    (spec,) = params.runs()
+    out = tmp_path / "checkpoints" / RUN
+    for _ in range(2):  # a rerun resumes the finite step-1 checkpoint and stops again
+        with pytest.raises(CdbenchError, match=r"at step 2.*optimizer\.lr = 1e\+30"):
+            train_run(params, spec, out, tracking=False)
+        last = checkpoint.load(out / "last.pt")
+        assert last["step"] == 1
+        assert checkpoint.finite_weights(last["model_and_loss"])
+
+
+def test_a_non_finite_last_pt_is_not_resumed(
+    tmp_path: Path, prepared: Path, uninterrupted: Path
+) -> None:
+    out = tmp_path / "checkpoints" / RUN
+    shutil.copytree(uninterrupted, out)
+    state = checkpoint.load(out / "last.pt")
+    name = next(k for k, v in state["model_and_loss"].items() if v.is_floating_point())
+    state["model_and_loss"][name].fill_(float("nan"))
+    state["step"] = 4
+    checkpoint.save_atomic({k: v for k, v in state.items() if k != "format"}, out / "last.pt")
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    with pytest.raises(CdbenchError, match=r"last\.pt: holds non-finite weights"):
+        train_run(params, spec, out, tracking=False)
+
+
+def test_training_survives_an_mlflow_outage_and_logs_the_points_later(
+    tmp_path: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    from benchmark import tracking
+
+    (tmp_path / ".git").mkdir()  # a repository root: the default URI lives here
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0,))
+    real_log_batch = mlflow.MlflowClient.log_batch
+    down = {"on": True}
+
+    def locked_while_down(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if down["on"]:
+            raise MlflowException("database is locked", error_code=TEMPORARILY_UNAVAILABLE)
+        return real_log_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", locked_while_down)
+    params = tiny_params(tmp_path, prepared)
+    (spec,) = params.runs()
+    out = tmp_path / "checkpoints" / RUN
+    result = train_run(params, spec, out)  # every param and metric fails to log
+    assert result.steps == 6
+    pending = checkpoint.load(out / "last.pt")["mlflow_pending"]
+    assert {m[3] for m in pending["metrics"]} == {3, 4, 6}
+    assert any(p[0] == "recipe.optimizer.lr" for p in pending["params"])
+
+    down["on"] = False
+    again = train_run(params, spec, out)  # the finished run: logs what is pending
+    assert again.mlflow_run_id == result.mlflow_run_id
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["recipe.optimizer.lr"] == "0.001"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+    assert steps == [3, 4, 6]  # each point once
+    assert checkpoint.load(out / "last.pt")["mlflow_pending"]["metrics"] == []

@@ -60,6 +60,7 @@ from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
 from benchmark.publish import StagedOutputs
+from benchmark.runlock import run_lock
 from benchmark.training import checkpoint
 from benchmark.training.loop import (
     _digest,
@@ -85,10 +86,37 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate the selected model of `spec` (checkpoint_dir/best.pt); returns the metrics.
 
+    One evaluation of a run at a time: it holds `evaluate_lock_path(reports, run)`
+    (benchmark/runlock.py) while it scores and writes, so a second one is refused, naming
+    the holder's PID, instead of racing to write the same files.
+
     Raises:
-        CdbenchError: no finished run, a checkpoint of another run, or one trained under
-            another configuration (unless `allow_stale_checkpoint`; see the module docstring).
+        CdbenchError: another process evaluates this run into `reports`, no finished run, a
+            checkpoint of another run, or one trained under another configuration (unless
+            `allow_stale_checkpoint`; see the module docstring).
     """
+    with run_lock(evaluate_lock_path(reports, spec.name), f"cdbench evaluate {spec.name}"):
+        return _evaluate_run(
+            params, spec, checkpoint_dir, reports, runtime, tracking, allow_stale_checkpoint
+        )
+
+
+def evaluate_lock_path(reports: Path, run: str) -> Path:
+    """`reports/.locks/evaluate-<run>.lock`: beside the run's outputs, outside every folder
+    that DVC tracks (reports/metrics, ... are the report stage's dependencies)."""
+    return reports / ".locks" / f"evaluate-{run}.lock"
+
+
+def _evaluate_run(
+    params: Params,
+    spec: RunSpec,
+    checkpoint_dir: Path,
+    reports: Path,
+    runtime: RuntimeConfig | None,
+    tracking: bool,
+    allow_stale_checkpoint: bool,
+) -> dict[str, Any]:
+    """`evaluate_run`'s work, under the run's lock."""
     runtime = runtime or params.runtime
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]

@@ -62,6 +62,17 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return payload
 
 
+def finite_weights(state_dict: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor of a state dict is finite (one device sync): a
+    checkpoint of a diverged run holds NaN or inf weights and must not be saved or resumed."""
+    checks = [
+        torch.isfinite(tensor).all()
+        for tensor in state_dict.values()
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+    ]
+    return bool(torch.stack(checks).all()) if checks else True
+
+
 def rng_state() -> dict[str, Any]:
     """The RNG states a resumed run restores: torch CPU, every CUDA device, Python."""
     version, internal, gauss = random.getstate()

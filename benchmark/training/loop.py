@@ -20,6 +20,21 @@ What a run does, in order:
    MLflow and write `last.pt`. `last.pt` is also written every `runtime.checkpoint_every` steps.
 4. Write `summary.json` (steps, best step and score, MLflow run id, time).
 
+One process at a time: the run holds an exclusive lock on `<out>.lock` (next to the checkpoint
+folder; benchmark/runlock.py) while it trains, so a second `cdbench train` of the same run is
+refused with a message naming the holder's PID; the kernel releases the lock when the holder
+dies, even by kill -9. Under torchrun, rank 0 holds it.
+
+A non-finite training loss stops the run (`CdbenchError`) with a message naming the first such
+step and the optimiser settings that usually cause it (lr, weight_decay). The loss is checked on
+the device at every step (no synchronisation), and the check is read, with a check that every
+weight is finite, every 10 steps and before anything is validated or saved: `last.pt` and
+`best.pt` never hold non-finite weights, and the last finite `last.pt` is kept. A `last.pt`
+with non-finite weights (written by an older version) is refused on resume.
+
+MLflow hiccups never stop training: `RunTracker` retries with backoff and queues what it
+cannot log (benchmark/tracking.py); the queue is saved in `last.pt` and logged on resume.
+
 Under `torchrun` the same function trains with DistributedDataParallel
 (benchmark/training/distributed.py): each rank takes its share of every global batch, the
 selection split is scored in shards and the counts summed, and rank 0 alone writes.
@@ -67,6 +82,7 @@ from benchmark.evaluation.predict import (
 )
 from benchmark.losses import build_loss
 from benchmark.models import build_model
+from benchmark.runlock import run_lock
 from benchmark.training import checkpoint
 from benchmark.training.batches import training_batches
 from benchmark.training.distributed import Distributed
@@ -220,6 +236,12 @@ def selection_score(scores: SplitScores, metric: str) -> dict[str, float]:
     return figures
 
 
+def lock_path(out: Path) -> Path:
+    """The lock file of the run whose checkpoints are in `out`: `<out>.lock`, beside the
+    folder (not inside it, which DVC tracks as the stage's output)."""
+    return out.parent / f"{out.name}.lock"
+
+
 def train_run(
     params: Params,
     spec: RunSpec,
@@ -227,7 +249,26 @@ def train_run(
     runtime: RuntimeConfig | None = None,
     tracking: bool = True,
 ) -> TrainResult:
-    """Train `spec` to its recipe in `out` (see the module docstring). Returns the summary."""
+    """Train `spec` to its recipe in `out` (see the module docstring). Returns the summary.
+
+    Raises:
+        CdbenchError: Another process trains this run (`out`'s lock is held), the training
+            loss became non-finite, or the data or configuration is unusable.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun's other ranks: rank 0 holds the lock
+        return _train_run(params, spec, out, runtime, tracking)
+    with run_lock(lock_path(out), f"cdbench train {spec.name}"):
+        return _train_run(params, spec, out, runtime, tracking)
+
+
+def _train_run(
+    params: Params,
+    spec: RunSpec,
+    out: Path,
+    runtime: RuntimeConfig | None,
+    tracking: bool,
+) -> TrainResult:
+    """`train_run`'s work, under the run's lock."""
     runtime = runtime or params.runtime
     started = time.perf_counter()
     experiment = params.experiment(spec.experiment)
@@ -306,6 +347,16 @@ def train_run(
     if tracker is not None and state is None:
         tracker.log_params(config)
         tracker.log_text(json.dumps(config, indent=2), "config.json")
+    if tracker is not None and state is not None:
+        # Records an earlier process could not log (MLflow unavailable) before its checkpoint.
+        tracker.restore_pending(state.get("mlflow_pending", {}))
+        tracker.flush()
+    # The first step whose training loss was not finite (-1: none yet) and that loss, kept on
+    # the device so that checking every step costs no synchronisation.
+    bad_step = torch.full((), -1, dtype=torch.long, device=device)
+    bad_loss = torch.zeros((), device=device)
+    saved_step: int | None = step if state is not None else None  # the step of last.pt
+    saved_pending = _pending_count(state.get("mlflow_pending", {})) if state is not None else 0
 
     def model_payload() -> dict[str, Any]:
         """What both checkpoints hold: the configuration and the model and loss weights."""
@@ -316,7 +367,38 @@ def train_run(
             "model_and_loss": trainable.state_dict(),
         }
 
+    def stop_if_not_finite(at: str) -> None:
+        """Raise when a training loss so far was not finite or a weight is not: nothing
+        non-finite is ever validated or saved, and the last finite last.pt is kept."""
+        first = int(bad_step)
+        if first < 0 and checkpoint.finite_weights(trainable.state_dict()):
+            return
+        optimiser = recipe.optimizer
+        if first >= 0:
+            what = f"the training loss was {float(bad_loss)} at step {first}"
+        else:
+            what = f"the weights became non-finite by step {step} (the loss was finite)"
+        kept = (
+            f"{out / 'last.pt'} of step {saved_step} (finite) is kept"
+            if saved_step is not None
+            else "No last.pt was written"
+        )
+        raise CdbenchError(
+            f"{spec.name}: {what}; training stopped {at}. Likely cause: "
+            f"recipes.{experiment.recipe}.optimizer.lr = {optimiser.lr} or "
+            f"weight_decay = {optimiser.weight_decay} too large (or not finite), or bad input "
+            f"data. {kept}; lower the setting and rerun (a changed recipe starts afresh and "
+            f"sets the old checkpoint aside)"
+        )
+
     def save_last() -> None:
+        stop_if_not_finite(f"before saving {out / 'last.pt'}")
+        write_last()
+        world.barrier()
+
+    def write_last() -> None:
+        """Write last.pt (rank 0), with MLflow records still waiting to be logged."""
+        nonlocal saved_step, saved_pending
         if world.is_main:
             checkpoint.save_atomic(
                 {
@@ -330,10 +412,12 @@ def train_run(
                     "loss_sum": loss_sum,
                     "loss_count": loss_count,
                     "mlflow_run_id": run_id or "",
+                    "mlflow_pending": tracker.pending_state() if tracker is not None else {},
                 },
                 out / "last.pt",
             )
-        world.barrier()
+            saved_step = step
+            saved_pending = tracker.pending_count if tracker is not None else 0
 
     bar = tqdm(
         total=total,
@@ -385,25 +469,24 @@ def train_run(
                     scheduler.step()
                 step += 1
                 interval_steps += 1
+                first_bad = (bad_step < 0) & ~torch.isfinite(total_loss.detach())
+                bad_step = torch.where(first_bad, step, bad_step)
+                bad_loss = torch.where(first_bad, total_loss.detach().float(), bad_loss)
                 loss_sum += total_loss.detach()
                 loss_count += 1
                 bar.update(1)
+                end_of_epoch = step % steps_per_epoch == 0
+                validate_now = step % val_interval == 0 or step == total
+                if step % 10 == 0 or end_of_epoch or validate_now:
+                    stop_if_not_finite(f"at step {step}")
                 if step % 10 == 0 or step == total:
                     current = float(total_loss.detach())
-                    if not math.isfinite(current):
-                        raise CdbenchError(
-                            f"{spec.name}: the training loss became {current} at step {step}; "
-                            f"lower recipes.{experiment.recipe}.optimizer.lr or check the data "
-                            f"(checkpoints in {out} are kept)"
-                        )
                     rate = bar.format_dict.get("rate") or 0.0
                     bar.set_postfix(
                         loss=f"{current:.4f}",
                         lr=f"{_lr(optimizer):.2e}",
                         pairs_per_s=f"{rate * recipe.batch_size:.1f}",
                     )
-                end_of_epoch = step % steps_per_epoch == 0
-                validate_now = step % val_interval == 0 or step == total
                 if end_of_epoch or validate_now:
                     seconds = time.perf_counter() - interval_start
                     record: dict[str, float] = {
@@ -464,6 +547,14 @@ def train_run(
         bar.close()
         if tracker is not None:
             tracker.finish(status)
+            if status == "FINISHED" and tracker.pending_count != saved_pending:
+                write_last()  # what is still pending, for the next `cdbench train` of this run
+            if status == "FINISHED" and tracker.pending_count:
+                print(
+                    f"{spec.name}: {tracker.pending_count} MLflow record(s) could not be logged "
+                    f"yet; kept in {out / 'last.pt'} and logged when `cdbench train "
+                    f"{spec.experiment} --seed {spec.seed}` runs again"
+                )
 
     seconds = time.perf_counter() - started
     result = TrainResult(
@@ -513,6 +604,11 @@ def _set_determinism(deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
+def _pending_count(pending: dict[str, list[Any]]) -> int:
+    """The number of MLflow records in a checkpoint's `mlflow_pending`."""
+    return sum(len(records) for records in pending.values())
+
+
 def _resume_state(path: Path, digest: str, is_main: bool) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None (no checkpoint, or one of another config)."""
     if not path.exists():
@@ -530,6 +626,13 @@ def _resume_state(path: Path, digest: str, is_main: bool) -> dict[str, Any] | No
                 f"and starting afresh"
             )
         return None
+    if not checkpoint.finite_weights(state["model_and_loss"]):
+        raise CdbenchError(
+            f"{path}: holds non-finite weights (step {state.get('step')}; written by a run "
+            f"that diverged, before cdbench refused to save such checkpoints); it cannot be "
+            f"resumed. Delete it (and best.pt beside it) and lower the recipe's lr or "
+            f"weight_decay before training again"
+        )
     return state
 
 
