@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from benchmark.cli import _runtime, build_parser, main
@@ -285,7 +286,8 @@ def test_a_checkpoint_of_another_fused_optimizer_setting_is_moved_aside(
     assert checkpoint.load(out / "last.stale.pt")["digest"] == old
     assert (out / "best.stale.pt").exists()
     # the same setting resumes
-    checkpoint.save_atomic({"digest": new, "step": 3}, out / "last.pt")
+    weights = {"w": torch.ones(2)}
+    checkpoint.save_atomic({"digest": new, "step": 3, "model_and_loss": weights}, out / "last.pt")
     state = loop._resume_state(out / "last.pt", new, is_main=True)
     assert state is not None and state["step"] == 3
 
