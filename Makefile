@@ -42,7 +42,7 @@ demo: setup
 	$(BIN)/dvc repro --glob 'evaluate@*-synthetic*'
 	$(BIN)/dvc repro --single-item report
 	$(BIN)/cdbench runs --dataset synthetic
-	$(BIN)/cdbench check --profile demo --min-gain-over-baseline 5
+	$(BIN)/cdbench check --profile demo --min-gain-over-baseline 10
 
 test: setup
 	$(BIN)/python -m pytest

@@ -284,7 +284,7 @@ def test_missing_manifest_names_the_file_and_the_fix(
     assert not (tmp_path / "reports" / "check.json").exists()
 
 
-def test_make_demo_checks_the_floor_of_5_points() -> None:
+def test_make_demo_checks_the_floor_of_10_points() -> None:
     makefile = (REPO / "Makefile").read_text()
     demo = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
-    assert "cdbench check --profile demo --min-gain-over-baseline 5" in demo
+    assert "cdbench check --profile demo --min-gain-over-baseline 10" in demo
