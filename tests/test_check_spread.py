@@ -152,7 +152,7 @@ def test_check_command_shows_how_the_tolerance_was_derived(
     [
         ({"std": -0.1}, r"demo\[0\]\.spread\.std: expected points of F1 in 0\.\.100, got -0\.1"),
         ({"max": 100.5}, r"demo\[0\]\.spread\.max: expected points of F1 in 0\.\.100"),
-        ({"std": math.nan}, r"demo\[0\]\.spread\.std: expected points of F1"),
+        ({"std": math.nan}, r"demo\[0\]\.spread\.std: expected a finite number, got nan"),
         ({"min": 90.0}, r"expected min <= mean <= max, got min 90\.0, mean 87\.0, max 95\.0"),
         ({"mean": 96.0}, r"expected min <= mean <= max"),
         (
