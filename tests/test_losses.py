@@ -367,12 +367,12 @@ def test_ifn_ds_nearest_upsampling_by_hand() -> None:
     # (bilinear would blend the middle columns to +-ln(3)/2 and give a larger loss)
     side = torch.tensor([[[[math.log(3), -math.log(3)]]]])
     y = grid([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
-    loss = DeepSupervisionLoss(weights=(1.0,), dice=False, upsample="nearest")
+    loss = DeepSupervisionLoss(weights=(1.0,), dice="none", upsample="nearest")
     total, parts = loss(logit_output(side), y)
     assert total.item() == pytest.approx(-math.log(0.75), rel=1e-6)
     assert "dice_0" not in parts
     assert parts["dice"].item() == 0.0
-    bilinear, _ = DeepSupervisionLoss(weights=(1.0,), dice=False)(logit_output(side), y)
+    bilinear, _ = DeepSupervisionLoss(weights=(1.0,), dice="none")(logit_output(side), y)
     assert bilinear.item() > total.item() + 0.01
 
 
@@ -380,7 +380,7 @@ def test_ifn_ds_five_outputs_match_manual_bce_on_upsampled_logits() -> None:
     torch.manual_seed(0)
     mask = (torch.rand(2, 1, 32, 32) > 0.7).float()
     sides = tuple(torch.randn(2, 1, 32 // s, 32 // s) for s in (16, 8, 4, 2, 1))
-    loss = DeepSupervisionLoss(dice=False)
+    loss = DeepSupervisionLoss(dice="none")
     total, parts = loss(logit_output(*sides), mask)
     manual = []
     for side in sides:
@@ -468,7 +468,7 @@ def test_build_loss_builds_every_loss_with_options() -> None:
     assert build_loss("sisb", iou="soft").iou == "soft"
     assert isinstance(build_loss("contrastive"), ContrastiveLoss)
     assert isinstance(build_loss("bce"), DistanceBCELoss)
-    assert build_loss("ifn_ds", weights=[1, 2, 3, 4, 5], dice=False).weights == (1, 2, 3, 4, 5)
+    assert build_loss("ifn_ds", weights=[1, 2, 3, 4, 5], dice="none").weights == (1, 2, 3, 4, 5)
 
 
 def test_build_loss_unknown_name_lists_the_valid_ones() -> None:

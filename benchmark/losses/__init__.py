@@ -6,11 +6,16 @@ backpropagate and `parts` a dict of detached scalars to log (no host synchronisa
 the one label check, see `benchmark.losses.labels`).
 
 - `sisb`: BSFNet's released loss, batch-balanced contrastive + IoU (`sisb.SISBLoss`).
-- `contrastive`: the same contrastive loss without class balancing (`contrastive.ContrastiveLoss`).
+- `contrastive`: the same contrastive loss without class balancing (`contrastive.ContrastiveLoss`;
+  `changed_weight=10.0` is the released `contrastive_loss`).
 - `bce`: BCE on a learnable affine map of BSFNet's distance (`bce.DistanceBCELoss`; it owns
   two parameters that the optimiser must include).
-- `ifn_ds`: IFN's deep supervision, BCE (+ Dice) on every side output
+- `ifn_ds`: IFN's deep supervision, BCE (+ the authors' or CDLab's Dice) on every side output
   (`ifn_ds.DeepSupervisionLoss`).
+
+Every loss also has `describe()`, its form in words ("" where it has one form only), and
+`describe_loss` names a configured loss with it, e.g. "contrastive (changed ×10, released)":
+tables and run records say which form ran.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "SISBLoss",
     "build_loss",
     "check_binary_labels",
+    "describe_loss",
 ]
 
 LOSSES: dict[str, type[nn.Module]] = {
@@ -74,3 +80,13 @@ def build_loss(name: str, **options: Any) -> nn.Module:
         return cls(**options)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"loss {name!r}: bad option value: {exc}") from exc
+
+
+def describe_loss(name: str, **options: Any) -> str:
+    """The loss `name` with `options` in words, e.g. "contrastive (changed ×10, released)".
+
+    Raises:
+        ConfigError: as `build_loss`.
+    """
+    form = build_loss(name, **options).describe()
+    return f"{name} ({form})" if form else name

@@ -49,6 +49,10 @@ class DistanceBCELoss(nn.Module):
         self.scale = nn.Parameter(torch.tensor(float(initial_scale)))
         self.offset = nn.Parameter(torch.tensor(float(initial_offset)))
 
+    def describe(self) -> str:
+        """The form in words for tables and run records: empty, this loss has one form only."""
+        return ""
+
     def logit(self, distance: Tensor) -> Tensor:
         """Map a distance map to change logits: `scale * distance + offset`."""
         return self.scale * distance + self.offset

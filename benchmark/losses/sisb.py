@@ -36,9 +36,15 @@ Departures from the released code, and why:
   exact Euclidean distance by at most sqrt(C) * 1e-6 = 4e-6 for C = 16 channels (so from each
   other by at most 8e-6), far below the margins (0.1) and near float32 resolution at d = 1.
   `output.embeddings` is therefore not used.
-- Empty union in the hard IoU (no predicted and no true change in the batch): the released
-  code divides 0 by 0 and logs NaN (the gradient is unaffected, the term being constant). Here
-  the term is 0 (perfect agreement), so logs stay finite. Same rule for the soft IoU.
+- A batch with no changed pixel, or more exactly an empty union in the hard IoU (no pixel
+  predicted changed, d <= 1 everywhere, and none truly changed): the released `IOUloss_v1`
+  divides 0 by 0, so the released total is NaN, although its gradient is finite (the IoU term
+  is built from boolean maps and carries none; `BCL_v2`'s empty class is 0 / 1e-4 = 0). Here
+  that IoU term is 0 (the prediction agrees perfectly: nothing changed, nothing predicted), so
+  the total is the finite contrastive part (e.g. 0.738 where the released code gives NaN) with
+  the released gradient. Why not keep NaN: the trainer stops at the first non-finite loss and
+  a NaN would make every logged mean NaN, while the network's update is the released one either
+  way. Same rule for the soft IoU. Pinned by `tests/test_losses.py`.
 - Labels: the released code divides 0/255 labels by 255, so CDD's JPEG-damaged values (e.g. 254)
   become fractions that the contrastive sums weight but the counts `label == 1` ignore. Here the
   mask must be exactly {0, 1} (`check_binary_labels`); binarising is the data stage's job.
@@ -99,6 +105,15 @@ class SISBLoss(nn.Module):
         self.iou = iou
         self.iou_threshold = iou_threshold
         self.iou_weight = iou_weight
+
+    def describe(self) -> str:
+        """The form in words, for tables and run records: "hard IoU, released" or "soft IoU"."""
+        released = (
+            self.iou == "hard"
+            and (self.margin_unchanged, self.margin_changed) == (0.1, 2.0)
+            and (self.iou_threshold, self.iou_weight) == (1.0, 1.0)
+        )
+        return "hard IoU, released" if released else f"{self.iou} IoU"
 
     def forward(self, output: ChangeOutput, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the total loss and its detached parts.

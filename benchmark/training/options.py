@@ -3,7 +3,8 @@
 `params.yaml` is typed by benchmark/config.py, which cannot know the models' and losses'
 constructor options without importing torch. `check_experiments` does that part: each
 experiment's `model` must be a key of `benchmark.models.MODELS`, its `loss` a key of
-`benchmark.losses.LOSSES`, and `model_options` / `loss_options` keys those constructors take.
+`benchmark.losses.LOSSES`, and `model_options` / `loss_options` keys those constructors take;
+each loss is built once, so that a value it refuses (e.g. an unknown Dice form) stops here too.
 Errors name the key, e.g. `experiments.bsfnet-sisb-cdd.model: unknown model 'bsfnett'; ...`.
 """
 
@@ -13,7 +14,7 @@ import inspect
 
 from benchmark.config import Params
 from benchmark.errors import ConfigError
-from benchmark.losses import LOSSES
+from benchmark.losses import LOSSES, build_loss
 from benchmark.models import MODELS, model_options
 
 
@@ -46,3 +47,7 @@ def check_experiments(params: Params) -> None:
                 f"{where}.loss_options: unknown option(s) {', '.join(unknown)} for loss "
                 f"{experiment.loss!r}; valid: {', '.join(valid_loss) or '(none)'}"
             )
+        try:  # the values too (e.g. an unknown Dice form): building a loss costs nothing
+            build_loss(experiment.loss, **experiment.loss_options)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.loss_options: {exc}") from None
