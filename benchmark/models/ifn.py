@@ -45,12 +45,11 @@ Departures:
   in the model (and its loss applies another; issue #1 of their repository).
 - Left out: open-cd's and CDLab's `ca1`, `bn_ca1`, `bn_ca2` (267,264 parameters), built but
   never used (the authors' PyTorch file builds and leaves them unused too).
-- Channel attention max-pools, as open-cd, CDLab, the authors' Keras code and one stored
-  version of the authors' PyTorch file (commit 2204571b) do; another stored version (commit
-  0e7ae5ac) average-pools twice (its `max_pool` is an `AdaptiveAvgPool2d`). Which of the two is
-  the later one could not be established from the stored copies.
-- One spatial attention module per stage (open-cd, CDLab, the authors' Keras code); the
-  authors' PyTorch file shares one module (98 parameters) across the five stages.
+- Not a departure: channel attention max-pools and there is one spatial attention module per
+  stage, as in open-cd, CDLab, the Keras code and the authors' current `DSIFN.py`, whose history
+  settles it: 0e7ae5a used one shared spatial-attention module with average pooling twice;
+  2204571 (2021-03-01) switched to max pooling; c90e13d (2021-03-17) has five modules
+  `sa1`...`sa5` (matches ours).
 - One encoder serves both dates, as in open-cd and CDLab (`encoder1 = encoder2`). The authors'
   PyTorch `DSIFN(model_A, model_B)` takes one encoder per date and leaves sharing to the caller
   (no training script is released); an older CDLab builder passes the same module twice,
