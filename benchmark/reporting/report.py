@@ -26,6 +26,7 @@ section); `cdbench check` is where such rows fail.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,15 @@ def write_report(
     resamples: int = RESAMPLES,
     tracking: bool = True,
     expected: ExpectedRuns | None = None,
+    loss_forms: Mapping[str, str] | None = None,
 ) -> Report:
     """Build every table and figure of the report into `reports` (see the module docstring).
 
     `expected`: params.yaml's runs, the only ones reported, each file's identity checked
     against them; None reports every file, checked against its name only.
+    `loss_forms`: experiment -> its loss in words (`benchmark.losses.describe_loss`, e.g.
+    "contrastive (changed ×10, released)"), shown in the tables' loss column and kept in the
+    summary as `loss_form`; None shows the loss names only.
 
     Raises:
         DataError: a metrics or per-image file is refused (nothing is written then).
@@ -85,6 +90,8 @@ def write_report(
     summary = summarise(
         runs, references, reports / "per_image", tolerance, resamples, expected=expected
     )
+    if loss_forms:
+        summary["loss_form"] = [loss_forms.get(str(e), "") for e in summary["experiment"]]
     datasets = set(summary["dataset"])
     extra = [
         r for r in unmatched(references, summary) if r.dataset in datasets or r.profile == "full"

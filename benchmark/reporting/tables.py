@@ -89,6 +89,14 @@ def source_numbers(summary: pd.DataFrame, extra: list[Reference]) -> dict[str, i
     return numbers
 
 
+def loss_cell(row: pd.Series) -> str:
+    """The loss and the form that ran, e.g. "contrastive (changed ×10, released)": the
+    summary's `loss_form` (`benchmark.losses.describe_loss` of params.yaml's loss options,
+    which the run's config digest covers) where the report was given it, else the loss name."""
+    form = row.get("loss_form")
+    return form if isinstance(form, str) and form else str(row["loss"])
+
+
 def comparison_table(summary: pd.DataFrame, numbers: dict[str, int]) -> pd.DataFrame:
     """Display strings: one row per experiment x protocol."""
     rows = []
@@ -97,7 +105,7 @@ def comparison_table(summary: pd.DataFrame, numbers: dict[str, int]) -> pd.DataF
             {
                 "dataset": row["dataset"],
                 "model": row["model"],
-                "loss": row["loss"],
+                "loss": loss_cell(row),
                 "protocol": PROTOCOL_LABELS[row["protocol"]],
                 "seeds": seeds_cell(int(row["seeds"]), int(row.get("seeds_listed", 0))),
                 "P": cell(row["precision"], row["precision_std"]),
@@ -131,7 +139,11 @@ def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
             mine = part[part["loss"] == loss].set_index("protocol")
             if mine.empty:
                 continue
-            row = {"dataset": dataset, "loss": loss, "seeds": int(mine["seeds"].iloc[0])}
+            row = {
+                "dataset": dataset,
+                "loss": loss_cell(mine.iloc[0]),
+                "seeds": int(mine["seeds"].iloc[0]),
+            }
             for protocol in ABLATION_PROTOCOLS:
                 if protocol in mine.index:
                     row[f"F1 {PROTOCOL_LABELS[protocol]}"] = cell(
@@ -175,7 +187,10 @@ def render_markdown(
         parts += ["No dataset has BSFNet results with more than one loss yet.", ""]
     else:
         parts += [
-            "No publication reports this ablation: these rows are the suite's own result.",
+            "No publication reports this ablation: these rows are the suite's own result. "
+            "The loss column names the form that ran: `contrastive (plain)` weights both "
+            "classes 1, `contrastive (changed ×10, released)` is BSFNet's released "
+            "`contrastive_loss`; `sisb (hard IoU, released)` is its `BCL_v2 + IOUloss_v1`.",
             "",
             ablation.to_markdown(index=False, disable_numparse=True),
             "",
@@ -265,11 +280,12 @@ _LATEX_SPECIAL = {
     "±": r"$\pm$",
     "Δ": r"$\Delta$",
     "–": "--",
+    "×": r"$\times$",
 }
 
 
 def _latex_escape(value: object) -> str:
-    """`value` as LaTeX text: special characters escaped, ±, Δ and – as LaTeX."""
+    """`value` as LaTeX text: special characters escaped, ±, Δ, – and × as LaTeX."""
     return "".join(_LATEX_SPECIAL.get(char, char) for char in str(value))
 
 
