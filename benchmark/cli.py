@@ -159,6 +159,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     params, specs, runtime = _checked_runs(args)
     from benchmark.evaluation.evaluate import evaluate_run
 
+    weights = Path(args.weights) if args.weights else None
+    if args.released:
+        from benchmark.models.released import released_path
+
+        weights = released_path(params.experiment(args.experiment).model)
+    if weights is not None and len(specs) > 1:
+        specs = specs[:1]  # one file, one evaluation: the experiment's first seed names it
     for spec in specs:
         metrics = evaluate_run(
             params,
@@ -168,7 +175,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             runtime,
             tracking=not args.no_tracking,
             allow_stale_checkpoint=args.allow_stale_checkpoint,
+            weights=weights,
         )
+        if weights is not None:
+            print(
+                f"{metrics['run']}: scored {weights} ({metrics['weights_provenance']}, "
+                f"sha256 {metrics['weights_sha256']})"
+            )
         if metrics["stale_checkpoint"]:
             print(
                 f"{spec.name}: WARNING: scored from a stale checkpoint "
@@ -180,7 +193,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         prefixes = ["", "whole_"] if "whole_fixed/f1" in metrics else [""]
         for prefix in prefixes:
             print(
-                f"{spec.name} {prefix or 'tiles_'}test: F1 fixed {metrics[prefix + 'fixed/f1']:.4f}"
+                f"{metrics['run']} {prefix or 'tiles_'}test: "
+                f"F1 fixed {metrics[prefix + 'fixed/f1']:.4f}"
                 f" | val threshold {metrics[prefix + 'val_threshold/f1']:.4f}"
                 f" | best on test (optimistic) {metrics[prefix + 'test_best_optimistic/f1']:.4f}"
             )
@@ -443,6 +457,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-stale-checkpoint",
         action="store_true",
         help="score a checkpoint trained under another configuration (recorded as stale)",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="score this checkpoint file instead of the trained run (ours, or an author's "
+        "released one); written as run <run>-released / <run>-weights",
+    )
+    source.add_argument(
+        "--released",
+        action="store_true",
+        help="score the model's released checkpoint from its fixed place, data/released/<file> "
+        "(downloaded by hand; the error says from where)",
     )
     p.set_defaults(func=cmd_evaluate)
 

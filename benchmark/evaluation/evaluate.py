@@ -59,6 +59,7 @@ from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
+from benchmark.models.released import RUN_SUFFIX, LoadedWeights, load_weights, sha256_of
 from benchmark.publish import StagedOutputs
 from benchmark.runlock import run_lock
 from benchmark.training import checkpoint
@@ -83,6 +84,7 @@ def evaluate_run(
     runtime: RuntimeConfig | None = None,
     tracking: bool = True,
     allow_stale_checkpoint: bool = False,
+    weights: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected model of `spec` (checkpoint_dir/best.pt); returns the metrics.
 
@@ -90,15 +92,42 @@ def evaluate_run(
     (benchmark/runlock.py) while it scores and writes, so a second one is refused, naming
     the holder's PID, instead of racing to write the same files.
 
+    `weights`: score this checkpoint file instead (`--weights`; benchmark/models/released.py:
+    one of ours, or an author's released one through its key table) with the experiment's
+    model, data and protocols. Its results are written as run `<run>-released` (an author's
+    file) or `<run>-weights` (ours), never over the trained run's, and record the file's
+    SHA-256 and provenance (`weights`, `weights_sha256`, `weights_provenance`; MLflow tags
+    of a run of that name). The trained run's checkpoint folder is not read.
+
     Raises:
         CdbenchError: another process evaluates this run into `reports`, no finished run, a
             checkpoint of another run, or one trained under another configuration (unless
-            `allow_stale_checkpoint`; see the module docstring).
+            `allow_stale_checkpoint`; see the module docstring); with `weights`, a file that
+            does not load (benchmark/models/released.py `load_weights`: the key is named).
     """
-    with run_lock(evaluate_lock_path(reports, spec.name), f"cdbench evaluate {spec.name}"):
+    from_file = _from_file(params, spec, weights) if weights is not None else None
+    name = from_file[1] if from_file else spec.name
+    with run_lock(evaluate_lock_path(reports, name), f"cdbench evaluate {name}"):
         return _evaluate_run(
-            params, spec, checkpoint_dir, reports, runtime, tracking, allow_stale_checkpoint
+            params,
+            spec,
+            checkpoint_dir,
+            reports,
+            runtime,
+            tracking,
+            allow_stale_checkpoint,
+            from_file,
         )
+
+
+def _from_file(params: Params, spec: RunSpec, weights: Path) -> tuple[Any, str, LoadedWeights]:
+    """The experiment's model and loss with the weights of `weights`, the name its results
+    are written under (`<run>-released` / `<run>-weights`) and what was loaded."""
+    experiment = params.experiment(spec.experiment)
+    recipe = params.recipes[experiment.recipe]
+    trainable = build_trainable(experiment, _without_pretrained(recipe))
+    loaded = load_weights(weights, experiment.model, trainable)
+    return trainable, spec.name + RUN_SUFFIX[loaded.provenance], loaded
 
 
 def evaluate_lock_path(reports: Path, run: str) -> Path:
@@ -115,9 +144,40 @@ def _evaluate_run(
     runtime: RuntimeConfig | None,
     tracking: bool,
     allow_stale_checkpoint: bool,
+    from_file: tuple[Any, str, LoadedWeights] | None = None,
 ) -> dict[str, Any]:
     """`evaluate_run`'s work, under the run's lock."""
     runtime = runtime or params.runtime
+    if from_file is not None:
+        trainable, name, loaded = from_file
+        best: dict[str, Any] = {"step": loaded.details.get("trained_step"), "selection": {}}
+        summary: dict[str, Any] = {}
+        identity = {
+            "config_digest": "",
+            "stale_checkpoint": None,
+            "weights": loaded.record(),
+            "weights_sha256": loaded.sha256,
+            "weights_provenance": loaded.provenance,
+        }
+    else:
+        trainable, best, summary, identity = _trained(
+            params, spec, checkpoint_dir, runtime, allow_stale_checkpoint
+        )
+        name = spec.name
+    return _score_and_write(
+        params, spec, name, trainable, best, summary, identity, reports, runtime, tracking
+    )
+
+
+def _trained(
+    params: Params,
+    spec: RunSpec,
+    checkpoint_dir: Path,
+    runtime: RuntimeConfig,
+    allow_stale_checkpoint: bool,
+) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The trained run's model and loss from checkpoint_dir/best.pt, its best.pt and
+    summary.json, and the identity fields of its metrics file."""
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
     best_path = checkpoint_dir / "best.pt"
@@ -148,11 +208,37 @@ def _evaluate_run(
             f"--allow-stale-checkpoint to score it anyway, recorded as stale"
         )
 
-    device = resolve_device(runtime.device)
     trainable = build_trainable(
         experiment, _without_pretrained(recipe)
     )  # weights come from the checkpoint
     trainable.load_state_dict(best["model_and_loss"])
+    identity = {
+        "config_digest": best.get("digest") or "",
+        "stale_checkpoint": stale,
+        "weights": None,
+        "weights_sha256": sha256_of(best_path),
+        "weights_provenance": "trained run",
+    }
+    return trainable, best, summary, identity
+
+
+def _score_and_write(
+    params: Params,
+    spec: RunSpec,
+    run: str,
+    trainable: Any,
+    best: dict[str, Any],
+    summary: dict[str, Any],
+    identity: dict[str, Any],
+    reports: Path,
+    runtime: RuntimeConfig,
+    tracking: bool,
+) -> dict[str, Any]:
+    """Score `trainable` on the experiment's test split under every protocol and publish
+    the metrics, curves, per-image counts and prediction maps as run `run`."""
+    experiment = params.experiment(spec.experiment)
+    recipe = params.recipes[experiment.recipe]
+    device = resolve_device(runtime.device)
     trainable.to(device).eval()
     if runtime.channels_last:
         trainable.to(memory_format=torch.channels_last)
@@ -164,23 +250,28 @@ def _evaluate_run(
     if experiment.dataset == "levir-cd":
         views.append(("whole_", True))
     metrics: dict[str, Any] = {
-        "run": spec.name,
+        "run": run,
         "experiment": spec.experiment,
         "model": experiment.model,
         "loss": experiment.loss,
         "dataset": experiment.dataset,
         "recipe": experiment.recipe,
         "seed": spec.seed,
-        "config_digest": best.get("digest") or "",
-        "stale_checkpoint": stale,
+        "config_digest": identity["config_digest"],
+        "stale_checkpoint": identity["stale_checkpoint"],
+        "weights_provenance": identity["weights_provenance"],
+        "weights_sha256": identity["weights_sha256"],
+        "weights": identity["weights"],
         "mlflow_run_id": summary.get("mlflow_run_id") or "",
         "git_commit": _git_commit(),
         "score_kind": kind,
         "selected_step": best["step"],
-        "selection_split": best["selection"]["split"],
-        "selection_metric": best["selection"]["metric"],
-        "selection_score": best["selection"]["score"],
+        "selection_split": best["selection"].get("split"),
+        "selection_metric": best["selection"].get("metric"),
+        "selection_score": best["selection"].get("score"),
     }
+    if tracking and identity["weights"] is not None:
+        metrics["mlflow_run_id"] = _new_mlflow_run(metrics)
     curves: dict[str, Any] = {}
     per_image: list[dict[str, Any]] = []
     thumbnails: list[torch.Tensor] = []
@@ -211,8 +302,8 @@ def _evaluate_run(
     curves["selected_step"] = best["step"]
     curves["training"] = summary.get("history", [])
 
-    targets = output_paths(reports, spec.name)
-    with StagedOutputs(targets, last="metrics", label=f"evaluate-{spec.name}") as staged:
+    targets = output_paths(reports, run)
+    with StagedOutputs(targets, last="metrics", label=f"evaluate-{run}") as staged:
         staged.path("metrics").write_text(json.dumps(metrics, indent=2) + "\n")
         staged.path("curves").write_text(json.dumps(curves) + "\n")
         _write_per_image(per_image, staged.path("per_image"))
@@ -221,12 +312,23 @@ def _evaluate_run(
         )
         staged.publish()
         if tracking and metrics["mlflow_run_id"]:
-            figure = staged.root / "figure" / "curves" / f"{spec.name}.png"  # MLflow only
+            figure = staged.root / "figure" / "curves" / f"{run}.png"  # MLflow only
             figure.parent.mkdir(parents=True)
             _plot_curves({k: v for k, v in curves.items() if k.endswith("test")}, metrics, figure)
             files = [targets["metrics"], targets["curves"], figure, targets["per_image"]]
             _log(metrics, files, [targets["predictions"] / p.name for p in pictures], spec)
     return metrics
+
+
+def _new_mlflow_run(metrics: dict[str, Any]) -> str:
+    """A new MLflow run for a checkpoint file scored with --weights (named like its metrics
+    file, `<run>-released` / `<run>-weights`): its id; `_log` then fills it."""
+    from benchmark.tracking import RunTracker
+
+    with RunTracker(
+        experiment=f"cdbench-{metrics['dataset']}", run_name=metrics["run"], tags={}
+    ) as tracker:
+        return tracker.run_id or ""
 
 
 def output_paths(reports: Path, run: str) -> dict[str, Path]:
@@ -462,10 +564,16 @@ def _log(metrics: dict[str, Any], files: list[Path], pictures: list[Path], spec:
         "stale_checkpoint": "true" if stale else "false",
         "checkpoint_digest": metrics["config_digest"],
         "current_config_digest": stale["current_digest"] if stale else metrics["config_digest"],
+        "weights_provenance": metrics["weights_provenance"],
+        "weights_sha256": metrics["weights_sha256"],
     }
+    if metrics["weights"] is not None:  # --weights: a file, not the stage's trained run
+        tags["dvc_stage_evaluate"] = ""
+        tags["weights_path"] = metrics["weights"]["path"]
+        tags["weights_format"] = metrics["weights"]["format"]
     with RunTracker(
         experiment=f"cdbench-{metrics['dataset']}",
-        run_name=spec.name,
+        run_name=metrics["run"],
         tags=tags,
         run_id=metrics["mlflow_run_id"],
     ) as tracker:
