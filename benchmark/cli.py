@@ -240,6 +240,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """`cdbench report` -> `benchmark.reporting.report.write_report`."""
     params = load_params(args.params)
+    from benchmark.losses import describe_loss
     from benchmark.reporting.report import write_report
     from benchmark.reporting.results import ExpectedRuns
 
@@ -250,6 +251,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         tracking=not args.no_tracking,
         expected=ExpectedRuns.from_params(params, args.params),
+        loss_forms={
+            name: describe_loss(e.loss, **e.loss_options) for name, e in params.experiments.items()
+        },
     )
     _warn_ignored(report.ignored, args.params)
     print(
