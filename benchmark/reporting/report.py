@@ -85,7 +85,7 @@ def write_report(
         DataError: a metrics or per-image file is refused (nothing is written then).
     """
     references = load_references(references_path)
-    runs = load_runs(reports / "metrics", expected)
+    runs = load_runs(reports / "metrics", expected, from_files=True)  # shown apart
     ignored = stray_files(reports / "metrics", expected.identities) if expected else []
     summary = summarise(
         runs, references, reports / "per_image", tolerance, resamples, expected=expected

@@ -34,6 +34,14 @@ Metrics files of runs that params.yaml does not list are not read at all: the co
 them as ignored (`stray_files`) and go on, since a removed experiment's old file must not
 block the report of the current ones, nor be credited in it.
 
+Runs scored from a checkpoint FILE (`cdbench evaluate --weights`, benchmark/models/released.py)
+are accepted by name, explicitly: `<run>-released` (an author's released checkpoint) or
+`<run>-weights` (one of ours), where `<run>` is a run params.yaml lists, the file's
+`weights_provenance` must be the one its suffix says (`FROM_FILE`), and every other identity
+field must be that run's. `load_runs` reads them only when asked (`from_files=True`: the
+report), so `cdbench check` never credits them; `summarise` keeps them in rows of their own
+(column `weights_provenance`), which the report shows apart from the trained runs.
+
 Each row also carries its caveats: `seeds_listed` (how many seeds params.yaml lists),
 `missing_seeds` (those not evaluated) and `stale_runs` (runs scored from a checkpoint trained
 under another configuration, `cdbench evaluate --allow-stale-checkpoint`), summed up in
@@ -71,6 +79,21 @@ RATE_RTOL = 1e-6
 
 WITHIN, BELOW, ABOVE, MISSING = "within tolerance", "below", "above", "reference missing"
 
+TRAINED = "trained run"
+"""`weights_provenance` of a run scored from its own training (and of files that predate it)."""
+FROM_FILE = {"released checkpoint": "-released", "cdbench checkpoint": "-weights"}
+"""`weights_provenance` of a run scored with --weights -> the suffix of its name
+(benchmark/models/released.py `RUN_SUFFIX`)."""
+
+
+def split_run_name(stem: str) -> tuple[str, str | None]:
+    """(the trained run's name, the provenance its suffix names) for `<run>-released` /
+    `<run>-weights`; (stem, None) for any other name."""
+    for provenance, suffix in FROM_FILE.items():
+        if stem.endswith(suffix):
+            return stem.removesuffix(suffix), provenance
+    return stem, None
+
 
 @dataclass(frozen=True)
 class ExpectedRuns:
@@ -105,10 +128,16 @@ class ExpectedRuns:
 def stray_files(metrics_dir: Path, runs: Collection[str]) -> list[Path]:
     """Metrics files of runs that are not in `runs` (e.g. left by an experiment since removed
     from params.yaml, or named before its seeds were several)."""
-    return [path for path in sorted(metrics_dir.glob("*.json")) if path.stem not in runs]
+    return [
+        path
+        for path in sorted(metrics_dir.glob("*.json"))
+        if path.stem not in runs and split_run_name(path.stem)[0] not in runs
+    ]
 
 
-def load_runs(metrics_dir: Path, expected: ExpectedRuns | None = None) -> pd.DataFrame:
+def load_runs(
+    metrics_dir: Path, expected: ExpectedRuns | None = None, from_files: bool = False
+) -> pd.DataFrame:
     """One row per run from `metrics_dir/*.json`, sorted by dataset, model, loss and seed,
     every rate recomputed from its counts (see the module docstring).
 
@@ -117,6 +146,8 @@ def load_runs(metrics_dir: Path, expected: ExpectedRuns | None = None) -> pd.Dat
         expected: the runs of params.yaml: only their files are read, and each file's identity
             must be the one params.yaml gives; None reads every file, checking each identity
             against its file name only.
+        from_files: also read the runs scored from a checkpoint file (`<run>-released`,
+            `<run>-weights`); False leaves them out (`cdbench check` credits trained runs only).
 
     Raises:
         DataError: no metrics file, a file that is not JSON or lacks the identity fields, an
@@ -126,11 +157,13 @@ def load_runs(metrics_dir: Path, expected: ExpectedRuns | None = None) -> pd.Dat
     rows = []
     seen: dict[tuple[str, int], Path] = {}
     paths = sorted(metrics_dir.glob("*.json"))
+    if not from_files:
+        paths = [path for path in paths if split_run_name(path.stem)[1] is None]
     if expected is not None:
-        paths = [path for path in paths if path.stem in expected.identities]
+        paths = [path for path in paths if split_run_name(path.stem)[0] in expected.identities]
     for path in paths:
         data = verified_metrics(path, expected)
-        key = (data["experiment"], data["seed"])
+        key = (data["experiment"], data["seed"], data["weights_provenance"])
         if key in seen:
             raise DataError(
                 f"{path} and {seen[key]} both hold {data['experiment']} seed {data['seed']}; "
@@ -145,10 +178,19 @@ def load_runs(metrics_dir: Path, expected: ExpectedRuns | None = None) -> pd.Dat
         )
     runs = pd.DataFrame(rows)
     return runs.sort_values(
-        ["dataset", "model", "loss", "seed"],
-        key=lambda column: column.map(_rank) if column.name in ("dataset", "loss") else column,
+        ["dataset", "model", "loss", "weights_provenance", "seed"],
+        key=_sort_key,
         ignore_index=True,
     )
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    """Datasets and losses in report order; trained runs before runs scored from a file."""
+    if column.name in ("dataset", "loss"):
+        return column.map(_rank)
+    if column.name == "weights_provenance":
+        return column.map(lambda value: value != TRAINED)
+    return column
 
 
 def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[str, Any]:
@@ -170,6 +212,7 @@ def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[s
         raise DataError(
             f"{path}: missing {', '.join(missing)}; not written by `cdbench evaluate`? {rerun}"
         )
+    data.setdefault("weights_provenance", TRAINED)
     _check_identity(path, data, expected)
     for protocol in sorted({key.split("/")[0] for key in data if key.count("/") == 1}):
         _recompute_rates(path, data, protocol)
@@ -185,19 +228,31 @@ def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[s
 def _check_identity(path: Path, data: dict[str, Any], expected: ExpectedRuns | None) -> None:
     """The identity fields against the file name and, when given, params.yaml."""
     edited = f"the file was edited, renamed or copied; re-run `dvc repro evaluate@{path.stem}`"
+    base, named = split_run_name(path.stem)
+    provenance = data["weights_provenance"]
+    if named is not None or provenance != TRAINED:
+        if provenance != named:
+            raise DataError(
+                f"{path}: weights_provenance is {provenance!r}, but its name says "
+                f"{named or TRAINED!r} (a run scored with --weights is named <run>"
+                f"{'/<run>'.join(FROM_FILE.values())}); {edited}"
+            )
+        edited = (
+            f"the file was edited, renamed or copied; re-run `cdbench evaluate {base} --weights`"
+        )
     if data["run"] != path.stem:
         raise DataError(
             f"{path}: run is {data['run']!r} but its file name says {path.stem!r}; {edited}"
         )
     if expected is None:
         names = {data["experiment"], f"{data['experiment']}-s{data['seed']}"}
-        if path.stem not in names:
+        if base not in names:
             raise DataError(
                 f"{path}: experiment {data['experiment']!r} seed {data['seed']!r} would be "
                 f"named {' or '.join(sorted(map(repr, names)))}, not {path.stem!r}; {edited}"
             )
         return
-    want = expected.identities[path.stem]
+    want = {**expected.identities[base], "run": path.stem}
     for field in IDENTITY:
         found = data[field]
         if found != want[field] or type(found) is not type(want[field]):
@@ -342,8 +397,11 @@ def summarise(
     """One row per (experiment, protocol): our mean/std over seeds (percent), the bootstrap
     interval of F1 (when `per_image_dir` is given), the matching reference, and the caveats.
 
-    Columns: experiment, model, loss, dataset, recipe, protocol, seeds, runs, `<m>` and
-    `<m>_std` for m in METRICS, f1_ci_low, f1_ci_high, seeds_listed, missing_seeds,
+    Runs scored from a checkpoint file get rows of their own (one per experiment, provenance
+    and protocol; no missing-seed caveat).
+
+    Columns: experiment, model, loss, dataset, recipe, protocol, weights_provenance, seeds,
+    runs, `<m>` and `<m>_std` for m in METRICS, f1_ci_low, f1_ci_high, seeds_listed, missing_seeds,
     stale_runs, caveat, reference, citation, ref_status ("available" | "missing" | "none"),
     `ref_<m>`, `diff_<m>`, tolerance, tolerance_from, tolerance_formula
     (`references.tolerance_for`), verdict, note. `seeds_listed` is params.yaml's count when
@@ -351,9 +409,13 @@ def summarise(
     """
     by_key = {reference.key: reference for reference in references}
     rows = []
-    for experiment, group in runs.groupby("experiment", sort=False):
+    if "weights_provenance" not in runs:
+        runs = runs.assign(weights_provenance=TRAINED)
+    keys = ["experiment", "weights_provenance"]
+    for (experiment, provenance), group in runs.groupby(keys, sort=False):
         first = group.iloc[0]
-        caveats = _caveats(str(experiment), group, expected)
+        trained = provenance == TRAINED
+        caveats = _caveats(str(experiment), group, expected if trained else None)
         for protocol in protocols_of(group):
             row: dict[str, Any] = {
                 "experiment": experiment,
@@ -362,6 +424,7 @@ def summarise(
                 "dataset": first["dataset"],
                 "recipe": first["recipe"],
                 "protocol": protocol,
+                "weights_provenance": provenance,
                 "seeds": len(group),
                 "runs": " ".join(group["run"]),
             }

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.reporting.references import TOLERANCE_SIGMAS, Reference, tolerance_cell
-from benchmark.reporting.results import DATASET_ORDER, seeds_cell
+from benchmark.reporting.results import DATASET_ORDER, TRAINED, seeds_cell
 
 PROTOCOL_LABELS = {
     "fixed": "fixed threshold",
@@ -175,11 +175,13 @@ def render_markdown(
     """comparison.md: how to read, per-dataset tables, the ablation, unmatched references,
     sources."""
     numbers = source_numbers(summary, extra)
+    summary, from_files = split_trained(summary)
     table = comparison_table(summary, numbers)
     parts = [f"# {title}", "", HOW_TO_READ, ""]
     for dataset in _datasets(summary):
         rows = table[table["dataset"] == dataset].drop(columns="dataset")
         parts += [f"## {dataset}", "", rows.to_markdown(index=False, disable_numparse=True), ""]
+    parts += _from_files_section(from_files, numbers)
     parts += _caveats(summary)
     ablation = ablation_table(summary)
     parts += ["## Loss ablation (BSFNet: SISB vs BCE vs contrastive)", ""]
@@ -228,6 +230,37 @@ def render_markdown(
             )
         parts.append("")
     return "\n".join(parts)
+
+
+def split_trained(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of trained runs, rows of runs scored from a checkpoint file with `cdbench
+    evaluate --weights`: an author's released checkpoint or one of ours), kept apart."""
+    if "weights_provenance" not in summary:
+        return summary, summary.iloc[0:0]
+    trained = summary["weights_provenance"] == TRAINED
+    return summary[trained], summary[~trained]
+
+
+def _from_files_section(from_files: pd.DataFrame, numbers: dict[str, int]) -> list[str]:
+    """ "Checkpoint files, scored under our protocols": one row per run and protocol, apart
+    from the trained runs (never averaged with them, never in the ablation or `cdbench check`)."""
+    if from_files.empty:
+        return []
+    table = comparison_table(from_files, numbers).drop(columns="seeds")
+    table.insert(0, "run", list(from_files["runs"]))
+    table.insert(1, "provenance", list(from_files["weights_provenance"]))
+    return [
+        "## Checkpoint files, scored under our protocols",
+        "",
+        "Not trained here: each row scores one checkpoint file (`cdbench evaluate EXPERIMENT "
+        "--weights FILE`; an author's *released checkpoint* or a *cdbench checkpoint*) on the "
+        "experiment's test split, under every protocol; its SHA-256 is in the run's metrics "
+        "file. The reference and verdict columns answer: does the released model reach the "
+        "published number, and under which protocol?",
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
 
 
 def _caveats(summary: pd.DataFrame) -> list[str]:
@@ -297,11 +330,12 @@ def write_tables(summary: pd.DataFrame, extra: list[Reference], out_dir: Path) -
     """Write `TABLE_FILES` into `out_dir` (the caller publishes them); return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     numbers = source_numbers(summary, extra)
-    ablation = ablation_table(summary)
+    trained, _ = split_trained(summary)
+    ablation = ablation_table(trained)
     paths = {
         "comparison.md": render_markdown(summary, extra),
         "comparison.csv": summary.to_csv(index=False, float_format="%.4f"),
-        "comparison.tex": render_latex(comparison_table(summary, numbers)),
+        "comparison.tex": render_latex(comparison_table(trained, numbers)),
         "ablation.csv": ablation.to_csv(index=False),
         "ablation.tex": render_latex(ablation) if not ablation.empty else "% no ablation yet\n",
     }
