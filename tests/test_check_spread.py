@@ -99,6 +99,23 @@ def test_tolerance_is_derived_from_the_spread_and_the_seeds_evaluated(tmp_path: 
     assert tolerance_for(None, 4, 1.5).value == 1.5
 
 
+def test_a_larger_pooled_std_widens_the_tolerance_a_smaller_one_does_not(tmp_path: Path) -> None:
+    """A row measured over few runs may carry the pooled std of all demo rows: the larger of
+    the two is used, so a lucky tight pair of runs cannot make the check brittle."""
+    wide = spread_row(spread={**SPREAD, "pooled_std": 5.0})
+    narrow = spread_row(spread={**SPREAD, "pooled_std": 2.0}, protocol="fixed")
+    by_protocol = {
+        r.protocol: r for r in load_references(references_file(tmp_path, {"demo": [wide, narrow]}))
+    }
+    pooled = tolerance_for(by_protocol["val_threshold"], 1, 1.0)
+    assert (pooled.value, pooled.formula) == (15.0, "3 x 5.00 / sqrt(1)")
+    own = tolerance_for(by_protocol["fixed"], 1, 1.0)
+    assert (own.value, own.formula) == (12.0, "3 x 4.00 / sqrt(1)")
+    bad = spread_row(spread={**SPREAD, "pooled_std": -1.0})
+    with pytest.raises(ConfigError, match=r"demo\[0\]\.spread\.pooled_std: expected points"):
+        load_references(references_file(tmp_path, {"demo": [bad]}))
+
+
 @pytest.mark.parametrize(
     ("seeds", "tolerance", "status", "verdict"),
     [

@@ -90,11 +90,23 @@ class Spread:
     """The CPU kernel paths emulated, e.g. "ONEDNN_MAX_CPU_ISA=AVX2", "default"."""
     command: str
     """The command that measured them (so anyone can measure them again)."""
+    pooled_std: float | None = None
+    """The pooled within-experiment std of one run's F1 over every demo row of this protocol
+    (each run about its own experiment's mean; ddof = runs - experiments). A few runs give a
+    row's own `std` a wide error, while every demo run shares the recipe and its chaos, so the
+    tolerance uses the larger of the two (`sigma`)."""
+
+    @property
+    def sigma(self) -> float:
+        """The std a tolerance is derived from: the larger of `std` and `pooled_std`."""
+        return max(self.std, self.pooled_std or 0.0)
 
     def check(self, where: str) -> None:
         """Refuse impossible values, naming `where` (e.g. `demo[0].spread`)."""
-        for name in ("std", "mean", "min", "max"):
+        for name in ("std", "mean", "min", "max", "pooled_std"):
             value = getattr(self, name)
+            if value is None and name == "pooled_std":
+                continue
             if not math.isfinite(value) or not 0 <= value <= 100:
                 raise ConfigError(f"{where}.{name}: expected points of F1 in 0..100, got {value}")
         if not self.min <= self.mean <= self.max:
@@ -255,7 +267,7 @@ def for_profile(references: list[Reference], profile: str) -> list[Reference]:
 
 def tolerance_for(reference: Reference | None, seeds: int, default: float) -> Tolerance:
     """The tolerance of `reference` when our figure is the mean over `seeds` evaluated seeds:
-    the row's own `tolerance`; else, with a `spread`, TOLERANCE_SIGMAS x spread.std /
+    the row's own `tolerance`; else, with a `spread`, TOLERANCE_SIGMAS x spread.sigma /
     sqrt(seeds) (at least one seed counted); else `default` (`--tolerance`). `cdbench check`
     and the report both call this, so they judge a row alike."""
     if reference is not None and reference.tolerance is not None:
@@ -263,6 +275,6 @@ def tolerance_for(reference: Reference | None, seeds: int, default: float) -> To
     if reference is None or reference.spread is None:
         return Tolerance(default, "--tolerance")
     n = max(seeds, 1)
-    std = reference.spread.std
+    std = reference.spread.sigma
     formula = f"{TOLERANCE_SIGMAS:g} x {std:.2f} / sqrt({n})"
     return Tolerance(TOLERANCE_SIGMAS * std / math.sqrt(n), "spread", formula)
