@@ -15,6 +15,15 @@ emulate only the ISAs its CPU has (an AVX2 machine cannot run AVX-512 kernels).
     python scripts/demo_spread.py bsfnet-sisb-synthetic --seeds 0 1 2 3 4 \\
         --path default --path ONEDNN_MAX_CPU_ISA=AVX --path OMP_NUM_THREADS=1 [--jobs 2]
 
+`--summarise RUNS.jsonl ...` reads such run lines (any experiments, any number of files, a
+later line for the same experiment, seed and path replacing an earlier one) and prints the
+`demo:` rows of references.yaml: per experiment and protocol the spread of its runs, and per
+protocol the pooled within-experiment std (`Spread.pooled_std`), which the derived tolerance
+uses when it is larger than a row's own:
+
+    python scripts/demo_spread.py bsfnet-bce-synthetic --seeds 0 1 2 | grep '^{' >> runs.jsonl
+    python scripts/demo_spread.py --summarise runs.jsonl
+
 Runs go to a scratch folder (no MLflow, no DVC); the synthetic data is generated there from
 params.yaml's `synth` section. `--jobs N` runs N trainings at once, each with
 `OMP_NUM_THREADS=2/N` threads unless the path sets its own (the thread count is part of the
@@ -62,6 +71,67 @@ def train_and_score(experiment: str, seed: int, params_path: str, folder: str) -
     }
 
 
+PROTOCOLS = {"val_threshold": "val_threshold_f1", "fixed": "fixed_f1"}
+
+
+def summarise(paths: list[str], params_path: str) -> str:
+    """The `demo:` rows of references.yaml for the runs listed in `paths` (JSON lines)."""
+    import math
+
+    from benchmark.config import load_params
+
+    runs: dict[tuple[str, int, str], dict[str, object]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("{"):
+                run = json.loads(line)
+                runs[(str(run["experiment"]), int(run["seed"]), str(run["path"]))] = run
+    by_experiment: dict[str, list[dict[str, object]]] = {}
+    for (experiment, _, _), run in sorted(runs.items()):
+        by_experiment.setdefault(experiment, []).append(run)
+    pooled: dict[str, float] = {}
+    for protocol, key in PROTOCOLS.items():
+        squares, dof = 0.0, 0
+        for group in by_experiment.values():
+            values = [float(r[key]) for r in group]  # type: ignore[arg-type]
+            mean = statistics.mean(values)
+            squares += sum((v - mean) ** 2 for v in values)
+            dof += len(values) - 1
+        pooled[protocol] = round(math.sqrt(squares / dof), 2) if dof else 0.0
+    params = load_params(params_path)
+    lines = []
+    for experiment, group in by_experiment.items():
+        config = params.experiment(experiment)
+        seeds = sorted({int(r["seed"]) for r in group})  # type: ignore[call-overload]
+        kernel_paths = sorted({str(r["path"]) for r in group})
+        command = (
+            f"python scripts/demo_spread.py {experiment} --seeds {' '.join(map(str, seeds))} "
+            + " ".join(f"--path {p}" for p in kernel_paths)
+            + "; python scripts/demo_spread.py --summarise runs.jsonl"
+        )
+        for protocol, key in PROTOCOLS.items():
+            values = [float(r[key]) for r in group]  # type: ignore[arg-type]
+            mean = round(statistics.mean(values), 2)
+            lines += [
+                f"  - model: {config.model}",
+                f"    loss: {config.loss}",
+                "    dataset: synthetic",
+                f"    protocol: {protocol}",
+                f"    values: {{f1: {mean}}}",
+                "    spread:",
+                f"      mean: {mean}",
+                f"      std: {round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}",
+                f"      pooled_std: {pooled[protocol]}",
+                f"      min: {min(values)}",
+                f"      max: {max(values)}",
+                f"      runs: {len(values)}",
+                f"      seeds: {seeds}",
+                f"      kernel_paths: {json.dumps(kernel_paths)}",
+                f"      command: {json.dumps(command)}",
+            ]
+    return "\n".join(lines)
+
+
 def _scratch_params(params_path: Path, scratch: Path, experiment: str, seeds: list[int]) -> Path:
     """params.yaml with the data in `scratch` and `seeds` listed for `experiment`."""
     import yaml
@@ -87,7 +157,10 @@ def _environment(path: str, jobs: int) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiment", help="a demo experiment of params.yaml")
+    parser.add_argument("experiment", nargs="?", help="a demo experiment of params.yaml")
+    parser.add_argument(
+        "--summarise", nargs="+", metavar="RUNS", help="print references.yaml rows for run lines"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument(
         "--path",
@@ -99,6 +172,11 @@ def main() -> int:
     parser.add_argument("--one", nargs=2, metavar=("SEED", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.summarise:
+        print(summarise(args.summarise, args.params))
+        return 0
+    if not args.experiment:
+        parser.error("give an experiment, or --summarise RUNS.jsonl")
     if args.one:  # the child process: one run
         result = train_and_score(args.experiment, int(args.one[0]), args.params, args.one[1])
         print("RESULT " + json.dumps(result), flush=True)

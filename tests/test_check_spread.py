@@ -305,3 +305,47 @@ def test_make_demo_checks_the_floor_of_10_points() -> None:
     makefile = (REPO / "Makefile").read_text()
     demo = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
     assert "cdbench check --profile demo --min-gain-over-baseline 10" in demo
+
+
+def test_demo_spread_summarise_writes_rows_that_load_with_the_pooled_std(tmp_path: Path) -> None:
+    """scripts/demo_spread.py --summarise: per-experiment spreads, the pooled within-experiment
+    std per protocol (sqrt of the summed squared deviations over runs - experiments), a later
+    line replacing an earlier one of the same run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_spread", REPO / "scripts/demo_spread.py")
+    assert spec is not None and spec.loader is not None
+    demo_spread = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_spread)
+
+    def line(experiment: str, seed: int, path: str, val: float, fixed: float) -> str:
+        run = {"experiment": experiment, "seed": seed, "path": path}
+        return json.dumps({**run, "val_threshold_f1": val, "fixed_f1": fixed})
+
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(
+        "\n".join(
+            [
+                line("bsfnet-bce-synthetic", 0, "A", 99.0, 1.0),  # replaced below
+                line("bsfnet-bce-synthetic", 0, "A", 50.0, 40.0),
+                line("bsfnet-bce-synthetic", 1, "A", 54.0, 44.0),
+                line("bsfnet-bce-synthetic", 0, "B", 52.0, 42.0),
+                line("ifn-ds-synthetic", 0, "A", 60.0, 50.0),
+                line("ifn-ds-synthetic", 1, "A", 62.0, 50.0),
+            ]
+        )
+        + "\n"
+    )
+    text = demo_spread.summarise([str(runs)], str(REPO / "params.yaml"))
+    references = load_references(references_file(tmp_path, {"demo": yaml.safe_load(text)}))
+    rows = {(r.loss, r.protocol): r for r in references}
+    bce = rows[("bce", "val_threshold")]
+    assert bce.values.f1 == 52.0 and bce.spread is not None
+    assert (bce.spread.runs, bce.spread.seeds, bce.spread.kernel_paths) == (3, (0, 1), ("A", "B"))
+    assert (bce.spread.min, bce.spread.max, bce.spread.std) == (50.0, 54.0, 2.0)
+    # val: bce deviations -2, 2, 0 (8), ifn -1, 1 (2): sqrt(10 / (5 - 2))
+    assert bce.spread.pooled_std == round(math.sqrt(10 / 3), 2)
+    ifn = rows[("ifn_ds", "fixed")]
+    assert ifn.spread is not None and ifn.spread.std == 0.0
+    assert ifn.spread.pooled_std == round(math.sqrt(8 / 3), 2)  # fixed: bce 8, ifn 0
+    assert tolerance_for(ifn, 1, 1.0).formula == f"3 x {math.sqrt(8 / 3):.2f} / sqrt(1)"
