@@ -401,3 +401,28 @@ def test_the_suffixes_agree_between_evaluate_and_the_report() -> None:
     from benchmark.reporting.results import FROM_FILE
 
     assert FROM_FILE == RUN_SUFFIX
+
+
+def test_a_released_file_at_its_fixed_place_is_hash_checked_when_the_hash_is_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from benchmark.models import released
+
+    monkeypatch.chdir(tmp_path)
+    model = build_model("bsfnet")
+    path = released.RELEASED["bsfnet"].path
+    path.parent.mkdir(parents=True)
+    torch.save({"net_CD": released_state(key_table("bsfnet", model), model)}, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    trainable = Trainable(build_model("bsfnet"), torch.nn.Identity())
+
+    wrong = dataclasses.replace(released.RELEASED["bsfnet"], sha256="0" * 64)
+    monkeypatch.setitem(released.RELEASED, "bsfnet", wrong)
+    assert released.released_path("bsfnet") == path
+    with pytest.raises(CdbenchError, match=rf"SHA-256 {digest}, expected 0{{64}}"):
+        load_weights(path, "bsfnet", trainable)
+    right = dataclasses.replace(wrong, sha256=digest)
+    monkeypatch.setitem(released.RELEASED, "bsfnet", right)
+    assert load_weights(path, "bsfnet", trainable).sha256 == digest

@@ -60,6 +60,7 @@ class ReleasedFile:
     model: str
     file: str
     where: str
+    """Where to download it (a sentence or two, said when the file is missing)."""
     sha256: str | None
     """None: not known here (no copy could be fetched); the file's hash is recorded only."""
 
@@ -73,8 +74,9 @@ RELEASED: dict[str, ReleasedFile] = {
         model="bsfnet",
         file="bsfnet-cdd-best.pth",
         where=(
-            "the Baidu link in the readme of github.com/ClarissaDHL/BSFNet (branch master, "
-            "password RSCD): the best CDD checkpoint, {'net_CD', 'epoch', 'metric'}"
+            "Download it by hand from the Baidu link in the readme of "
+            "github.com/ClarissaDHL/BSFNet (branch master, password RSCD): the best CDD "
+            "checkpoint, {'net_CD', 'epoch', 'metric'}."
         ),
         sha256=None,
     ),
@@ -82,10 +84,10 @@ RELEASED: dict[str, ReleasedFile] = {
         model="ifn",
         file="ifn-dsifn.pth",
         where=(
-            "a PyTorch state dict of DSIFN.py (github.com/GeoZcx/A-deeply-supervised-image-"
-            "fusion-network-for-change-detection-in-remote-sensing-images, `pytorch version/"
-            "DSIFN.py`); the weights its results/README.md links (Baidu, password nl1h) are "
-            "Keras .h5 and cannot be loaded"
+            "GeoZcx/A-deeply-supervised-image-fusion-network-for-change-detection-in-remote-"
+            "sensing-images publishes no PyTorch weights: its results/README.md links Keras "
+            ".h5 files only (Baidu, password nl1h), which cannot be loaded. Use a PyTorch "
+            "state dict with the key names of its `pytorch version/DSIFN.py`."
         ),
         sha256=None,
     ),
@@ -316,8 +318,8 @@ def released_path(model_name: str) -> Path:
     entry = RELEASED[model_name]
     if not entry.path.is_file():
         raise CdbenchError(
-            f"{entry.path}: no released {model_name} checkpoint there. Download it by hand from "
-            f"{entry.where}, and save it as {entry.path} (or pass its path with --weights FILE)"
+            f"{entry.path}: no released {model_name} checkpoint there. {entry.where} Save it as "
+            f"{entry.path} (or pass its path with --weights FILE)"
         )
     return entry.path
 
@@ -344,13 +346,15 @@ def load_weights(path: Path, model_name: str, trainable: nn.Module) -> LoadedWei
     known = {entry.path.resolve(): entry for entry in RELEASED.values()}.get(path.resolve())
     if known is not None and known.sha256 is not None and known.sha256 != sha256:
         raise CdbenchError(
-            f"{path}: SHA-256 {sha256}, expected {known.sha256} ({known.where}); download it again"
+            f"{path}: SHA-256 {sha256}, expected {known.sha256}: not the released file, or a "
+            f"damaged copy. {known.where}"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CdbenchError(
-            f"{path}: not a PyTorch checkpoint torch.load can read with weights_only=True ({exc}). "
+            f"{path}: not a PyTorch checkpoint torch.load can read with weights_only=True "
+            f"({type(exc).__name__}: {exc}). "
             f"Expected a cdbench checkpoint, BSFNet's released {{'net_CD', 'epoch', 'metric'}} or "
             f"a DSIFN.py state dict (IFN's Keras .h5 weights cannot be loaded)"
         ) from exc
