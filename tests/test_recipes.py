@@ -36,7 +36,7 @@ from benchmark.config import (
     load_params,
 )
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, DataError
 from benchmark.stages import BEGIN, END, check_stages, render_stages, write_stages
 from benchmark.training.recipe import (
     CatMaxRatioCrop,
@@ -686,3 +686,11 @@ def test_run_spec_names() -> None:
     assert RunSpec.of("e", several, 7) == RunSpec(experiment="e", seed=7, name="e-s7")
     with pytest.raises(ConfigError, match=r"experiments\.e\.seeds: seed 5 is not listed"):
         RunSpec.of("e", several, 5)
+
+
+def test_a_training_split_smaller_than_one_batch_is_an_error_not_an_endless_loop() -> None:
+    """Batches drop the last incomplete one: 8 pairs never fill a batch of 16, so every epoch
+    would be empty and a loop asking for steps would spin forever."""
+    assert len(epoch_indices(16, 0, 0, 16)) == 16
+    with pytest.raises(DataError, match=r"8 training samples cannot fill one batch of 16"):
+        epoch_indices(8, 0, 0, 16)

@@ -192,15 +192,15 @@ def test_reproject_without_a_measurement_says_what_to_run(
 
 
 def test_plain_pil_loader_reads_the_same_pairs_as_the_dataset(tmp_path: Path) -> None:
-    folder = loaders.write_stand_in(tmp_path / "data", 64, 8)
+    recipe = load_params(REPO / "params.yaml").recipes["demo"]
+    folder = loaders.write_stand_in(tmp_path / "data", 64, recipe.batch_size)
     write_caches(tmp_path / "data", progress=False)
     plain = loaders.PlainPilPairs(folder)
     dataset = ChangeDetectionDataset(tmp_path / "data", "train")
     assert dataset.cache is not None
-    for index in range(8):
+    for index in range(recipe.batch_size):
         assert torch.equal(plain[index]["image"], dataset[index]["image"])
         assert torch.equal(plain[index]["mask"], dataset[index]["mask"])
-    recipe = load_params(REPO / "params.yaml").recipes["demo"]
     real = loaders.training_loader(tmp_path / "data", recipe, workers=0)
     batch = next(iter(real))
     assert batch["image"].dtype == torch.uint8  # normalised later, on the device

@@ -31,6 +31,7 @@ from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import OpenCDAugment
 from benchmark.data.photometric import COLOUR_PARAMS
 from benchmark.data.transforms import Sample
+from benchmark.errors import DataError
 
 _MIX = 1_000_003
 
@@ -60,6 +61,12 @@ def epoch_indices(
     if global_batch % world_size:
         raise ValueError(
             f"batch size {global_batch} is not divisible by the number of processes {world_size}"
+        )
+    if size < global_batch:
+        raise DataError(
+            f"{size} training samples cannot fill one batch of {global_batch} (an epoch drops "
+            f"its last incomplete batch, so training would never take a step): lower the "
+            f"recipe's batch_size to at most {size}, or prepare more training pairs"
         )
     per_rank = global_batch // world_size
     generator = torch.Generator().manual_seed(seed * _MIX + epoch)
