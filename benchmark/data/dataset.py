@@ -1,6 +1,6 @@
 """A PyTorch dataset over the prepared layout (`benchmark.data.layout`), for every dataset.
 
-Samples are dicts in torchgeo's style (design.md, "A sample"):
+Samples are dicts in torchgeo's style:
 
     {"image": uint8 tensor (2, 3, H, W)   dates A and B, RGB,
      "mask":  uint8 tensor (1, H, W)      1 = change, 0 = no change,

@@ -28,7 +28,7 @@ is extracted as a zip (the tests use this: no free tool writes RAR).
   `bsdtar` is tried first and `unar` second, and when both fail the error reports both.
 
 Reference checked: `rarfile` 4.5 (`RarFile.extractall` / `_extract_one`), the test archives of
-its source distribution (../shared/fixtures/rar/).
+its source distribution.
 
 Deliberate departures:
 - RAR members are not extracted through `RarFile.extractall`: rarfile 4.5 starts one tool

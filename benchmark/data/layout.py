@@ -1,4 +1,4 @@
-"""The prepared-data layout shared by every dataset (design.md, "Contracts between the parts").
+"""The prepared-data layout shared by every dataset.
 
     data/prepared/<dataset>/
         manifest.json

@@ -1,7 +1,7 @@
 """Where each real dataset's archives come from: file names, md5s and ordered source URLs.
 
-Pure data, read by `benchmark.data.download`. Every value is taken from
-`../shared/reference/datasets.md`, which cites:
+Pure data, read by `benchmark.data.download`. Every value is taken from the sources
+below:
 
 - LEVIR-CD (Chen & Shi, "A Spatial-Temporal Attention-Based Method and a New Dataset for Remote
   Sensing Image Change Detection", Remote Sensing 12(10):1662, 2020): the per-split archives

@@ -3,8 +3,8 @@
 A procedurally generated, bi-temporal "aerial" dataset in the prepared layout
 (`benchmark.data.layout`), so that every stage of the suite can run, and be tested, without the
 real datasets. It is modelled on what makes LEVIR-CD (Chen & Shi, Remote Sensing 12(10):1662,
-2020) and CDD (Lebedev et al., ISPRS Archives XLII-2, 2018) hard, as described in
-`../shared/reference/datasets.md`: no code of either dataset's authors was involved (they
+2020) and CDD (Lebedev et al., ISPRS Archives XLII-2, 2018) hard;
+no code of either dataset's authors was involved (they
 publish data, not generators).
 
 A scene (shared by both dates) is a patchwork of fields (warped Voronoi parcels with

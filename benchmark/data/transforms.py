@@ -17,7 +17,7 @@ Input and output of every transform here: a sample dict
   255. Two recipes of the suite:
     * ImageNet statistics (open-cd's IFN recipe): `PairNormalize((IMAGENET_MEAN,) * 2,
       (IMAGENET_STD,) * 2)` -> (x / 255 - mean) / std, RGB;
-    * BSFNet's released code (`../shared/reference/bsfnet.md`, "Training recipe as coded"):
+    * BSFNet's released code (ClarissaDHL/BSFNet `cd_code/bsfnet_cd.py`):
       `PairNormalize((mean_t0_bgr, mean_t1_bgr), std=None, bgr=True, divide_by_255=False)`
       -> BGR, 0..255 scale, a different channel mean subtracted from each date, no std.
   The mask is left as uint8 {0, 1}.

@@ -1,6 +1,6 @@
 """Checks of the inputs shared by every loss: binary labels, the right model output.
 
-Change masks on disk are 0/255 PNGs; in tensors they must be {0, 1} (design.md, "Contracts").
+Change masks on disk are 0/255 PNGs; in tensors they must be {0, 1}.
 A 0/255 mask that reaches a loss does not crash anything: it silently multiplies the change
 terms by 255, or, where a loss counts pixels with `label == 1`, it counts no change at all.
 Every loss therefore calls `check_binary_labels` first.

@@ -4,7 +4,7 @@ Paper: the BSFNet letter (IEEE Geoscience and Remote Sensing Letters); it calls 
 loss SISB (scale-invariant, sample-balanced). Checked against the authors' released
 code, `ClarissaDHL/BSFNet` branch `master`: `utils/loss.py` (classes `BCL_v2` and
 `IOUloss_v1`) and `cd_code/bsfnet_cd.py` (`loss = BCL_v2(...) + IOUloss_v1(...)`, labels
-divided by 255 before the loss). See also /work/shared/reference/bsfnet.md.
+divided by 255 before the loss).
 
 With d the per-pixel distance between the two dates' embeddings (`output.score`, in [0, 2]),
 y the {0, 1} mask, sums over every pixel of the batch, and e = 1e-4:

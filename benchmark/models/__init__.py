@@ -1,6 +1,6 @@
 """The change-detection models and the one table that names them.
 
-`MODELS` maps each model's name (the first part of an experiment name, design.md) to its
+`MODELS` maps each model's name (the first part of an experiment name) to its
 class; `build_model` checks the name and the options before building. Every model is called as
 `model(t0, t1) -> ChangeOutput` (benchmark/models/output.py). An encoder starts from its
 ImageNet weights when `build_model` is given the folder holding them (`params.yaml`

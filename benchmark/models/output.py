@@ -1,4 +1,4 @@
-"""The one output contract every model returns (design.md: "A model").
+"""The one output contract every model returns.
 
 `model(t0, t1) -> ChangeOutput`. `score` is what prediction thresholds (higher = more change);
 the other fields are the named extras that a loss needs. A model fills the fields it has and
