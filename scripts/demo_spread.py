@@ -24,6 +24,12 @@ uses when it is larger than a row's own:
     python scripts/demo_spread.py bsfnet-bce-synthetic --seeds 0 1 2 | grep '^{' >> runs.jsonl
     python scripts/demo_spread.py --summarise runs.jsonl
 
+`--check-paths RUNS.jsonl ...` judges those runs against the demo rows of references.yaml the
+way `cdbench check --profile demo --min-gain-over-baseline 10` judges the demo's own run: per
+kernel path, every run alone (as if it were the demo's one seed on a machine with that path)
+and the mean over the path's seeds, each with `references.tolerance_for`'s tolerance, and
+every run against the pixel-difference baseline + 10 points. It exits 1 if any fails.
+
 Runs go to a scratch folder (no MLflow, no DVC); the synthetic data is generated there from
 params.yaml's `synth` section. `--jobs N` runs N trainings at once, each with
 `OMP_NUM_THREADS=2/N` threads unless the path sets its own (the thread count is part of the
@@ -132,6 +138,74 @@ def summarise(paths: list[str], params_path: str) -> str:
     return "\n".join(lines)
 
 
+def check_paths(paths: list[str], params_path: str, gain: float = 10.0) -> tuple[str, bool]:
+    """Markdown tables judging the run lines in `paths` per kernel path (see the docstring)."""
+    from benchmark.config import load_params
+    from benchmark.data.synth import generate_synthetic
+    from benchmark.reporting.check import pixel_difference_baseline
+    from benchmark.reporting.references import for_profile, load_references, tolerance_for
+
+    runs: dict[tuple[str, int, str], dict[str, object]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("{"):
+                run = json.loads(line)
+                runs[(str(run["experiment"]), int(run["seed"]), str(run["path"]))] = run
+    params = load_params(params_path)
+    with tempfile.TemporaryDirectory(prefix="demo-spread-baseline-") as tmp:
+        prepared = Path(tmp) / "synthetic"
+        generate_synthetic(prepared, params.synth)
+        floor = pixel_difference_baseline(prepared, gain)
+    references = for_profile(load_references(ROOT / "references.yaml"), "demo")
+    passed = True
+    out = [
+        f"Floor: pixel-difference baseline {floor.baseline_f1:.2f} + {gain:g} = "
+        f"{floor.floor:.2f} val-chosen F1 for every run."
+    ]
+    for kernel_path in sorted({key[2] for key in runs}):
+        out += [
+            "",
+            f"Kernel path `{kernel_path}`:",
+            "",
+            "| experiment | protocol | runs (seed: F1) | reference | tolerance, one run "
+            "| worst margin | mean over seeds (tolerance) | floor margin | status |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for experiment in sorted({key[0] for key in runs if key[2] == kernel_path}):
+            config = params.experiment(experiment)
+            group = sorted(
+                (seed, run)
+                for (e, seed, p), run in runs.items()
+                if e == experiment and p == kernel_path
+            )
+            for protocol, key in PROTOCOLS.items():
+                reference = next(
+                    r
+                    for r in references
+                    if r.key == (config.model, config.loss, "synthetic", protocol)
+                )
+                published = reference.values.as_dict()["f1"]
+                values = [float(run[key]) for _, run in group]  # type: ignore[arg-type]
+                one = tolerance_for(reference, 1, 1.0).value
+                many = tolerance_for(reference, len(values), 1.0).value
+                margin = min(values) - (published - one)
+                mean = statistics.mean(values)
+                mean_ok = mean >= published - many
+                floor_margin = min(values) - floor.floor if protocol == "val_threshold" else None
+                ok = margin >= 0 and mean_ok and (floor_margin is None or floor_margin >= 0)
+                passed &= ok
+                listed = ", ".join(
+                    f"s{seed}: {value:.2f}" for (seed, _), value in zip(group, values, strict=True)
+                )
+                out.append(
+                    f"| {experiment} | {protocol} | {listed} | {published:.2f} | {one:.2f} "
+                    f"| {margin:+.2f} | {mean:.2f} ({many:.2f}) | "
+                    + ("" if floor_margin is None else f"{floor_margin:+.2f}")
+                    + f" | {'pass' if ok else 'FAIL'} |"
+                )
+    return "\n".join(out), passed
+
+
 def _scratch_params(params_path: Path, scratch: Path, experiment: str, seeds: list[int]) -> Path:
     """params.yaml with the data in `scratch` and `seeds` listed for `experiment`."""
     import yaml
@@ -161,6 +235,9 @@ def main() -> int:
     parser.add_argument(
         "--summarise", nargs="+", metavar="RUNS", help="print references.yaml rows for run lines"
     )
+    parser.add_argument(
+        "--check-paths", nargs="+", metavar="RUNS", help="judge run lines per kernel path"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument(
         "--path",
@@ -175,6 +252,10 @@ def main() -> int:
     if args.summarise:
         print(summarise(args.summarise, args.params))
         return 0
+    if args.check_paths:
+        text, passed = check_paths(args.check_paths, args.params)
+        print(text)
+        return 0 if passed else 1
     if not args.experiment:
         parser.error("give an experiment, or --summarise RUNS.jsonl")
     if args.one:  # the child process: one run
