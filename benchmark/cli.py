@@ -10,13 +10,12 @@ that `cdbench --help` stays fast.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.config import check_device, load_params
+from benchmark.config import check_device, load_params, override
 from benchmark.errors import CdbenchError
 
 REAL_DATASETS = ("cdd", "levir-cd")
@@ -54,7 +53,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     config = params.synth
     if args.seed is not None:
-        config = dataclasses.replace(config, seed=args.seed)
+        config = override(config, "--seed: synth", seed=args.seed)
     out = Path(args.out) if args.out else params.data.prepared("synthetic")
     manifest = generate_synthetic(out, config)
     counts = {split: info["pairs"] for split, info in manifest["splits"].items()}
@@ -95,8 +94,7 @@ def _runtime(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     }
     if args.device is not None:
         check_device(args.device, "--device")
-    runtime = dataclasses.replace(params.runtime, **overrides)
-    runtime.check("command line")
+    runtime = override(params.runtime, "command line", **overrides)
     return runtime
 
 

@@ -1,9 +1,12 @@
 """Typed configuration loaded from `params.yaml`.
 
-Every section of `params.yaml` is a dataclass. `from_dict` builds one from plain YAML data and
-rejects, by dotted name, any key the dataclass does not declare, any value of the wrong type,
-and (through each dataclass's `__post_init__`) any value out of range. Nothing starts before
-the whole file has been checked.
+Every section of `params.yaml` is a frozen pydantic dataclass (`pydantic.dataclasses`, so
+`dataclasses.asdict` and `dataclasses.replace` work as on any dataclass). `load_params` checks
+the whole file in one validation pass: unknown keys, wrong types (no silent coercion: `true` is
+not an integer, `5` not a string), non-finite numbers, values out of range and cross-field
+rules (a recipe's training length, an experiment's recipe). Every problem found becomes one
+line of a ConfigError that names the file, the dotted key, what was expected and what was
+given. Nothing starts before the whole file has been checked.
 """
 
 from __future__ import annotations
@@ -13,12 +16,25 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from benchmark.errors import ConfigError
 
@@ -41,49 +57,132 @@ dvc.yaml's runs and the `train`/`evaluate` commands, and names the run folders a
 DEVICE = re.compile(r"auto|(?:cpu|cuda|mps)(?::[0-9]+)?")
 """A device of runtime.device and --device: auto, cpu, cuda, cuda:N, mps (torch's spelling)."""
 
+STRICT = ConfigDict(extra="forbid")
+"""Every config dataclass refuses keys it does not declare (pydantic's `extra="forbid"`)."""
 
-def check_path(value: str, where: str) -> None:
-    """Raise ConfigError unless `value` is a path made only of SAFE_PATH characters."""
+PLAIN = ConfigDict(extra="forbid", allow_inf_nan=False)
+"""The `__pydantic_config__` of a standard dataclass read with `validate` (references.yaml's
+rows): unknown keys and non-finite numbers refused; its own `check` does the rest."""
+
+
+def problem(message: str, path: str = "") -> PydanticCustomError:
+    """A validation problem with our wording. `path` (e.g. `.schedule.warmup_iters`) extends
+    the dotted key of the value being checked, for rules that span several keys."""
+    return PydanticCustomError("config", message, {"path": path} if path else None)
+
+
+def _number(value: Any) -> Any:
+    """A float key takes an integer or a float, never a bool. PyYAML (YAML 1.1) reads `1e-5`
+    as a string: such numbers are accepted, other text is refused."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise problem(f"expected a number, got str {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise problem(f"expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The dotted path below `value` (`.key`, `[index]`) and the value of the first NaN or
+    infinity inside `value`, else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        items = [(f".{key}", item) for key, item in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(f"[{i}]", item) for i, item in enumerate(value)]
+    for key, item in items:
+        found = _non_finite(item, path + key)
+        if found is not None:
+            return found
+    return None
+
+
+def _finite(value: T) -> T:
+    """Refuse NaN and infinities (YAML's `.nan`, `.inf`), here and inside lists and mappings:
+    no setting means anything at NaN or infinity, and torch would only fail later (or train
+    to NaN weights) with a traceback that does not name the key."""
+    found = _non_finite(value)
+    if found is not None:
+        path, bad = found
+        raise problem(
+            f"expected a finite number, got {bad}; set a number (e.g. 0.0 or 1.0e-4)", path
+        )
+    return value
+
+
+def _plain_path(value: str) -> str:
     if not SAFE_PATH.fullmatch(value):
-        raise ConfigError(
-            f"{where}: {value!r} is not a plain path; expected ASCII letters, digits and "
+        raise problem(
+            f"{value!r} is not a plain path; expected ASCII letters, digits and "
             f"_ @ % + = : , . / - only, not starting with - (no spaces, quotes, $, `, ;, | or "
             f"other shell characters): rename the folder, or point a symlink with a plain "
             f"name at it"
         )
+    return value
 
 
-def check_name(value: str, where: str) -> None:
-    """Raise ConfigError unless `value` is a SAFE_NAME (an experiment's or a recipe's name)."""
+def _plain_name(value: str) -> str:
     if not SAFE_NAME.fullmatch(value):
-        raise ConfigError(
-            f"{where}: the name {value!r} is not allowed; expected ASCII letters, digits and "
+        raise problem(
+            f"the name {value!r} is not allowed; expected ASCII letters, digits and "
             f"_ . - only, starting with a letter or digit (e.g. bsfnet-sisb-cdd): rename it"
         )
+    return value
+
+
+def _device(value: str) -> str:
+    if not DEVICE.fullmatch(value):
+        raise problem(
+            f"expected auto, cpu, cuda, cuda:N (N a GPU index, e.g. cuda:0) or mps, got {value!r}"
+        )
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_number), AfterValidator(_finite)]
+"""A finite number (an integer is taken as a float)."""
+PlainPath = Annotated[StrictStr, AfterValidator(_plain_path)]
+Name = Annotated[StrictStr, AfterValidator(_plain_name)]
+Device = Annotated[StrictStr, AfterValidator(_device)]
+Options = Annotated[dict[StrictStr, Any], AfterValidator(_finite)]
+"""Free-form constructor options (checked by name when the model or loss is built); only
+their numbers are checked here: finite."""
 
 
 def check_device(value: str, where: str) -> None:
-    """Raise ConfigError unless `value` is a device string of DEVICE."""
-    if not DEVICE.fullmatch(value):
-        raise ConfigError(
-            f"{where}: expected auto, cpu, cuda, cuda:N (N a GPU index, e.g. cuda:0) or mps, "
-            f"got {value!r}"
-        )
+    """Raise ConfigError unless `value` is a device string of DEVICE (`--device`)."""
+    try:
+        _device(value)
+    except PydanticCustomError as exc:
+        raise ConfigError(f"{where}: {exc.message()}") from None
 
 
-@dataclass(frozen=True)
+def _at_least(minimum: int | float, value: T, expected: str = "") -> T:
+    """Refuse `value` below `minimum` (`expected` words it, e.g. `a multiple of 32 >= 64`)."""
+    if value < minimum:  # type: ignore[operator]
+        raise problem(f"expected {expected or f'>= {minimum}'}, got {value}")
+    return value
+
+
+# Defaults: every value a user may change is written in params.yaml. The dataclasses carry
+# defaults only where params.yaml may leave a key out: the sections data, synth and runtime
+# (an empty params.yaml gives these, the repository's values), the optimiser's and schedule's
+# settings a recipe's optimiser or schedule does not read, a recipe's optional features (crop,
+# augmentation, validation subset...), and an experiment's seeds and options.
+
+
+@dataclass(frozen=True, config=STRICT)
 class DataConfig:
     """Where the datasets (and the encoders' ImageNet weights) live on disk."""
 
-    raw_dir: str = "data/raw"
-    prepared_dir: str = "data/prepared"
+    raw_dir: PlainPath = "data/raw"
+    prepared_dir: PlainPath = "data/prepared"
     # torchvision's ImageNet weight files, fetched and hash-checked by `cdbench weights` (the
     # DVC stage `weights`); pretrained training reads them here and never downloads.
-    weights_dir: str = "data/weights"
-
-    def check(self, where: str) -> None:
-        for key in ("raw_dir", "prepared_dir", "weights_dir"):
-            check_path(getattr(self, key), f"{where}.{key}")
+    weights_dir: PlainPath = "data/weights"
 
     def raw(self, dataset: str) -> Path:
         return Path(self.raw_dir) / dataset
@@ -92,46 +191,64 @@ class DataConfig:
         return Path(self.prepared_dir) / dataset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class SynthConfig:
     """The built-in synthetic dataset (`cdbench synth`)."""
 
-    seed: int = 0
-    size: int = 128
-    train: int = 320
-    val: int = 48
-    test: int = 48
+    seed: StrictInt = 0
+    size: StrictInt = 128
+    train: StrictInt = 320
+    val: StrictInt = 48
+    test: StrictInt = 48
 
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ConfigError(f"synth.seed: expected a non-negative integer, got {self.seed}")
-        if self.size < 64 or self.size % 32:
-            raise ConfigError(f"synth.size: expected a multiple of 32 >= 64, got {self.size}")
-        for split in ("train", "val", "test"):
-            count = getattr(self, split)
-            if count < 1:
-                raise ConfigError(f"synth.{split}: expected at least 1 pair, got {count}")
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        return _at_least(0, value, "a non-negative integer")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value < 64 or value % 32:
+            raise problem(f"expected a multiple of 32 >= 64, got {value}")
+        return value
+
+    @field_validator("train", "val", "test")
+    @classmethod
+    def _pairs(cls, value: int) -> int:
+        return _at_least(1, value, "at least 1 pair")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class OptimizerConfig:
     """The optimiser of a recipe (torch.optim.Adam or AdamW)."""
 
     name: Literal["adam", "adamw"] = "adam"
-    lr: float = 1e-3
-    betas: tuple[float, ...] = (0.9, 0.999)
-    weight_decay: float = 0.0
+    lr: Float = 1e-3
+    betas: tuple[Float, ...] = (0.9, 0.999)
+    weight_decay: Float = 0.0
 
-    def check(self, where: str) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"{where}.lr: expected a learning rate > 0, got {self.lr}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"{where}.betas: expected two numbers in [0, 1), got {self.betas}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"{where}.weight_decay: expected >= 0, got {self.weight_decay}")
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, value: float) -> float:
+        if not value > 0:
+            raise problem(f"expected a learning rate > 0, got {value}")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 2 or not all(0 <= b < 1 for b in value):
+            raise problem(f"expected two numbers in [0, 1), got {value}")
+        return value
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _weight_decay(cls, value: float) -> float:
+        return _at_least(0, value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class ScheduleConfig:
     """The learning-rate schedule of a recipe (benchmark/training/recipe.py).
 
@@ -143,33 +260,40 @@ class ScheduleConfig:
     """
 
     name: Literal["constant", "bsfnet-step", "warmup-poly", "plateau"] = "constant"
-    warmup_iters: int = 0
-    warmup_start_factor: float = 1e-6
-    power: float = 1.0
-    plateau_factor: float = 0.1
-    plateau_patience: int = 5
+    warmup_iters: StrictInt = 0
+    warmup_start_factor: Float = 1e-6
+    power: Float = 1.0
+    plateau_factor: Float = 0.1
+    plateau_patience: StrictInt = 5
 
-    def check(self, where: str) -> None:
-        if self.warmup_iters < 0:
-            raise ConfigError(f"{where}.warmup_iters: expected >= 0, got {self.warmup_iters}")
-        if not 0 < self.warmup_start_factor <= 1:
-            raise ConfigError(
-                f"{where}.warmup_start_factor: expected a number in (0, 1], "
-                f"got {self.warmup_start_factor}"
-            )
-        if self.power <= 0:
-            raise ConfigError(f"{where}.power: expected > 0, got {self.power}")
-        if not 0 < self.plateau_factor < 1:
-            raise ConfigError(
-                f"{where}.plateau_factor: expected a number in (0, 1), got {self.plateau_factor}"
-            )
-        if self.plateau_patience < 0:
-            raise ConfigError(
-                f"{where}.plateau_patience: expected >= 0, got {self.plateau_patience}"
-            )
+    @field_validator("warmup_iters", "plateau_patience")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        return _at_least(0, value)
+
+    @field_validator("warmup_start_factor")
+    @classmethod
+    def _start_factor(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise problem(f"expected a number in (0, 1], got {value}")
+        return value
+
+    @field_validator("power")
+    @classmethod
+    def _power(cls, value: float) -> float:
+        if value <= 0:
+            raise problem(f"expected > 0, got {value}")
+        return value
+
+    @field_validator("plateau_factor")
+    @classmethod
+    def _plateau_factor(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise problem(f"expected a number in (0, 1), got {value}")
+        return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class ThresholdConfig:
     """The fixed decision thresholds of a recipe's source, one per kind of evaluation score.
 
@@ -178,103 +302,122 @@ class ThresholdConfig:
     to a sigmoid probability (IFN; BSFNet trained with bce).
     """
 
-    distance: float = 1.0
-    probability: float = 0.5
+    distance: Float = 1.0
+    probability: Float = 0.5
 
-    def check(self, where: str) -> None:
-        if not 0 <= self.distance <= 2:
-            raise ConfigError(f"{where}.distance: expected a number in [0, 2], got {self.distance}")
-        if not 0 <= self.probability <= 1:
-            raise ConfigError(
-                f"{where}.probability: expected a number in [0, 1], got {self.probability}"
-            )
+    @field_validator("distance")
+    @classmethod
+    def _distance(cls, value: float) -> float:
+        if not 0 <= value <= 2:
+            raise problem(f"expected a number in [0, 2], got {value}")
+        return value
+
+    @field_validator("probability")
+    @classmethod
+    def _probability(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise problem(f"expected a number in [0, 1], got {value}")
+        return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RecipeConfig:
     """How to train and select a model: one named recipe of `params.yaml`, after its source.
 
     Training length is `epochs` (passes over the training split, drop_last) or `iterations`
     (optimiser steps); exactly one is non-zero. `val_every` counts in the same unit.
+    `loss_options` are the options of the source's loss (e.g. CDLab's Dice form): a recipe is
+    self-contained, and an experiment may override them (`ExperimentConfig.loss_options`).
     """
 
-    source: str
+    source: StrictStr
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
-    batch_size: int
-    epochs: int = 0
-    iterations: int = 0
-    val_every: int = 1
-    crop: int | None = None
-    crop_cat_max_ratio: float | None = None
-    train_on_whole: bool = False
+    batch_size: StrictInt
+    epochs: StrictInt = 0
+    iterations: StrictInt = 0
+    val_every: StrictInt = 1
+    crop: StrictInt | None = None
+    crop_cat_max_ratio: Float | None = None
+    train_on_whole: StrictBool = False
     augment: Literal["none", "opencd", "cdlab", "flips"] = "none"
     normalize: Literal["imagenet", "bsfnet-cdd"] = "imagenet"
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
     selection_split: Literal["val", "test"] = "val"
     selection_metric: Literal["f1", "max_f1", "miou"] = "f1"
-    pretrained: bool = True
-    max_val_pairs: int | None = None
+    pretrained: StrictBool = True
+    max_val_pairs: StrictInt | None = None
+    loss_options: Options = field(default_factory=dict)
 
-    def check(self, where: str) -> None:
-        self.optimizer.check(f"{where}.optimizer")
-        self.schedule.check(f"{where}.schedule")
-        self.thresholds.check(f"{where}.thresholds")
-        if self.batch_size < 1:
-            raise ConfigError(f"{where}.batch_size: expected >= 1, got {self.batch_size}")
+    @field_validator("batch_size", "val_every")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        return _at_least(1, value)
+
+    @field_validator("crop")
+    @classmethod
+    def _crop(cls, value: int | None) -> int | None:
+        if value is not None and (value < 32 or value % 32):
+            raise problem(f"expected a multiple of 32 >= 32, got {value}")
+        return value
+
+    @field_validator("max_val_pairs")
+    @classmethod
+    def _max_val_pairs(cls, value: int | None) -> int | None:
+        return value if value is None else _at_least(1, value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecipeConfig:
+        """The rules between keys: one training length, a warm-up shorter than the training,
+        a crop to apply crop_cat_max_ratio to."""
         if self.epochs < 0 or self.iterations < 0 or (self.epochs > 0) == (self.iterations > 0):
-            raise ConfigError(
-                f"{where}: expected exactly one of epochs and iterations to be > 0, "
+            raise problem(
+                f"expected exactly one of epochs and iterations to be > 0, "
                 f"got epochs={self.epochs}, iterations={self.iterations}"
             )
-        if self.val_every < 1:
-            raise ConfigError(f"{where}.val_every: expected >= 1, got {self.val_every}")
-        if self.crop is not None and (self.crop < 32 or self.crop % 32):
-            raise ConfigError(f"{where}.crop: expected a multiple of 32 >= 32, got {self.crop}")
-        if (
-            self.schedule.name == "warmup-poly"
-            and self.iterations
-            and (self.schedule.warmup_iters >= self.iterations)
-        ):
-            raise ConfigError(
-                f"{where}.schedule.warmup_iters: expected fewer than iterations "
-                f"({self.iterations}), got {self.schedule.warmup_iters}"
+        warmup = self.schedule.warmup_iters
+        if self.schedule.name == "warmup-poly" and self.iterations and warmup >= self.iterations:
+            raise problem(
+                f"expected fewer than iterations ({self.iterations}), got {warmup}",
+                ".schedule.warmup_iters",
             )
         if self.crop_cat_max_ratio is not None and (
             self.crop is None or not 0.5 < self.crop_cat_max_ratio <= 1
         ):
-            raise ConfigError(
-                f"{where}.crop_cat_max_ratio: expected a number in (0.5, 1] with a crop size, "
-                f"got {self.crop_cat_max_ratio} (crop {self.crop})"
+            raise problem(
+                f"expected a number in (0.5, 1] with a crop size, "
+                f"got {self.crop_cat_max_ratio} (crop {self.crop})",
+                ".crop_cat_max_ratio",
             )
-        if self.max_val_pairs is not None and self.max_val_pairs < 1:
-            raise ConfigError(f"{where}.max_val_pairs: expected >= 1, got {self.max_val_pairs}")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class ExperimentConfig:
     """One experiment of the comparison: a model, a loss, a dataset, a recipe, seeds.
 
     `model_options` and `loss_options` go to the model's and the loss's constructors
     (`cdbench models` and benchmark/losses list them); they are checked by name when a
-    command builds them.
+    command builds them. Loaded from params.yaml, `loss_options` are the run's: the recipe's
+    `loss_options` updated with the experiment's own.
     """
 
-    model: str
-    loss: str
+    model: StrictStr
+    loss: StrictStr
     dataset: Literal["cdd", "levir-cd", "synthetic"]
-    recipe: str
-    seeds: list[int] = field(default_factory=lambda: [0])
-    model_options: dict[str, Any] = field(default_factory=dict)
-    loss_options: dict[str, Any] = field(default_factory=dict)
+    recipe: StrictStr
+    seeds: list[StrictInt] = field(default_factory=lambda: [0])
+    model_options: Options = field(default_factory=dict)
+    loss_options: Options = field(default_factory=dict)
 
-    def check(self, where: str) -> None:
-        if not self.seeds:
-            raise ConfigError(f"{where}.seeds: expected at least one seed")
-        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ConfigError(
-                f"{where}.seeds: expected distinct non-negative integers, got {self.seeds}"
-            )
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise problem("expected at least one seed")
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise problem(f"expected distinct non-negative integers, got {value}")
+        return value
 
 
 RESULT_RUNTIME: tuple[str, ...] = (
@@ -294,59 +437,68 @@ EVALUATE_RUNTIME: tuple[str, ...] = ("bf16", "channels_last")
 """The runtime settings that change an evaluation's numbers: DVC params of `evaluate@<run>`."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RuntimeConfig:
     """How training runs on this machine. None of it changes the recipe's mathematics, but
     `bf16` (autocast), `deterministic` (kernels), `channels_last`, `fused_optimizer` and
     `compile` (floating-point rounding) change the numbers: on the 100-step demo, by up to 12.7
     F1 points (reports/parity-fused-cpu.md), so they are RESULT_RUNTIME."""
 
-    device: str = "auto"
-    bf16: bool = False
-    channels_last: bool = False
-    fused_optimizer: bool = False
-    compile: bool = False
-    deterministic: bool = True
-    workers: int = 2
-    checkpoint_every: int = 500
-    system_metrics: bool = True
-    progress: bool = True
+    device: Device = "auto"
+    bf16: StrictBool = False
+    channels_last: StrictBool = False
+    fused_optimizer: StrictBool = False
+    compile: StrictBool = False
+    deterministic: StrictBool = True
+    workers: StrictInt = 2
+    checkpoint_every: StrictInt = 500
+    system_metrics: StrictBool = True
+    progress: StrictBool = True
 
-    def check(self, where: str) -> None:
-        check_device(self.device, f"{where}.device")
-        if self.workers < 0:
-            raise ConfigError(f"{where}.workers: expected >= 0, got {self.workers}")
-        if self.checkpoint_every < 1:
-            raise ConfigError(
-                f"{where}.checkpoint_every: expected >= 1 step, got {self.checkpoint_every}"
-            )
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int) -> int:
+        return _at_least(0, value)
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _checkpoint_every(cls, value: int) -> int:
+        return _at_least(1, value, ">= 1 step")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Params:
     """The whole of `params.yaml`."""
 
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    recipes: dict[str, RecipeConfig] = field(default_factory=dict)
-    experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+    recipes: dict[Name, RecipeConfig] = field(default_factory=dict)
+    experiments: dict[Name, ExperimentConfig] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.data.check("data")
-        self.runtime.check("runtime")
-        for name, recipe in self.recipes.items():
-            check_name(name, f"recipes.{name}")
-            recipe.check(f"recipes.{name}")
+    @model_validator(mode="after")
+    def _experiments_use_recipes(self) -> Params:
+        """Each experiment names a defined recipe; its loss options become the run's: the
+        recipe's, updated with the experiment's own."""
         for name, experiment in self.experiments.items():
-            where = f"experiments.{name}"
-            check_name(name, where)
-            experiment.check(where)
             if experiment.recipe not in self.recipes:
-                raise ConfigError(
-                    f"{where}.recipe: unknown recipe {experiment.recipe!r}; expected one of: "
-                    f"{', '.join(sorted(self.recipes)) or '(no recipes defined)'}"
+                raise problem(
+                    f"unknown recipe {experiment.recipe!r}; expected one of: "
+                    f"{', '.join(sorted(self.recipes)) or '(no recipes defined)'}",
+                    f"experiments.{name}.recipe",
                 )
+        merged = {
+            name: dataclasses.replace(
+                experiment,
+                loss_options={
+                    **self.recipes[experiment.recipe].loss_options,
+                    **experiment.loss_options,
+                },
+            )
+            for name, experiment in self.experiments.items()
+        }
+        object.__setattr__(self, "experiments", merged)  # frozen: set once, while validating
+        return self
 
     def experiment(self, name: str) -> ExperimentConfig:
         """The experiment called `name`; a ConfigError lists the defined ones."""
@@ -366,7 +518,7 @@ class Params:
         ]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One training run: an experiment and one of its seeds.
 
@@ -405,129 +557,108 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return from_dict(Params, raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    return validate(Params, raw, file=str(path))
 
 
-def from_dict(cls: type[T], data: Any, where: str = "") -> T:
-    """Build dataclass `cls` from `data`, checking keys and types recursively.
+def validate(cls: type[T], data: Any, where: str = "", file: str = "") -> T:
+    """Build dataclass `cls` from plain YAML data in one pydantic validation pass.
 
-    `where` is the dotted path of `data` used in error messages (e.g. `synth`).
+    Every problem becomes one line of the ConfigError: `<file>: <dotted key>: <what was
+    expected>, got <value>`, the key under `where` (e.g. `demo[0]` for a row of a list).
+    `cls` is a pydantic dataclass, or a standard one whose `__pydantic_config__` forbids
+    unknown keys.
     """
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{where or 'top level'}: expected a mapping for {cls.__name__}, "
-            f"got {type(data).__name__}"
-        )
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        names = ", ".join(f"{_join(where, str(k))}" for k in unknown)
-        raise ConfigError(
-            f"unknown key(s) {names}; {cls.__name__} accepts: {', '.join(sorted(fields))}"
-        )
-    values = {}
-    for name, value in data.items():
-        values[name] = _convert(hints[name], value, _join(where, name))
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s): {', '.join(missing)}")
-    return cls(**values)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)  # type: ignore[arg-type]
-    if origin is Literal:
-        allowed = get_args(hint)
-        if value not in allowed:
-            raise ConfigError(f"{where}: expected one of {list(allowed)}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} matches none of {hint}: " + "; ".join(errors))
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        (item,) = get_args(hint)[:1] or (Any,)
-        converted = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(converted) if origin is tuple else converted
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        key_t, val_t = get_args(hint)
-        return {
-            _convert(key_t, k, f"{where}"): _convert(val_t, v, f"{where}.{k}")
-            for k, v in value.items()
-        }
-    if hint is Any:
-        _check_finite(value, where)
-        return value
-    if hint is float:
-        if isinstance(value, str):
-            value = _yaml_float(value, where)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        _check_finite(value, where)
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"config type {hint!r} at {where} is not supported by from_dict")
-
-
-def _check_finite(value: Any, where: str) -> None:
-    """Refuse NaN and infinities (YAML's `.nan`, `.inf`), here and inside lists and mappings:
-    no setting means anything at NaN or infinity, and torch would only fail later (or train
-    to NaN weights) with a traceback that does not name the key."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(
-            f"{where}: expected a finite number, got {value}; set a number (e.g. 0.0 or 1.0e-4)"
-        )
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _check_finite(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check_finite(item, f"{where}[{i}]")
-
-
-def _yaml_float(text: str, where: str) -> float:
-    """PyYAML (YAML 1.1) reads `1e-5` as a string; accept such numbers, refuse other text."""
     try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{where}: expected a number, got str {text!r}") from None
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as exc:
+        prefix = f"{file}: " if file else ""
+        lines = [prefix + _describe(cls, error, where) for error in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def override(config: T, where: str, **changes: Any) -> T:
+    """`dataclasses.replace(config, **changes)`, the changes checked like params.yaml; a bad
+    value is a ConfigError naming `where` (e.g. `command line`)."""
+    try:
+        return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+    except ValidationError as exc:
+        lines = [_describe(type(config), error, where) for error in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _describe(root: type, error: ErrorDetails, where: str) -> str:
+    """One line for one pydantic error, in the words of the rest of the suite."""
+    loc = tuple(part for part in error["loc"] if part != "[key]")  # a mapping's key: its name
+    ctx = error.get("ctx") or {}
+    key = _dotted(where, loc) + str(ctx.get("path", ""))
+    key = key.lstrip(".") or "top level"
+    value = error["input"]
+    got = f"{type(value).__name__} {value!r}"
+    kind = error["type"]
+    if kind == "unexpected_keyword_argument":
+        section = _hint_at(root, loc[:-1])
+        accepts = [f.name for f in dataclasses.fields(section)] if _is_dataclass(section) else []
+        name = getattr(section, "__name__", "this section")
+        return f"unknown key(s) {key}; {name} accepts: {', '.join(sorted(accepts))}"
+    if kind == "missing":
+        return f"{_dotted(where, loc[:-1]) or 'top level'}: missing required key(s): {loc[-1]}"
+    if kind == "literal_error":
+        allowed = list(get_args(_hint_at(root, loc)))
+        return f"{key}: expected one of {allowed}, got {value!r}"
+    expected = {
+        "int_type": "an integer",
+        "int_from_float": "an integer",
+        "int_parsing": "an integer",
+        "string_type": "a string",
+        "float_type": "a number",
+        "list_type": "a list",
+        "tuple_type": "a list",
+        "dict_type": "a mapping",
+    }
+    if kind in expected:
+        return f"{key}: expected {expected[kind]}, got {got}"
+    if kind == "bool_type":
+        return f"{key}: expected true or false, got {value!r}"
+    if kind in ("dataclass_type", "dataclass_exact_type"):
+        return f"{key}: expected a mapping for {ctx['class_name']}, got {type(value).__name__}"
+    if kind == "finite_number":
+        return f"{key}: expected a finite number, got {value}"
+    if kind == "config":
+        return f"{key}: {error['msg']}"
+    return f"{key}: {error['msg']}, got {got}"
+
+
+def _dotted(where: str, loc: tuple[int | str, ...]) -> str:
+    """`where` and a pydantic location as one key: `recipes.demo.optimizer.betas[1]`."""
+    text = where
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".")
+
+
+def _is_dataclass(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _hint_at(root: Any, loc: tuple[int | str, ...]) -> Any:
+    """The type annotation at `loc` below dataclass `root` (None where it cannot be told)."""
+    hint = root
+    for part in loc:
+        hint = _without_none(hint)
+        if _is_dataclass(hint) and isinstance(part, str):
+            hint = get_type_hints(hint).get(part)
+        elif get_origin(hint) is dict:
+            hint = get_args(hint)[1]
+        elif get_origin(hint) in (list, tuple):
+            hint = get_args(hint)[0]
+        else:
+            return None
+    return _without_none(hint)
+
+
+def _without_none(hint: Any) -> Any:
+    """`X | None` -> X (the optional keys)."""
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in get_args(hint) if arg is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint

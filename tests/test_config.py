@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from pydantic import StrictInt, StrictStr, ValidationError
+from pydantic.dataclasses import dataclass
 
 from benchmark.cli import main
-from benchmark.config import Params, RuntimeConfig, SynthConfig, from_dict, load_params
+from benchmark.config import (
+    STRICT,
+    Float,
+    Params,
+    RuntimeConfig,
+    SynthConfig,
+    load_params,
+    override,
+    validate,
+)
 from benchmark.data.layout import write_pair
 from benchmark.errors import ConfigError
 
@@ -71,28 +82,33 @@ def test_bad_params_fail_the_command_before_any_work(
     assert not out.exists()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class _Inner:
-    rate: float = 1.0
-    names: list[str] = field(default_factory=list)
-    mode: str | None = None
+    rate: Float = 1.0
+    names: list[StrictStr] = field(default_factory=list)
+    mode: StrictStr | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class _Outer:
     inner: _Inner = field(default_factory=_Inner)
-    steps: dict[str, int] = field(default_factory=dict)
+    steps: dict[StrictStr, StrictInt] = field(default_factory=dict)
 
 
-def test_from_dict_converts_nested_types() -> None:
-    cfg = from_dict(_Outer, {"inner": {"rate": 2, "names": ["a"]}, "steps": {"x": 3}}, "p")
+def test_validate_converts_nested_types() -> None:
+    cfg = validate(_Outer, {"inner": {"rate": 2, "names": ["a"]}, "steps": {"x": 3}}, "p")
     assert cfg.inner.rate == 2.0 and isinstance(cfg.inner.rate, float)
     assert cfg.inner.names == ["a"] and cfg.inner.mode is None
     assert cfg.steps == {"x": 3}
+    assert validate(_Outer, {"inner": {"rate": "1e-5"}}).inner.rate == 1e-5  # YAML 1.1 string
     with pytest.raises(ConfigError, match=r"p.inner.names\[1\]: expected a string"):
-        from_dict(_Outer, {"inner": {"names": ["a", 2]}}, "p")
+        validate(_Outer, {"inner": {"names": ["a", 2]}}, "p")
     with pytest.raises(ConfigError, match=r"p.steps.x: expected an integer"):
-        from_dict(_Outer, {"steps": {"x": 1.5}}, "p")
+        validate(_Outer, {"steps": {"x": 1.5}}, "p")
+    with pytest.raises(ConfigError, match=r"p.inner.rate: expected a number, got bool True"):
+        validate(_Outer, {"inner": {"rate": True}}, "p")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) p.inner.rat; _Inner accepts: mode"):
+        validate(_Outer, {"inner": {"rat": 1.0}}, "p")
 
 
 def test_synth_config_defaults_are_valid() -> None:
@@ -191,7 +207,8 @@ def test_weight_decay_nan_fails_train_with_one_line(
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
 def test_valid_devices_are_accepted(device: str) -> None:
-    RuntimeConfig(device=device).check("runtime")
+    assert RuntimeConfig(device=device).device == device
+    assert override(RuntimeConfig(), "command line", device=device).device == device
 
 
 @pytest.mark.parametrize("device", ["cpu:abc", "cuda:", "cuda:x", "gpu", "cuda:0:1", " cpu", ""])

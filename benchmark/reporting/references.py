@@ -7,7 +7,7 @@ pooled over the test set (each row names its source and citation); a row whose v
 all empty is a reference we know exists but have not transcribed (BSFNet's letter): it is shown
 as "reference missing" and never passes or fails a check.
 
-Rows are typed (`Reference`) and checked with `benchmark.config.from_dict`: unknown keys,
+Rows are typed (`Reference`) and checked with `benchmark.config.validate`: unknown keys,
 protocols, models, losses or datasets, values outside 0..100 and duplicate rows are refused with
 the file and row named.
 
@@ -26,7 +26,7 @@ from typing import Literal
 
 import yaml
 
-from benchmark.config import DATASETS, from_dict
+from benchmark.config import DATASETS, PLAIN, validate
 from benchmark.errors import ConfigError
 
 PROFILES = ("full", "demo")
@@ -49,6 +49,8 @@ LOSSES_OF = {"bsfnet": ("sisb", "bce", "contrastive"), "ifn": ("ifn_ds",)}
 @dataclass(frozen=True)
 class ReferenceValues:
     """Percent values of the change class; None where the source gives none."""
+
+    __pydantic_config__ = PLAIN
 
     precision: float | None = None
     recall: float | None = None
@@ -76,6 +78,8 @@ class Spread:
     """What was measured for a demo row: one run's F1 (points, the row's protocol) over the
     runs measured with `seeds` on `kernel_paths` (not necessarily every seed on every path),
     and the command that measured it."""
+
+    __pydantic_config__ = PLAIN
 
     std: float
     """Sample standard deviation (ddof 1) of one run's F1 over the `runs` runs."""
@@ -158,6 +162,8 @@ def tolerance_cell(value: float, formula: str) -> str:
 @dataclass(frozen=True)
 class Reference:
     """One row of references.yaml."""
+
+    __pydantic_config__ = PLAIN
 
     model: Literal["bsfnet", "ifn"]
     loss: str
@@ -243,7 +249,7 @@ def load_references(path: Path = Path("references.yaml")) -> list[Reference]:
             if isinstance(row, dict) and "profile" in row:
                 raise ConfigError(f"{path}: {where}: `profile` is given by the section")
             try:
-                reference = from_dict(Reference, {**row, "profile": profile}, where)
+                reference = validate(Reference, {**row, "profile": profile}, where)
                 reference.check(where)
             except ConfigError as exc:
                 raise ConfigError(f"{path}: {exc}") from None

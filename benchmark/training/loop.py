@@ -145,8 +145,10 @@ def resolved_config(params: Params, spec: RunSpec, runtime: RuntimeConfig) -> di
         "dataset": experiment.dataset,
         "recipe_name": experiment.recipe,
         "model_options": dict(experiment.model_options),
+        # the loss's options as built: the recipe's, updated with the experiment's own (config.py)
         "loss_options": dict(experiment.loss_options),
-        "recipe": dataclasses.asdict(recipe),
+        # so the recipe's own loss_options are not repeated here
+        "recipe": {k: v for k, v in dataclasses.asdict(recipe).items() if k != "loss_options"},
         "runtime": dataclasses.asdict(runtime),
         "data_root": str(params.data.prepared(experiment.dataset)),
         "data_manifest": _manifest_digest(params.data.prepared(experiment.dataset)),
