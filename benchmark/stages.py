@@ -2,10 +2,11 @@
 
 `cdbench stages` writes every stage of dvc.yaml between two marker lines:
 
-- the runs. DVC's `foreach` cannot expand each experiment's list of seeds, so the runs
-  (experiment x seed, named `<experiment>[-s<seed>]`) are written as the `foreach` mapping of
-  `train`;
-  `evaluate` reuses it through a YAML alias;
+- the runs (experiment x seed, named `<experiment>[-s<seed>]`), as the `foreach` mapping of
+  `train`; `evaluate` reuses it through a YAML alias. The mapping stays generated rather than a
+  plain `foreach: ${experiments}` or `matrix`: DVC expands one item per experiment, or a cross
+  product of lists shared by all, while each experiment has its own seeds, a run's name depends
+  on how many, and its weights dep on its recipe;
 - the code deps. Each stage's command is one function of benchmark/cli.py; the stage depends on
   every module of the `benchmark` package that this function can import: cli.py's own
   module-level imports, the imports inside the function and inside the cli.py helpers it uses,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,103 @@ def test_every_command_refuses_a_missing_params_file(
     assert err.startswith(f"cdbench {command}: error: params file {tmp_path / 'typo.yaml'}: ")
     assert "not found" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+# --- one validation pass: every problem of the file, one line each -----------------------------
+
+
+def test_every_problem_is_one_line_naming_the_file_and_the_key(tmp_path: Path) -> None:
+    recipe = {**RECIPE, "batch_size": 0, "augment": "mixup"}
+    path = _params(tmp_path, recipes={"tiny": recipe}, runtime={"workers": -1, "progres": True})
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    lines = str(caught.value).splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert sorted(line.removeprefix(f"{path}: ") for line in lines) == [
+        "recipes.tiny.augment: expected one of ['none', 'opencd', 'cdlab', 'flips'], got 'mixup'",
+        "recipes.tiny.batch_size: expected >= 1, got 0",
+        "runtime.workers: expected >= 0, got -1",
+        "unknown key(s) runtime.progres; RuntimeConfig accepts: bf16, channels_last, "
+        "checkpoint_every, compile, deterministic, device, fused_optimizer, progress, "
+        "system_metrics, workers",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        (
+            {"schedule": {"name": "warmup-poly", "warmup_iters": 2}},
+            "recipes.tiny.schedule.warmup_iters: expected fewer than iterations (2), got 2",
+        ),
+        ({"epochs": 3}, "recipes.tiny: expected exactly one of epochs and iterations to be > 0"),
+        ({"crop": None, "crop_cat_max_ratio": 0.75}, "recipes.tiny.crop_cat_max_ratio: expected"),
+        ({"batch_size": None}, "recipes.tiny.batch_size: expected an integer, got NoneType"),
+        ({"pretrained": "yes"}, "recipes.tiny.pretrained: expected true or false, got 'yes'"),
+    ],
+)
+def test_rules_between_keys_name_the_key(
+    tmp_path: Path, recipe: dict[str, Any], message: str
+) -> None:
+    path = _params(tmp_path, recipes={"tiny": {**RECIPE, **recipe}})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(path)
+
+
+def test_a_missing_key_and_an_unknown_recipe_are_named(tmp_path: Path) -> None:
+    recipe = {key: value for key, value in RECIPE.items() if key != "batch_size"}
+    with pytest.raises(ConfigError, match=r"recipes\.tiny: missing required key\(s\): batch_size"):
+        load_params(_params(tmp_path, recipes={"tiny": recipe}))
+    experiment = {"model": "bsfnet", "loss": "bce", "dataset": "synthetic", "recipe": "huge"}
+    with pytest.raises(
+        ConfigError,
+        match=rf"experiments\.{EXPERIMENT}\.recipe: unknown recipe 'huge'; expected one of: tiny",
+    ):
+        load_params(_params(tmp_path, experiments={EXPERIMENT: experiment}))
+
+
+def test_command_line_overrides_are_checked_like_the_file() -> None:
+    with pytest.raises(ConfigError, match=r"^command line\.workers: expected >= 0, got -1$"):
+        override(RuntimeConfig(), "command line", workers=-1)
+    assert override(RuntimeConfig(), "command line", workers=0).workers == 0
+    with pytest.raises(ValidationError):  # built in code, the check is the same
+        SynthConfig(size=100)
+
+
+# --- recipe-owned loss options -------------------------------------------------------------------
+
+
+def test_the_ifn_recipes_own_their_loss_options() -> None:
+    """A recipe is self-contained: the source's loss form is in the recipe, and the experiments
+    on it train with it."""
+    params = load_params(REPO / "params.yaml")
+    cdlab = {"dice": "cdlab", "upsample": "nearest"}
+    opencd = {"dice": "none", "upsample": "bilinear"}
+    assert params.recipes["ifn-cdlab"].loss_options == cdlab
+    assert params.recipes["ifn-opencd"].loss_options == opencd
+    assert params.experiments["ifn-ds-cdd"].loss_options == cdlab
+    assert params.experiments["ifn-ds-levir-cd"].loss_options == opencd
+    assert params.recipes["demo"].loss_options == {}
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert "loss_options" not in raw["experiments"]["ifn-ds-cdd"]
+
+
+def test_an_experiment_overrides_its_recipes_loss_options(tmp_path: Path) -> None:
+    recipes = {"tiny": {**RECIPE, "loss_options": {"dice": "cdlab", "upsample": "nearest"}}}
+    experiment = {"model": "ifn", "loss": "ifn_ds", "dataset": "synthetic", "recipe": "tiny"}
+    experiments = {
+        "inherits": experiment,
+        "overrides": {**experiment, "loss_options": {"upsample": "bilinear"}},
+    }
+    params = load_params(_params(tmp_path, recipes=recipes, experiments=experiments))
+    assert params.experiments["inherits"].loss_options == {"dice": "cdlab", "upsample": "nearest"}
+    assert params.experiments["overrides"].loss_options == {
+        "dice": "cdlab",
+        "upsample": "bilinear",
+    }
+    assert params.recipes["tiny"].loss_options == {"dice": "cdlab", "upsample": "nearest"}
+    bad = {"tiny": {**RECIPE, "loss_options": {"weights": [1.0, float("nan")]}}}
+    with pytest.raises(
+        ConfigError, match=r"recipes\.tiny\.loss_options\.weights\[1\]: expected a finite number"
+    ):
+        load_params(_params(tmp_path, recipes=bad, experiments={"inherits": experiment}))
