@@ -376,6 +376,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    """`cdbench launch` -> `benchmark.launch.launch` (the pending train stages, in parallel)."""
+    from benchmark.launch import SlurmOptions, launch, summary
+
+    devices = None if args.devices is None else [d for d in args.devices.split(",") if d]
+    slurm = SlurmOptions(
+        partition=args.partition, time_min=args.time, gpus=args.gpus, cpus=args.cpus,
+        mem_gb=args.mem, account=args.account, qos=args.qos, constraint=args.constraint,
+    )  # fmt: skip
+    outcomes, chosen = launch(
+        Path.cwd(), args.runs, args.glob, executor=args.executor, workers=args.workers,
+        devices=devices, pack=args.pack, logs=Path(args.logs) if args.logs else None,
+        slurm=slurm,
+    )  # fmt: skip
+    line, status = summary(outcomes, chosen)
+    print(line, file=sys.stderr if status else sys.stdout)
+    return status
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="an experiment of params.yaml, e.g. bsfnet-sisb-cdd")
     p.add_argument("--seed", type=int, help="one of the experiment's seeds (default: all)")
@@ -588,6 +607,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="the JSON result (default: <reports>/check.json)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "launch",
+        help="train the pending runs in parallel: one per GPU, or one SLURM job each",
+        description="Train every train stage of dvc.yaml that is not up to date (or the chosen "
+        "ones), each through its own command, then record it with `dvc commit`.",
+    )
+    p.add_argument("runs", nargs="*", help="experiments (every seed) or runs; default: all")
+    p.add_argument("--glob", action="append", default=[], help="runs matching a pattern")
+    p.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local")
+    p.add_argument("--workers", type=int, help="runs at once (local; default: one per GPU)")
+    p.add_argument("--devices", help="GPUs to use, e.g. 0,1,3 (default: every visible GPU)")
+    p.add_argument("--pack", type=int, default=1, help="runs per GPU (default: 1)")
+    p.add_argument("--logs", help="the logs' folder (default: logs/launch)")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--time", type=int, default=24 * 60, help="SLURM time limit per job, minutes")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per SLURM job (default: 1)")
+    p.add_argument("--cpus", type=int, default=8, help="CPUs per SLURM job (default: 8)")
+    p.add_argument("--mem", type=int, help="memory per SLURM job, GB")
+    p.add_argument("--account", help="SLURM account")
+    p.add_argument("--qos", help="SLURM quality of service")
+    p.add_argument("--constraint", help="SLURM node constraint (e.g. a GPU model)")
+    p.set_defaults(func=cmd_launch)
     return parser
 
 
