@@ -185,7 +185,8 @@ class PairsCache:
 
     def planes(self, index: int) -> np.ndarray:
         """Pair `index` as a read-only memory-mapped view (7, H, W): nothing is read yet."""
-        return self._open()[index]
+        planes: np.ndarray = self._open()[index]
+        return planes
 
     def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(image uint8 (2, 3, H, W), mask uint8 (1, H, W)) of pair `index`, copied out."""

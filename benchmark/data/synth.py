@@ -204,7 +204,8 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     f = x - i0
     f = f * f * (3 - 2 * f)  # smoothstep: no visible creases at the grid lines
     rows = grid[i0] * (1 - f)[:, None] + grid[i0 + 1] * f[:, None]
-    return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
+    noise: np.ndarray = rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
+    return noise
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -216,7 +217,8 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     padded = np.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="edge")
     image = sum(w * padded[i : i + height] for i, w in enumerate(taps))
     padded = np.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="edge")
-    return sum(w * padded[:, i : i + width] for i, w in enumerate(taps))
+    blurred: np.ndarray = sum(w * padded[:, i : i + width] for i, w in enumerate(taps))
+    return blurred
 
 
 def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -238,7 +240,8 @@ def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
 def _rectangle(cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
     local = np.array([(-w, -h), (w, -h), (w, h), (-w, h)], dtype=np.float64) / 2
-    return local @ np.array([(c, s), (-s, c)]) + (cx, cy)
+    corners: np.ndarray = local @ np.array([(c, s), (-s, c)]) + (cx, cy)
+    return corners
 
 
 def _draw_road(draw: ImageDraw.ImageDraw, road: Road, size: int) -> None:
@@ -251,7 +254,7 @@ def _polygon(draw: ImageDraw.ImageDraw, corners: np.ndarray, fill: int) -> None:
     draw.polygon([(float(x), float(y)) for x, y in corners], fill=fill)
 
 
-def _make_ground(rng: np.random.Generator, size: int, area: float) -> dict[str, np.ndarray]:
+def _make_ground(rng: np.random.Generator, size: int, area: float) -> dict[str, Any]:
     n = max(3, int(rng.integers(6, 15) * area))
     seeds = rng.uniform(-0.1 * size, 1.1 * size, (n, 2)).astype(np.float32)
     coords = np.arange(size, dtype=np.float32)
@@ -381,9 +384,9 @@ def make_scene(rng: np.random.Generator, size: int) -> Scene:
             building.in_b = False
 
     for _ in range(rng.poisson(2.5 * area)):  # groups of trees
-        centre = rng.uniform(0, size, 2)
+        group = rng.uniform(0, size, 2)
         for _tree in range(rng.integers(3, 16)):
-            x, y = rng.normal(centre, 10)
+            x, y = rng.normal(group, 10)
             radius = rng.uniform(2.5, 6.0)
             if _clear((x, y), radius, scene, occupied):
                 scene.trees.append((float(x), float(y), float(radius)))
@@ -454,7 +457,7 @@ def render(scene: Scene, date: int, look: DateLook, rng: np.random.Generator) ->
     state = scene.parcel_state[:, date]
     colour = GROUND_RGB[state] * scene.parcel_tint * rng.uniform(0.96, 1.04, (len(state), 3))
     colour = np.where(GROUND_VEGETATED[state, None], colour * look.vegetation_tint, colour)
-    image = colour.astype(np.float32)[scene.parcels]
+    image: np.ndarray = colour.astype(np.float32)[scene.parcels]
 
     modulation = (
         1
@@ -487,8 +490,10 @@ def render(scene: Scene, date: int, look: DateLook, rng: np.random.Generator) ->
     ys, xs = np.nonzero(tree_ids)
     if len(ys):
         x, y, radius = np.array([(0.0, 0.0, 1.0), *scene.trees], dtype=np.float32).T
-        i = tree_ids[ys, xs]
-        light = 1 - 0.3 * ((xs - x[i]) + (ys - y[i])) / radius[i] + 0.1 * scene.grain[ys, xs]
+        tree = tree_ids[ys, xs]
+        light = (
+            1 - 0.3 * ((xs - x[tree]) + (ys - y[tree])) / radius[tree] + 0.1 * scene.grain[ys, xs]
+        )
         image[ys, xs] = TREE_RGB * look.tree_tint * light[:, None]  # lit from the top-left
 
     roof = np.zeros((len(scene.buildings) + 1, 3), dtype=np.float32)
@@ -503,19 +508,22 @@ def render(scene: Scene, date: int, look: DateLook, rng: np.random.Generator) ->
     flat = roofs & ~gable[ids]
     rim = flat & ~_erode(flat)
     ys, xs = np.nonzero(roofs)
-    i = ids[ys, xs]
+    house = ids[ys, xs]
     # A gable roof's two halves face the sun differently; a flat roof has a darker rim.
-    across = -(xs - x[i]) * np.sin(theta[i]) + (ys - y[i]) * np.cos(theta[i])
-    shade = np.where(gable[i] & (across > 0), 0.78, 1.0)
+    across = -(xs - x[house]) * np.sin(theta[house]) + (ys - y[house]) * np.cos(theta[house])
+    shade = np.where(gable[house] & (across > 0), 0.78, 1.0)
     shade = np.where(rim[ys, xs], 0.85, shade) * (1 + 0.03 * scene.grain[ys, xs])
-    image[ys, xs] = roof[i] * shade[:, None].astype(np.float32)
+    image[ys, xs] = roof[house] * shade[:, None].astype(np.float32)
     return image
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
     """4-neighbour binary erosion (pixels outside the image count as set)."""
     padded = np.pad(mask, 1, mode="edge")
-    return mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    inner: np.ndarray = (
+        mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    )
+    return inner
 
 
 def sense(image: np.ndarray, look: DateLook, rng: np.random.Generator) -> np.ndarray:
@@ -528,7 +536,8 @@ def sense(image: np.ndarray, look: DateLook, rng: np.random.Generator) -> np.nda
         image = image * (1 - opacity) + np.float32(205) * opacity
     image = _blur(image.astype(np.float32), look.blur)
     image = image + look.noise * rng.standard_normal(image.shape, dtype=np.float32)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    sensed: np.ndarray = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return sensed
 
 
 def make_pair(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -561,7 +570,8 @@ def _change_map(scene: Scene) -> np.ndarray:
 def squared_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel squared Euclidean norm of the RGB difference of two uint8 images, as int64."""
     diff = a.astype(np.int64) - b.astype(np.int64)
-    return np.einsum("hwc,hwc->hw", diff, diff)
+    squares: np.ndarray = np.einsum("hwc,hwc->hw", diff, diff)
+    return squares
 
 
 def difference_histograms(

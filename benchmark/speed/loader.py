@@ -52,7 +52,7 @@ def write_stand_in(root: Path, size: int, pairs: int, whole: bool = False, seed:
         if all((folder / part / f"{name}.png").exists() for part in PARTS):
             continue
         low = rng.integers(0, 256, size=(size // 16, size // 16, 3), dtype=np.uint8)
-        base = np.asarray(Image.fromarray(low).resize((size, size), Image.BILINEAR))
+        base = np.asarray(Image.fromarray(low).resize((size, size), Image.Resampling.BILINEAR))
         noise = rng.integers(-12, 13, size=base.shape)
         a = np.clip(base + noise, 0, 255).astype(np.uint8)
         b = np.clip(base + rng.integers(-12, 13, size=base.shape), 0, 255).astype(np.uint8)
@@ -88,7 +88,7 @@ class PlainPilPairs(Dataset[dict[str, Any]]):
 
 def training_loader(
     root: Path, recipe: RecipeConfig, workers: int, batches: int = 64, seed: int = 0
-) -> DataLoader | ThreadedBatches:
+) -> DataLoader[dict[str, Any]] | ThreadedBatches:
     """The loader `cdbench train` builds for `recipe` on `root`: its first epochs, enough for
     `batches` batches (one process of one rank)."""
     pairs = ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole)
@@ -102,7 +102,7 @@ def training_loader(
     return training_batches(dataset, items, recipe.batch_size, workers)
 
 
-def workers_of(loader: DataLoader | ThreadedBatches) -> str:
+def workers_of(loader: DataLoader[dict[str, Any]] | ThreadedBatches) -> str:
     """Who makes the loader's batches, in words: "2 threads", "2 processes", "main process"."""
     if isinstance(loader, ThreadedBatches):
         return f"{loader.threads} threads"
@@ -111,7 +111,7 @@ def workers_of(loader: DataLoader | ThreadedBatches) -> str:
 
 def plain_pil_loader(
     root: Path, recipe: RecipeConfig, workers: int, batches: int = 64
-) -> DataLoader:
+) -> DataLoader[dict[str, Any]]:
     """PIL decoding of the same files, same batch size and workers, no augmentation; random
     order over as many epochs as `batches` batches need."""
     folder = root / WHOLE / "train" if recipe.train_on_whole else root / "train"

@@ -53,6 +53,7 @@ class ThreadedBatches:
         return len(self.chunks)
 
     def _batch(self, chunk: list[int]) -> Batch:
+        batch: Batch
         if hasattr(self.dataset, "batch"):  # collates as it loads (SeededCrops)
             batch = self.dataset.batch(chunk)
         else:
@@ -86,7 +87,7 @@ def training_batches(
     batch_size: int,
     workers: int,
     pin_memory: bool = False,
-) -> ThreadedBatches | DataLoader:
+) -> ThreadedBatches | DataLoader[Batch]:
     """The loader of the training loop (see the module docstring)."""
     if workers > 0 and getattr(dataset, "thread_safe", False):
         return ThreadedBatches(dataset, items, batch_size, workers, pin_memory)

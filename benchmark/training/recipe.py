@@ -142,7 +142,8 @@ class _WarmupPolyFactor:
         if step < self.warmup:
             return self.start_factor + (1 - self.start_factor) * step / max(self.warmup - 1, 1)
         remaining = 1 - (step - self.warmup) / max(self.total - self.warmup - 1, 1)
-        return max(remaining, 0.0) ** self.power
+        factor: float = max(remaining, 0.0) ** self.power
+        return factor
 
 
 def normalizer(recipe: RecipeConfig) -> PairNormalize:
