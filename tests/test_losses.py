@@ -22,8 +22,11 @@ from benchmark.losses import (
     SISBLoss,
     build_loss,
     check_binary_labels,
+    check_pair,
+    losses_for,
 )
 from benchmark.losses.sisb import hard_iou_loss, soft_iou_loss
+from benchmark.models import MODELS
 from benchmark.models.output import ChangeOutput
 
 EPS = 1e-4  # the released BCL_v2 adds 0.0001 to each class count
@@ -479,7 +482,7 @@ def test_build_loss_unknown_name_lists_the_valid_ones() -> None:
 
 
 def test_build_loss_unknown_option_names_it_and_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="'margin'") as info:
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) margin for loss 'sisb'") as info:
         build_loss("sisb", margin=1.0)
     assert "margin_unchanged" in str(info.value) and "iou_weight" in str(info.value)
 
@@ -497,3 +500,98 @@ def test_build_loss_unknown_option_names_it_and_lists_the_valid_ones() -> None:
 def test_build_loss_bad_values_raise_config_error(name: str, options: dict) -> None:
     with pytest.raises(ConfigError, match=f"loss '{name}'"):
         build_loss(name, **options)
+
+
+# ----------------------------------------------------------------------------- declarations
+
+# What each loss reads and how its model is scored, as the experiments of params.yaml use them:
+# BSFNet returns a distance (and the two embeddings), IFN a logit and its side logits.
+NEEDS = {
+    "sisb": {"distance"},
+    "contrastive": {"distance"},
+    "bce": {"distance"},
+    "ifn_ds": {"logit", "side_logits"},
+}
+SCORE_KINDS = {
+    "sisb": "distance",
+    "contrastive": "distance",
+    "bce": "probability",
+    "ifn_ds": "probability",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_declares_its_needs_and_its_score_kind(name: str) -> None:
+    loss = build_loss(name)
+    assert loss.needs == NEEDS[name]
+    assert loss.score_kind == SCORE_KINDS[name]
+
+
+def test_losses_that_fit_each_model() -> None:
+    assert losses_for("bsfnet") == ["sisb", "contrastive", "bce"]
+    assert losses_for("ifn") == ["ifn_ds"]
+    for model in MODELS:
+        for loss in losses_for(model):
+            check_pair(model, loss)  # every fitting pair passes
+
+
+@pytest.mark.parametrize(
+    ("model", "loss", "missing", "returned", "fitting"),
+    [
+        (
+            "bsfnet",
+            "ifn_ds",
+            "logit, side_logits",
+            "distance, embeddings",
+            "sisb, contrastive, bce",
+        ),
+        ("ifn", "sisb", "distance", "logit, side_logits", "ifn_ds"),
+        ("ifn", "bce", "distance", "logit, side_logits", "ifn_ds"),
+    ],
+)
+def test_check_pair_refuses_a_loss_the_model_does_not_fit(
+    model: str, loss: str, missing: str, returned: str, fitting: str
+) -> None:
+    expected = (
+        f"loss '{loss}' does not fit model '{model}': it needs the output(s) {missing}, which "
+        f"{model} does not return (it returns {returned}); losses that fit {model}: {fitting}"
+    )
+    with pytest.raises(ConfigError) as info:
+        check_pair(model, loss)
+    assert str(info.value) == expected
+
+
+def test_check_pair_names_unknown_models_and_losses() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'unet'; expected one of: bsfnet, ifn"):
+        check_pair("unet", "sisb")
+    with pytest.raises(ConfigError, match="unknown loss 'dice'; expected one of: bce, "):
+        check_pair("bsfnet", "dice")
+
+
+def test_distance_losses_score_the_distance_itself() -> None:
+    d = grid(D_EXAMPLE).to(torch.float16)  # read in float32, whatever the model's dtype
+    for name in ("sisb", "contrastive"):
+        score = build_loss(name).evaluation_score(distance_output(d))
+        assert score.dtype == torch.float32
+        assert torch.equal(score, d.float())
+
+
+def test_bce_scores_the_probability_of_its_learned_affine_map() -> None:
+    # At initialisation z = 4 d - 4: d = 0 -> sigmoid(-4), d = 1 -> 0.5, d = 2 -> sigmoid(4).
+    loss = build_loss("bce")
+    score = loss.evaluation_score(distance_output(grid([[0.0, 1.0, 2.0]])))
+    expected = [1 / (1 + math.exp(4)), 0.5, 1 / (1 + math.exp(-4))]
+    assert score.flatten().tolist() == pytest.approx(expected, abs=1e-6)
+    # with scale 2 and offset -1: d = 0.5 -> z = 0 -> 0.5
+    with torch.no_grad():
+        loss.scale.fill_(2.0)
+        loss.offset.fill_(-1.0)
+    assert loss.evaluation_score(distance_output(grid([[0.5]]))).item() == 0.5
+
+
+def test_ifn_ds_scores_the_sigmoid_of_the_finest_logit() -> None:
+    # score is the finest side logit; the coarse one is not read.
+    coarse, fine = grid([[9.0]]), grid([[0.0, math.log(3.0)], [-math.log(3.0), 0.0]])
+    score = build_loss("ifn_ds").evaluation_score(logit_output(coarse, fine))
+    # sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4, sigmoid(-ln 3) = 1/4
+    assert score.flatten().tolist() == pytest.approx([0.5, 0.75, 0.25, 0.5], abs=1e-6)

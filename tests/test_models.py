@@ -24,7 +24,15 @@ from torch import Tensor, nn
 
 from benchmark.cli import main
 from benchmark.errors import CdbenchError, ConfigError
-from benchmark.models import IFN, MODELS, BSFNet, ChangeOutput, build_model, model_options
+from benchmark.models import (
+    IFN,
+    MODELS,
+    BSFNet,
+    ChangeOutput,
+    build_model,
+    check_model_options,
+    model_options,
+)
 from benchmark.models import weights as weights_module
 from benchmark.models.weights import WeightFile, vgg16_features
 
@@ -124,6 +132,11 @@ class TestEveryModel:
         assert isinstance(output, ChangeOutput)
         assert output.score.shape == (BATCH, 1, SIZE, SIZE)
         assert torch.isfinite(output.score).all()
+
+    def test_output_carries_exactly_what_the_model_declares(self, name: str) -> None:
+        # The losses that fit a model are chosen from its declared `outputs` without running
+        # it (benchmark.losses.check_pair), so the declaration must match the real output.
+        assert unfrozen_run(name).output.carries() == MODELS[name].outputs
 
     def test_every_parameter_gets_a_gradient(self, name: str) -> None:
         # Every parameter takes part in some output: no dead modules were built, and the
@@ -326,6 +339,16 @@ class TestBuildModel:
         message = str(caught.value)
         assert "drop_out" in message
         assert "dropout (default 0.0)" in message and "freeze_encoder (default True)" in message
+
+    def test_check_model_options_names_the_option_and_the_model(self) -> None:
+        check_model_options("ifn", {"dropout": 0.5, "freeze_encoder": False})  # valid: passes
+        with pytest.raises(ConfigError) as caught:
+            check_model_options("bsfnet", {"dropout": 0.5})
+        message = str(caught.value)
+        assert message.startswith("unknown option(s) dropout for model 'bsfnet'")
+        assert "freeze_encoder (default False)" in message
+        with pytest.raises(ConfigError, match=r"unknown model 'unet'; expected one of"):
+            check_model_options("unet", {})
 
     def test_options_and_defaults(self) -> None:
         assert model_options("bsfnet") == {"freeze_encoder": False}  # weights_dir is not one

@@ -1,11 +1,12 @@
 """From a model's output to the score that evaluation thresholds, and scoring a whole split.
 
-Every (model, loss) pair gets one evaluation score per pixel, higher = more change:
+Every trained model gets one evaluation score per pixel, higher = more change, read as its
+loss declares (`ChangeLoss.score_kind` and `evaluation_score`, benchmark/losses/base.py):
 - BSFNet trained with `sisb` or `contrastive`: the embedding distance d in [0, 2]
   (kind "distance"; the released test script predicts change where d > 1);
 - BSFNet trained with `bce`: sigmoid(scale * d + offset) with the loss's learned scale and
   offset (kind "probability");
-- IFN: sigmoid of the full-resolution logit (kind "probability").
+- IFN (`ifn_ds`): sigmoid of the full-resolution logit (kind "probability").
 
 `score_split` runs a model over a loader and pools, on the device, exact confusion counts at
 the fixed thresholds and a binned score histogram per class (benchmark/evaluation/metrics.py),
@@ -16,37 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from benchmark.evaluation.metrics import ImageHistograms, ScoreHistogram, ThresholdCounter
-from benchmark.losses import DistanceBCELoss
+from benchmark.losses import ChangeLoss, ScoreKind
 from benchmark.models.output import ChangeOutput
 
-ScoreKind = Literal["distance", "probability"]
 SCORE_RANGE: dict[str, tuple[float, float]] = {"distance": (0.0, 2.0), "probability": (0.0, 1.0)}
 """The range of each kind of evaluation score (the histogram's range)."""
 HISTOGRAM_BINS = 2000
 """Histogram resolution: thresholds are searched in steps of 1/1000 (distance) or 1/2000."""
 
 
-def score_kind(model: nn.Module, loss: nn.Module) -> ScoreKind:
-    """Which kind of evaluation score this model and loss produce."""
-    if isinstance(loss, DistanceBCELoss):
-        return "probability"
-    return "distance" if type(model).__name__ == "BSFNet" else "probability"
+def score_kind(loss: ChangeLoss) -> ScoreKind:
+    """Which kind of evaluation score a model trained with `loss` produces (the loss's
+    declaration; `benchmark.losses.check_pair` has checked that the model fits it)."""
+    return loss.score_kind
 
 
-def evaluation_score(output: ChangeOutput, loss: nn.Module) -> Tensor:
-    """(B, 1, H, W) float32 score, higher = more change (see the module docstring)."""
-    score = output.score.float()
-    if output.score_kind == "logit":
-        return torch.sigmoid(score)
-    if isinstance(loss, DistanceBCELoss):
-        return torch.sigmoid(loss.logit(score))
-    return score
+def evaluation_score(output: ChangeOutput, loss: ChangeLoss) -> Tensor:
+    """(B, 1, H, W) float32 score, higher = more change, as `loss` reads it."""
+    return loss.evaluation_score(output)
 
 
 @dataclass
@@ -84,8 +78,8 @@ def new_split_scores(
 @torch.no_grad()
 def score_split(
     model: nn.Module,
-    loss: nn.Module,
-    batches: Iterable[dict],
+    loss: ChangeLoss,
+    batches: Iterable[dict[str, Any]],
     scores: SplitScores,
     device: torch.device,
     bf16: bool = False,
@@ -116,3 +110,26 @@ def score_split(
         scores.pairs += image.shape[0]
         kept += [item.cpu() for item in score[: max(keep - len(kept), 0)]]
     return kept
+
+
+def selection_score(scores: SplitScores, metric: str) -> dict[str, float]:
+    """The figures a training run logs for its selection split, and as `selection` the
+    recipe's selection `metric` among them: F1, IoU, precision and recall at the fixed
+    threshold, the best F1 of the threshold sweep and its threshold, and the mean IoU of the
+    changed and unchanged classes (mmseg's `IoUMetric` mIoU)."""
+    counts = scores.fixed.counts()[0]
+    fixed = counts.scores()
+    best_threshold, best_counts = scores.histogram.best_threshold()
+    union_unchanged = counts.tn + counts.fp + counts.fn
+    iou_unchanged = counts.tn / union_unchanged if union_unchanged else 0.0
+    figures = {
+        "f1": fixed["f1"],
+        "iou": fixed["iou"],
+        "precision": fixed["precision"],
+        "recall": fixed["recall"],
+        "max_f1": best_counts.scores()["f1"],
+        "max_f1_threshold": best_threshold,
+        "miou": (fixed["iou"] + iou_unchanged) / 2,
+    }
+    figures["selection"] = figures[metric]
+    return figures

@@ -21,15 +21,18 @@ checkpoint, since evaluation needs them (`logit`, `decision_distance`). Computed
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.losses.base import ChangeLoss, ScoreKind
 from benchmark.losses.labels import distance_and_target
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeOutput, OutputName
 
 
-class DistanceBCELoss(nn.Module):
+class DistanceBCELoss(ChangeLoss):
     """BCE with logits on a learnable affine map of the distance.
 
     Args:
@@ -39,6 +42,9 @@ class DistanceBCELoss(nn.Module):
     Raises:
         ValueError: if `initial_scale` is not positive.
     """
+
+    needs: ClassVar[frozenset[OutputName]] = frozenset({"distance"})
+    score_kind: ClassVar[ScoreKind] = "probability"
 
     def __init__(self, initial_scale: float = 4.0, initial_offset: float = -4.0) -> None:
         super().__init__()
@@ -60,6 +66,11 @@ class DistanceBCELoss(nn.Module):
     def decision_distance(self) -> Tensor:
         """The distance at which the logit is 0 (probability 0.5): `-offset / scale`."""
         return (-self.offset / self.scale).detach()
+
+    def evaluation_score(self, output: ChangeOutput) -> Tensor:
+        """sigmoid(scale * d + offset) with the learned scale and offset, float32: the
+        probability this loss trained, thresholded at `thresholds.probability`."""
+        return torch.sigmoid(self.logit(output.score.float()))
 
     def forward(self, output: ChangeOutput, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the BCE loss and its detached parts.

@@ -25,17 +25,20 @@ No epsilon is needed: N is at least 1. Departures from the released class, in bo
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from typing import ClassVar
 
+import torch
+from torch import Tensor
+
+from benchmark.losses.base import ChangeLoss, ScoreKind
 from benchmark.losses.labels import distance_and_target
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeOutput, OutputName
 
 RELEASED_CHANGED_WEIGHT = 10.0
 """The weight the released `contrastive_loss` gives its changed term (`* 10.0`)."""
 
 
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(ChangeLoss):
     """Mean over all pixels of the margin contrastive loss on a distance map.
 
     Args:
@@ -47,6 +50,9 @@ class ContrastiveLoss(nn.Module):
     Raises:
         ValueError: for a negative margin or a non-positive `changed_weight`.
     """
+
+    needs: ClassVar[frozenset[OutputName]] = frozenset({"distance"})
+    score_kind: ClassVar[ScoreKind] = "distance"
 
     def __init__(
         self,
@@ -75,6 +81,10 @@ class ContrastiveLoss(nn.Module):
         if self.changed_weight == 1.0:
             return "plain"
         return f"changed ×{self.changed_weight:g}"
+
+    def evaluation_score(self, output: ChangeOutput) -> Tensor:
+        """The distance itself, float32, thresholded at `thresholds.distance`, as for SISB."""
+        return output.score.float()
 
     def forward(self, output: ChangeOutput, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the total loss and its detached parts.

@@ -49,14 +49,15 @@ the logits; computed in float32.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from benchmark.losses.base import ChangeLoss, ScoreKind
 from benchmark.losses.labels import check_binary_labels
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeOutput, OutputName
 
 DICE_SMOOTH = 1.0
 """Added to the Dice numerator and denominator (GeoZcx's `smooth = 1.`, CDLab's `smooth=1`)."""
@@ -66,7 +67,7 @@ DICE_FORMS: tuple[str, ...] = ("none", "geozcx", "cdlab")
 """The Dice forms `DeepSupervisionLoss` offers (see the module docstring)."""
 
 
-class DeepSupervisionLoss(nn.Module):
+class DeepSupervisionLoss(ChangeLoss):
     """Weighted sum over IFN's side outputs of BCE-with-logits plus a Dice form.
 
     Args:
@@ -81,6 +82,9 @@ class DeepSupervisionLoss(nn.Module):
         ValueError: for no weights, a negative weight, an unknown `dice` form (true/false
             included: the form must be named) or an unknown `upsample` mode.
     """
+
+    needs: ClassVar[frozenset[OutputName]] = frozenset({"logit", "side_logits"})
+    score_kind: ClassVar[ScoreKind] = "probability"
 
     def __init__(
         self,
@@ -111,6 +115,11 @@ class DeepSupervisionLoss(nn.Module):
         """The form in words, for tables and run records, e.g. "BCE + CDLab Dice, nearest"."""
         dice = {"none": "BCE", "geozcx": "BCE + GeoZcx Dice", "cdlab": "BCE + CDLab Dice"}
         return f"{dice[self.dice]}, {self.upsample}"
+
+    def evaluation_score(self, output: ChangeOutput) -> Tensor:
+        """sigmoid of the full-resolution logit (`output.score`, the finest side output),
+        float32, thresholded at `thresholds.probability`."""
+        return torch.sigmoid(output.score.float())
 
     def forward(self, output: ChangeOutput, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the total loss and its detached parts.

@@ -53,19 +53,20 @@ Departures from the released code, and why:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from benchmark.losses.base import ChangeLoss, ScoreKind
 from benchmark.losses.labels import distance_and_target
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeOutput, OutputName
 
 COUNT_EPS = 1e-4
 """Added to each class's pixel count (released `BCL_v2`: `+ 0.0001`)."""
 
 
-class SISBLoss(nn.Module):
+class SISBLoss(ChangeLoss):
     """Batch-balanced contrastive loss + IoU loss on BSFNet's distance map.
 
     Args:
@@ -79,6 +80,9 @@ class SISBLoss(nn.Module):
         ValueError: for a negative margin or weight, a non-positive threshold or an unknown
             `iou` mode.
     """
+
+    needs: ClassVar[frozenset[OutputName]] = frozenset({"distance"})
+    score_kind: ClassVar[ScoreKind] = "distance"
 
     def __init__(
         self,
@@ -114,6 +118,11 @@ class SISBLoss(nn.Module):
             and (self.iou_threshold, self.iou_weight) == (1.0, 1.0)
         )
         return "hard IoU, released" if released else f"{self.iou} IoU"
+
+    def evaluation_score(self, output: ChangeOutput) -> Tensor:
+        """The distance itself, float32, thresholded at `thresholds.distance` (the released
+        test script predicts change where d > 1)."""
+        return output.score.float()
 
     def forward(self, output: ChangeOutput, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the total loss and its detached parts.

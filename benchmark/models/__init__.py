@@ -1,8 +1,10 @@
 """The change-detection models and the one table that names them.
 
 `MODELS` maps each model's name (the first part of an experiment name) to its
-class; `build_model` checks the name and the options before building. Every model is called as
-`model(t0, t1) -> ChangeOutput` (benchmark/models/output.py). An encoder starts from its
+class; `build_model` checks the name and the options before building. Every model is a
+`ChangeModel` called as `model(t0, t1) -> ChangeOutput` and declares the `outputs` it returns
+(benchmark/models/output.py), from which `benchmark.losses.losses_for` knows the losses that
+fit it. An encoder starts from its
 ImageNet weights when `build_model` is given the folder holding them (`params.yaml`
 `data.weights_dir`, filled by `cdbench weights`; benchmark/models/weights.py).
 """
@@ -10,20 +12,29 @@ ImageNet weights when `build_model` is given the folder holding them (`params.ya
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from torch import nn
 
 from benchmark.errors import ConfigError
 from benchmark.models.bsfnet import BSFNet
 from benchmark.models.ifn import IFN
-from benchmark.models.output import ChangeOutput
+from benchmark.models.output import ChangeModel, ChangeOutput, OutputName
 
-MODELS: dict[str, type[nn.Module]] = {"bsfnet": BSFNet, "ifn": IFN}
+MODELS: dict[str, type[ChangeModel]] = {"bsfnet": BSFNet, "ifn": IFN}
 """Every model of the suite, by name."""
 
-__all__ = ["IFN", "MODELS", "BSFNet", "ChangeOutput", "build_model", "model_options"]
+__all__ = [
+    "IFN",
+    "MODELS",
+    "BSFNet",
+    "ChangeModel",
+    "ChangeOutput",
+    "OutputName",
+    "build_model",
+    "check_model_options",
+    "model_options",
+]
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -44,7 +55,20 @@ def model_options(name: str) -> dict[str, Any]:
     return {key: p.default for key, p in parameters.items() if key != "weights_dir"}
 
 
-def build_model(name: str, weights_dir: Path | None = None, **options: Any) -> nn.Module:
+def check_model_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise ConfigError for an unknown model or an option its constructor does not take (the
+    message lists the valid options with their defaults)."""
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        listed = ", ".join(f"{key} (default {value!r})" for key, value in valid.items())
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid options: "
+            f"{listed or 'none'}"
+        )
+
+
+def build_model(name: str, weights_dir: Path | None = None, **options: Any) -> ChangeModel:
     """Build a model by name.
 
     Args:
@@ -62,14 +86,7 @@ def build_model(name: str, weights_dir: Path | None = None, **options: Any) -> n
         ConfigError: an unknown name or option (the message lists the valid ones), or a value
             the model rejects.
     """
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        listed = ", ".join(f"{key} (default {value!r})" for key, value in valid.items())
-        raise ConfigError(
-            f"model {name!r}: unknown option(s) {', '.join(unknown)}; valid options: "
-            f"{listed or 'none'}"
-        )
+    check_model_options(name, options)
     try:
         return MODELS[name](weights_dir=weights_dir, **options)
     except ValueError as exc:

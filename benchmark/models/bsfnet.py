@@ -53,12 +53,13 @@ Departures from the released code, all without effect on the output:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.models.output import ChangeOutput, check_pair
+from benchmark.models.output import ChangeModel, ChangeOutput, OutputName, check_pair
 from benchmark.models.weights import resnet50_encoder
 
 EMBEDDING_CHANNELS = 16
@@ -146,7 +147,8 @@ class SpatialPath(nn.Module):
         quarter_up = F.interpolate(
             quarter, size=half.shape[-2:], mode="bilinear", align_corners=True
         )
-        return self.attention(self.fuse(torch.cat([half, quarter_up], dim=1)))
+        fused: Tensor = self.attention(self.fuse(torch.cat([half, quarter_up], dim=1)))
+        return fused
 
 
 class ResNet50Encoder(nn.Module):
@@ -193,7 +195,8 @@ class BAM(nn.Module):
 
     def forward(self, shallow: Tensor, deep: Tensor) -> Tensor:
         reverse = 1 - torch.sigmoid(self.gate(deep))
-        return self.conv3(self.conv1(shallow * reverse))
+        refined: Tensor = self.conv3(self.conv1(shallow * reverse))
+        return refined
 
 
 class FFM(nn.Module):
@@ -210,10 +213,11 @@ class FFM(nn.Module):
         feature = self.fuse(torch.cat([boundary, context], dim=1))
         pooled = feature.mean(dim=(2, 3), keepdim=True)
         gate = torch.sigmoid(self.excite(F.relu(self.squeeze(pooled))))
-        return self.out(feature * gate)
+        excited: Tensor = self.out(feature * gate)
+        return excited
 
 
-class BSFNet(nn.Module):
+class BSFNet(ChangeModel):
     """BSFNet: a shared trunk embeds each date; the score is the embeddings' distance.
 
     Args:
@@ -224,6 +228,8 @@ class BSFNet(nn.Module):
 
     Inputs are (B, 3, H, W) with H and W even; the output has the input's resolution.
     """
+
+    outputs: ClassVar[frozenset[OutputName]] = frozenset({"distance", "embeddings"})
 
     def __init__(self, weights_dir: Path | None = None, freeze_encoder: bool = False) -> None:
         super().__init__()

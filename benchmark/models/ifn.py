@@ -65,11 +65,12 @@ Total: 35,727,549 parameters (the 35.73 M other papers cite), 21,012,861 outside
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.models.output import ChangeOutput, check_pair
+from benchmark.models.output import ChangeModel, ChangeOutput, OutputName, check_pair
 from benchmark.models.weights import vgg16_features
 
 VGG16_TAPS = (4, 9, 16, 23, 30)
@@ -178,7 +179,7 @@ class VGG16Encoder(nn.Module):
         return taps[::-1]
 
 
-class IFN(nn.Module):
+class IFN(ChangeModel):
     """IFN: a shared VGG16 encoder and a five-stage, deeply supervised fusion decoder.
 
     Args:
@@ -191,6 +192,8 @@ class IFN(nn.Module):
 
     Inputs are (B, 3, H, W) with H and W divisible by 16.
     """
+
+    outputs: ClassVar[frozenset[OutputName]] = frozenset({"logit", "side_logits"})
 
     def __init__(
         self,

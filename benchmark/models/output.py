@@ -1,16 +1,24 @@
-"""The one output contract every model returns.
+"""The one output contract every model returns, and what each model declares it returns.
 
 `model(t0, t1) -> ChangeOutput`. `score` is what prediction thresholds (higher = more change);
 the other fields are the named extras that a loss needs. A model fills the fields it has and
 leaves the others as None; a loss that needs a missing field raises an error naming it.
+
+Every model subclasses `ChangeModel` and lists in `outputs` what its `ChangeOutput` carries
+(`OutputName`); every loss lists what it needs (`benchmark.losses.ChangeLoss.needs`), so that
+`benchmark.losses.check_pair` refuses a model x loss pair before anything is built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
-from torch import Tensor
+from torch import Tensor, nn
+
+OutputName = Literal["distance", "logit", "embeddings", "side_logits"]
+"""What a `ChangeOutput` can carry: `score` as a distance (`score_kind="distance"`) or as a
+logit (`score_kind="logit"`), and the extras `embeddings` and `side_logits`."""
 
 
 @dataclass
@@ -28,6 +36,25 @@ class ChangeOutput:
 
     side_logits: tuple[Tensor, ...] | None = None
     """IFN: deep-supervision logits, coarsest first (1/16, 1/8, 1/4, 1/2, 1/1 of the input)."""
+
+    def carries(self) -> frozenset[OutputName]:
+        """The `OutputName`s this output holds (what a model's `outputs` must declare)."""
+        names: set[OutputName] = {self.score_kind}
+        if self.embeddings is not None:
+            names.add("embeddings")
+        if self.side_logits is not None:
+            names.add("side_logits")
+        return frozenset(names)
+
+
+class ChangeModel(nn.Module):
+    """A change-detection model: `model(t0, t1) -> ChangeOutput`.
+
+    Subclasses set `outputs`, what every `ChangeOutput` they return carries (`carries()`), so
+    that the losses that fit a model are known without building or running it.
+    """
+
+    outputs: ClassVar[frozenset[OutputName]]
 
 
 def check_pair(t0: Tensor, t1: Tensor, model: str, multiple: int, why: str) -> None:

@@ -1,53 +1,41 @@
 """Check every experiment's model, loss and their options before any work starts.
 
-`params.yaml` is typed by benchmark/config.py, which cannot know the models' and losses'
-constructor options without importing torch. `check_experiments` does that part: each
-experiment's `model` must be a key of `benchmark.models.MODELS`, its `loss` a key of
-`benchmark.losses.LOSSES`, and `model_options` / `loss_options` keys those constructors take;
-each loss is built once, so that a value it refuses (e.g. an unknown Dice form) stops here too.
-Errors name the key, e.g. `experiments.bsfnet-sisb-cdd.model: unknown model 'bsfnett'; ...`.
+`params.yaml` is typed by benchmark/config.py, which does not import torch and so cannot know
+the models and losses. `check_experiments` runs the registries' own checks on each experiment
+(`benchmark.models.check_model_options`, `benchmark.losses.check_pair`, `build_loss`; each
+loss is built once, so that a value it refuses, e.g. an unknown Dice form, stops here too) and
+names the key in every error, e.g.
+`experiments.bsfnet-sisb-cdd.model: unknown model 'bsfnett'; expected one of: bsfnet, ifn`.
 """
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 
-from benchmark.config import Params
+from benchmark.config import ExperimentConfig, Params
 from benchmark.errors import ConfigError
-from benchmark.losses import LOSSES, build_loss
-from benchmark.models import MODELS, model_options
+from benchmark.losses import build_loss, check_pair
+from benchmark.models import check_model_options, model_options
 
 
 def check_experiments(params: Params) -> None:
-    """Raise ConfigError for the first experiment whose model, loss or options are unknown."""
+    """Raise ConfigError for the first experiment whose model, loss, pair or options are
+    refused by the registries."""
     for name, experiment in params.experiments.items():
-        where = f"experiments.{name}"
-        if experiment.model not in MODELS:
-            raise ConfigError(
-                f"{where}.model: unknown model {experiment.model!r}; expected one of: "
-                f"{', '.join(sorted(MODELS))}"
-            )
-        if experiment.loss not in LOSSES:
-            raise ConfigError(
-                f"{where}.loss: unknown loss {experiment.loss!r}; expected one of: "
-                f"{', '.join(sorted(LOSSES))}"
-            )
-        valid = model_options(experiment.model)
-        unknown = sorted(set(experiment.model_options) - set(valid))
-        if unknown:
-            raise ConfigError(
-                f"{where}.model_options: unknown option(s) {', '.join(unknown)} for model "
-                f"{experiment.model!r}; valid: {', '.join(valid) or '(none)'}"
-            )
-        parameters = inspect.signature(LOSSES[experiment.loss].__init__).parameters
-        valid_loss = [p for p in parameters if p != "self"]
-        unknown = sorted(set(experiment.loss_options) - set(valid_loss))
-        if unknown:
-            raise ConfigError(
-                f"{where}.loss_options: unknown option(s) {', '.join(unknown)} for loss "
-                f"{experiment.loss!r}; valid: {', '.join(valid_loss) or '(none)'}"
-            )
-        try:  # the values too (e.g. an unknown Dice form): building a loss costs nothing
-            build_loss(experiment.loss, **experiment.loss_options)
+        check_experiment(name, experiment)
+
+
+def check_experiment(name: str, experiment: ExperimentConfig) -> None:
+    """Raise ConfigError, prefixed with `experiments.<name>.<key>`, for an unknown model or
+    loss, a loss that does not fit the model, or options their constructors refuse."""
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("model", lambda: model_options(experiment.model)),
+        ("loss", lambda: check_pair(experiment.model, experiment.loss)),
+        ("model_options", lambda: check_model_options(experiment.model, experiment.model_options)),
+        ("loss_options", lambda: build_loss(experiment.loss, **experiment.loss_options)),
+    ]
+    for key, check in checks:
+        try:
+            check()
         except ConfigError as exc:
-            raise ConfigError(f"{where}.loss_options: {exc}") from None
+            raise ConfigError(f"experiments.{name}.{key}: {exc}") from None
