@@ -36,12 +36,11 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from benchmark.data.datasets import DATASETS
 from benchmark.errors import ConfigError
 
 T = TypeVar("T")
 
-DATASETS = ("cdd", "levir-cd", "synthetic")
-"""Every dataset name the suite knows."""
 
 
 SAFE_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./][A-Za-z0-9_@%+=:,./-]*")
@@ -142,11 +141,19 @@ def _device(value: str) -> str:
     return value
 
 
+def _dataset(value: Any) -> str:
+    if not isinstance(value, str) or value not in DATASETS:
+        raise problem(f"expected one of {list(DATASETS)}, got {value!r}")
+    return value
+
+
 Float = Annotated[float, BeforeValidator(_number), AfterValidator(_finite)]
 """A finite number (an integer is taken as a float)."""
 PlainPath = Annotated[StrictStr, AfterValidator(_plain_path)]
 Name = Annotated[StrictStr, AfterValidator(_plain_name)]
 Device = Annotated[StrictStr, AfterValidator(_device)]
+DatasetName = Annotated[str, BeforeValidator(_dataset)]
+"""A name of the dataset registry, `benchmark.data.datasets.DATASETS`."""
 Options = Annotated[dict[StrictStr, Any], AfterValidator(_finite)]
 """Free-form constructor options (checked by name when the model or loss is built); only
 their numbers are checked here: finite."""
@@ -168,10 +175,12 @@ def _at_least(minimum: int | float, value: T, expected: str = "") -> T:
 
 
 # Defaults: every value a user may change is written in params.yaml. The dataclasses carry
-# defaults only where params.yaml may leave a key out: the sections data, synth and runtime
-# (an empty params.yaml gives these, the repository's values), the optimiser's and schedule's
-# settings a recipe's optimiser or schedule does not read, a recipe's optional features (crop,
-# augmentation, validation subset...), and an experiment's seeds and options.
+# defaults only for keys params.yaml may leave out: whole sections data, synth and runtime (a
+# params.yaml without them gets the repository's values), an optimiser's betas and weight decay
+# (torch's defaults), the settings only one schedule reads, a recipe's optional features (crop,
+# augmentation, thresholds, validation subset, loss options; training length: epochs or
+# iterations), and an experiment's seeds and options. A recipe's source, optimiser name and lr,
+# schedule name and batch size have none: every recipe states them.
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -223,8 +232,9 @@ class SynthConfig:
 class OptimizerConfig:
     """The optimiser of a recipe (torch.optim.Adam or AdamW)."""
 
-    name: Literal["adam", "adamw"] = "adam"
-    lr: Float = 1e-3
+    name: Literal["adam", "adamw"]
+    lr: Float
+    # optional: torch.optim.Adam's own defaults
     betas: tuple[Float, ...] = (0.9, 0.999)
     weight_decay: Float = 0.0
 
@@ -259,7 +269,8 @@ class ScheduleConfig:
     - `plateau`: ReduceLROnPlateau on the validation selection score, mode max (CDLab).
     """
 
-    name: Literal["constant", "bsfnet-step", "warmup-poly", "plateau"] = "constant"
+    name: Literal["constant", "bsfnet-step", "warmup-poly", "plateau"]
+    # optional: each is read by one schedule only (warmup-poly, plateau)
     warmup_iters: StrictInt = 0
     warmup_start_factor: Float = 1e-6
     power: Float = 1.0
@@ -404,7 +415,7 @@ class ExperimentConfig:
 
     model: StrictStr
     loss: StrictStr
-    dataset: Literal["cdd", "levir-cd", "synthetic"]
+    dataset: DatasetName
     recipe: StrictStr
     seeds: list[StrictInt] = field(default_factory=lambda: [0])
     model_options: Options = field(default_factory=dict)

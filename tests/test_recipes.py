@@ -32,8 +32,8 @@ from benchmark.config import (
     RecipeConfig,
     RunSpec,
     ScheduleConfig,
-    from_dict,
     load_params,
+    validate,
 )
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from benchmark.errors import ConfigError, DataError
@@ -60,8 +60,8 @@ def _recipe(**changes: Any) -> RecipeConfig:
     """A small recipe; `changes` override its fields."""
     base = RecipeConfig(
         source="test",
-        optimizer=OptimizerConfig(),
-        schedule=ScheduleConfig(),
+        optimizer=OptimizerConfig(name="adam", lr=1e-3),
+        schedule=ScheduleConfig(name="constant"),
         batch_size=2,
         iterations=10,
     )
@@ -579,10 +579,11 @@ def test_config_errors_stop_train_naming_the_key(
 def test_recipe_floats_written_as_yaml_strings_are_numbers() -> None:
     # PyYAML (YAML 1.1) reads `1e-5` (no dot) as the string "1e-5".
     assert yaml.safe_load("lr: 1e-5") == {"lr": "1e-5"}
-    optimizer = from_dict(OptimizerConfig, yaml.safe_load("lr: 1e-5\nweight_decay: 5e-2"), "o")
+    text = "name: adam\nlr: 1e-5\nweight_decay: 5e-2"
+    optimizer = validate(OptimizerConfig, yaml.safe_load(text), "o")
     assert optimizer.lr == 1e-5 and optimizer.weight_decay == 0.05
     with pytest.raises(ConfigError, match=r"o\.lr: expected a number, got str 'fast'"):
-        from_dict(OptimizerConfig, {"lr": "fast"}, "o")
+        validate(OptimizerConfig, {"name": "adam", "lr": "fast"}, "o")
 
 
 def test_params_with_string_lr_load(tmp_path: Path) -> None:
