@@ -7,6 +7,10 @@ not an integer, `5` not a string), non-finite numbers, values out of range and c
 rules (a recipe's training length, an experiment's recipe). Every problem found becomes one
 line of a ConfigError that names the file, the dotted key, what was expected and what was
 given. Nothing starts before the whole file has been checked.
+
+Which model and loss fit, and their constructor options, are the registries' to say: the
+commands that build them run `benchmark.training.options.check_experiments` right after
+loading. This module imports no torch, so stages that only read paths do not depend on models.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from benchmark.data.datasets import DATASETS
 from benchmark.errors import ConfigError
 
 T = TypeVar("T")
-
 
 
 SAFE_PATH = re.compile(r"[A-Za-z0-9_@%+=:,./][A-Za-z0-9_@%+=:,./-]*")

@@ -122,10 +122,10 @@ def _cli_entry(command: str, root: Path) -> list[str]:
     while todo:
         function = functions[todo.pop()]
         names.extend(_imported(function, CLI_MODULE, is_package=False))
-        for node in ast.walk(function):
-            if isinstance(node, ast.Name) and node.id in functions and node.id not in seen:
-                seen.add(node.id)
-                todo.append(node.id)
+        for inner in ast.walk(function):
+            if isinstance(inner, ast.Name) and inner.id in functions and inner.id not in seen:
+                seen.add(inner.id)
+                todo.append(inner.id)
     return names
 
 
