@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.config import check_device, load_params, override
+from benchmark.data.datasets import DATASETS, REAL_DATASETS
 from benchmark.errors import CdbenchError
-
-REAL_DATASETS = ("cdd", "levir-cd")
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -509,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         action="append",
-        choices=("cdd", "levir-cd", "synthetic"),
+        choices=tuple(DATASETS),
         help="only this dataset's runs (repeatable)",
     )
     p.add_argument("--all-metrics", action="store_true", help="every test metric, not only the F1s")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.data.prepare import DEFAULT_WORKERS, LEVIR_TILES, prepare_dataset
+from benchmark.data.datasets import DATASETS
+from benchmark.data.prepare import DEFAULT_WORKERS, prepare_dataset
 from tests.data.archives import LEVIR_FULL, write_levir_archives
 
 
@@ -39,10 +40,11 @@ def main() -> int:
         seconds = time.perf_counter() - start
 
     counts = {split: info["pairs"] for split, info in manifest["splits"].items()}
+    expected = {split: DATASETS["levir-cd"].tile_pairs(split) for split in counts}
     print(f"fixture archives: {archive_mb:.1f} MB written in {generated:.1f} s")
-    print(f"tiles: {counts} (expected {LEVIR_TILES})")
+    print(f"tiles: {counts} (expected {expected})")
     print(f"prepare_dataset('levir-cd', workers={args.workers}): {seconds:.1f} s")
-    return 0 if counts == LEVIR_TILES else 1
+    return 0 if counts == expected else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -26,10 +27,11 @@ from torchvision.transforms import v2
 from benchmark import cli
 from benchmark.data import cache
 from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.datasets import DATASETS
 from benchmark.data.download import sidecar_path
 from benchmark.data.images import tile_name, tile_offsets
 from benchmark.data.layout import PARTS, SPLITS, WHOLE
-from benchmark.data.sources import ARCHIVES, Archive
+from benchmark.data.sources import Archive
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairNormalize, PairTransform
 from benchmark.errors import DataError
 from tests.data.archives import (
@@ -70,13 +72,14 @@ def serve(
     files: dict[str, bytes],
     published_md5: bool,
 ) -> None:
-    """Serve `files` and point `ARCHIVES[dataset]` at them (md5 published or, as CDD, not)."""
+    """Serve `files` and point `dataset`'s archives at them (md5 published or, as CDD, not)."""
     archives = []
     for name, data in files.items():
         server.add(f"/{dataset}/{name}", Route(data))
         md5 = hashlib.md5(data).hexdigest() if published_md5 else None
         archives.append(Archive(name, md5, (server.url(f"/{dataset}/{name}"),)))
-    monkeypatch.setitem(ARCHIVES, dataset, tuple(archives))
+    served = dataclasses.replace(DATASETS[dataset], archives=tuple(archives))
+    monkeypatch.setitem(DATASETS, dataset, served)
 
 
 def download_twice(

@@ -6,6 +6,7 @@ The archives are real small zips built here with `zipfile` and, for CDD, a real 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import random
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.data import download, sources
+from benchmark.data import download
+from benchmark.data.datasets import DATASETS
 from benchmark.data.download import download_dataset, sidecar_path
-from benchmark.data.sources import ARCHIVES, Archive
+from benchmark.data.sources import Archive
 from benchmark.errors import DownloadError
 from tests.httpserver import LocalServer, Route, closed_port_url
 
@@ -61,39 +63,6 @@ pytestmark = pytest.mark.usefixtures("fast_download_retries")
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "raw" / "levir-cd"
-
-
-def test_sources_match_the_reference() -> None:
-    levir = ARCHIVES["levir-cd"]
-    assert [a.filename for a in levir] == ["train.zip", "val.zip", "test.zip"]
-    assert [a.md5 for a in levir] == [
-        "a638e71f480628652dea78d8544307e4",
-        "f7b857978524f9aa8c3bf7f94e3047a4",
-        "07d5dd89e46f5c1359e2eca746989ed9",
-    ]
-    for archive, drive_id in zip(
-        levir,
-        [
-            "18GuoCuBn48oZKAlEo-LrNwABrFhVALU-",
-            "1BqSt4ueO7XAyQ_84mUjswUSJt13ZBuzG",
-            "1jj3qJD_grJlgIhUWO09zibRGJe0R4Tn0",
-        ],
-        strict=True,
-    ):
-        assert archive.urls[0] == f"{sources.LEVIR_CD_MIRROR}/{archive.filename}"
-        assert "/resolve/6a6bb0a5b389403d81c05e33bf08bc0b9e5f13a6/" in archive.urls[0]
-        assert archive.urls[1] == (
-            f"https://drive.usercontent.google.com/download?id={drive_id}&export=download"
-        )
-    (cdd,) = ARCHIVES["cdd"]
-    assert cdd == Archive(
-        CDD_NAME,
-        None,
-        (
-            "https://drive.usercontent.google.com/download"
-            "?id=1GX656JqqOyBi_Ef0w65kDGVto-nHrNs9&export=download",
-        ),
-    )
 
 
 def test_plain_download_checks_md5_and_leaves_only_the_archives(
@@ -516,17 +485,16 @@ def test_cli_download_success_and_failure(
     out = tmp_path / "raw"
     (tmp_path / "absent-params.yaml").write_text("")  # empty: the defaults (absent: an error)
     params = ["--params", str(tmp_path / "absent-params.yaml")]
-    monkeypatch.setitem(
-        ARCHIVES, "levir-cd", (Archive("train.zip", md5(data), (server.url("/train.zip"),)),)
-    )
+    levir = DATASETS["levir-cd"]
+    train = (Archive("train.zip", md5(data), (server.url("/train.zip"),)),)
+    monkeypatch.setitem(DATASETS, "levir-cd", dataclasses.replace(levir, archives=train))
 
     assert main([*params, "download", "levir-cd", "--out", str(out)]) == 0
     assert capsys.readouterr().out == f"verified {out / 'train.zip'}\n"
     assert (out / "train.zip").read_bytes() == data
 
-    monkeypatch.setitem(
-        ARCHIVES, "levir-cd", (Archive("val.zip", md5(data), (server.url("/val.zip"),)),)
-    )
+    val = (Archive("val.zip", md5(data), (server.url("/val.zip"),)),)
+    monkeypatch.setitem(DATASETS, "levir-cd", dataclasses.replace(levir, archives=val))
     assert main([*params, "download", "levir-cd", "--out", str(out)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -544,16 +512,6 @@ def test_cli_download_success_and_failure(
 
 ENDLESS_CHUNK = b"PK\x03\x04" + bytes(64 * 1024 - 4)
 """What the endless test server sends over and over: a zip signature, then zeros."""
-
-
-def test_levir_archives_carry_their_known_sizes() -> None:
-    """The sizes that bound each LEVIR-CD download (issue 15); CDD's size is not known."""
-    assert {a.filename: a.size for a in ARCHIVES["levir-cd"]} == {
-        "train.zip": 1_721_956_862,
-        "val.zip": 246_152_048,
-        "test.zip": 496_305_323,
-    }
-    assert [a.size for a in ARCHIVES["cdd"]] == [None]
 
 
 def test_endless_body_is_stopped_at_the_known_size(server: LocalServer, out: Path) -> None:

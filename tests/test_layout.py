@@ -9,8 +9,6 @@ import pytest
 from PIL import Image
 
 from benchmark.data import layout
-from benchmark.data.extract import Member
-from benchmark.data.prepare import CDD_ROOT, detect_cdd_layout, detect_levir_layout
 from benchmark.errors import DataError
 
 DEAD_PID = 2**22 + 1  # above Linux's largest pid_max: no such process
@@ -70,32 +68,6 @@ def test_missing_counterpart_and_bad_manifest_name_the_file(tmp_path: Path) -> N
 
 
 # --- issue 15: file-name numbers are ASCII digits only ------------------------------------------
-
-ARABIC_ONE = "\u0661"  # ARABIC-INDIC DIGIT ONE: `\d` matches it and int() reads it as 1
-
-
-def _members(*names: str) -> list[Member]:
-    return [Member(name, False, 10) for name in names]
-
-
-def test_a_levir_name_with_a_unicode_digit_is_no_pair() -> None:
-    """`train_\u0661` used to be accepted as an extra pair, beside train_1."""
-    stems = ("train_1", f"train_{ARABIC_ONE}")
-    members = _members(*(f"{part}/{stem}.png" for stem in stems for part in ("A", "B", "label")))
-    try:
-        _, pairs = detect_levir_layout(Path("train.zip"), "train", members)
-    except DataError as exc:  # refused as an unknown layout, naming the file
-        assert f"train_{ARABIC_ONE}" in str(exc)
-    else:  # or skipped as an entry the layout does not need
-        assert [pair.stem for pair in pairs] == ["train_1"]
-
-
-def test_a_cdd_name_with_a_unicode_digit_is_refused() -> None:
-    names = [
-        f"{CDD_ROOT}/train/{part}/{n}.jpg" for n in ("1", ARABIC_ONE) for part in ["A", "B", "OUT"]
-    ]
-    with pytest.raises(DataError, match=f"{ARABIC_ONE}.jpg"):
-        detect_cdd_layout(Path("cdd.rar"), _members(*names))
 
 
 def test_a_scratch_folder_with_unicode_digits_is_not_a_scratch_folder(tmp_path: Path) -> None:

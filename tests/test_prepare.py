@@ -3,6 +3,7 @@ and every bad input (with its message, and nothing left in the output folder).""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import io
@@ -22,7 +23,8 @@ import pytest
 from PIL import Image
 
 from benchmark import cli
-from benchmark.data import layout, prepare
+from benchmark.data import layout
+from benchmark.data.datasets import DATASETS, cdd, levircd
 from benchmark.data.images import read_label, read_rgb
 from benchmark.data.prepare import prepare_dataset
 from benchmark.errors import DataError
@@ -45,6 +47,12 @@ from tests.data.archives import (
 
 Edits = Mapping[str, bytes | None]
 """member name -> new bytes, or None to delete the member."""
+
+
+def official_counts(monkeypatch: pytest.MonkeyPatch, name: str, counts: Mapping[str, int]) -> None:
+    """Make `counts` the official split sizes of dataset `name` for one test."""
+    shrunk = dataclasses.replace(DATASETS[name], official_pairs=dict(counts))
+    monkeypatch.setitem(DATASETS, name, shrunk)
 
 
 def levir_raw(
@@ -131,7 +139,7 @@ def test_levir_counts_names_lists_and_whole_images(raw: Path, out: Path) -> None
     ]
     assert manifest["allow_partial"] is True
     assert manifest["tile_size"] == 256
-    assert manifest["layout"] == dict.fromkeys(SPLITS, prepare.LEVIR_FLAT)
+    assert manifest["layout"] == dict.fromkeys(SPLITS, levircd.FLAT)
 
 
 def test_levir_tiles_are_cut_at_pixel_offsets_row_then_column(raw: Path, out: Path) -> None:
@@ -152,7 +160,7 @@ def test_levir_both_layouts_and_worker_counts_give_identical_output(tmp_path: Pa
     nested_raw = levir_raw(tmp_path / "nested", layout_name="nested")
     flat = prepare_dataset("levir-cd", flat_raw, tmp_path / "o1", allow_partial=True, workers=1)
     nested = prepare_dataset("levir-cd", nested_raw, tmp_path / "o2", allow_partial=True, workers=2)
-    assert nested["layout"] == dict.fromkeys(SPLITS, prepare.LEVIR_NESTED)
+    assert nested["layout"] == dict.fromkeys(SPLITS, levircd.NESTED)
     assert flat["layout"] != nested["layout"]
     for split in SPLITS:
         assert nested["splits"][split]["files"] == flat["splits"][split]["files"]
@@ -173,8 +181,7 @@ def test_levir_published_counts_pass_without_allow_partial(
     raw: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the expected counts shrunk to 1/1/1 image, the strict path runs on 1024 images."""
-    monkeypatch.setattr(prepare, "LEVIR_IMAGES", dict.fromkeys(SPLITS, 1))
-    monkeypatch.setattr(prepare, "LEVIR_TILES", dict.fromkeys(SPLITS, 16))
+    official_counts(monkeypatch, "levir-cd", dict.fromkeys(SPLITS, 1))
     levir_raw(raw, counts=dict.fromkeys(SPLITS, 1), size=1024)
     manifest = prepare_dataset("levir-cd", raw, out, workers=1)
     assert manifest["allow_partial"] is False
@@ -193,7 +200,7 @@ def test_levir_published_counts_pass_without_allow_partial(
 def test_levir_image_not_1024_is_an_error_without_allow_partial(
     raw: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prepare, "LEVIR_IMAGES", dict(LEVIR_SMALL))
+    official_counts(monkeypatch, "levir-cd", LEVIR_SMALL)
     levir_raw(raw)  # counts now match, but the images are 512x512
     with pytest.raises(DataError) as info:
         prepare_dataset("levir-cd", raw, out, workers=1)
@@ -650,7 +657,7 @@ def test_cdd_real_subset_only_and_binarised_jpeg_labels(raw: Path, out: Path) ->
     assert sorted(p.name for p in (out / "train" / "A").iterdir()) == [
         f"{i:05d}.png" for i in range(4)
     ]
-    assert manifest["layout"] == prepare.CDD_LAYOUT
+    assert manifest["layout"] == cdd.LAYOUT
     assert list(manifest["sources"]) == ["ChangeDetectionDataset.rar"]
     for split in SPLITS:
         for index in range(CDD_SMALL[split]):
@@ -773,8 +780,8 @@ def test_cdd_published_counts_without_allow_partial(
     The real counts themselves are checked below, in the mismatch message test, and at full
     size in `test_cdd_real_archive_counts_pass_without_allow_partial`.
     """
-    assert prepare.CDD_PAIRS == {"train": 10000, "val": 2998, "test": 3000}
-    monkeypatch.setattr(prepare, "CDD_PAIRS", dict(CDD_SMALL))
+    assert DATASETS["cdd"].official_pairs == {"train": 10000, "val": 2998, "test": 3000}
+    official_counts(monkeypatch, "cdd", CDD_SMALL)
     write_cdd_archive(raw)
     manifest = prepare_dataset("cdd", raw, out)
     assert manifest["allow_partial"] is False

@@ -1,6 +1,6 @@
 """Fetch and verify a dataset's archives (`cdbench download {cdd,levir-cd}`).
 
-For each archive of `benchmark.data.sources.ARCHIVES[name]`:
+For each archive of dataset `name` (`benchmark.data.datasets.DATASETS[name].archives`):
 
 1. If `<out_dir>/<file>` is already there (placed by hand, or by an earlier run), verify it and
    download nothing.
@@ -60,9 +60,10 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from benchmark.data.datasets import DATASETS, REAL_DATASETS
 from benchmark.data.extract import RAR_MAGIC, ZIP_MAGIC, list_members
 from benchmark.data.layout import file_digest
-from benchmark.data.sources import ARCHIVES, MANUAL_PAGES, Archive
+from benchmark.data.sources import Archive
 from benchmark.errors import DataError, DownloadError
 
 CONNECT_TIMEOUT_S = 15.0
@@ -125,8 +126,8 @@ def download_dataset(
     Args:
         name: 'cdd' or 'levir-cd' (names the manual download pages in error messages).
         out_dir: The folder for the archives (created if missing), e.g. `data/raw/levir-cd`.
-        archives: The archives to fetch; None means `ARCHIVES[name]`. Tests pass archives
-            whose URLs point at a local server.
+        archives: The archives to fetch; None means the dataset's (`benchmark.data.datasets`).
+            Tests pass archives whose URLs point at a local server.
 
     Returns:
         The path of every archive, in the order of `archives`.
@@ -136,11 +137,11 @@ def download_dataset(
             says, for each, what was tried and how to place the file by hand.
     """
     if archives is None:
-        if name not in ARCHIVES:
+        if name not in REAL_DATASETS:
             raise DownloadError(
-                f"unknown dataset {name!r}: expected one of {', '.join(sorted(ARCHIVES))}"
+                f"unknown dataset {name!r}: expected one of {', '.join(sorted(REAL_DATASETS))}"
             )
-        archives = ARCHIVES[name]
+        archives = DATASETS[name].archives
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -599,7 +600,7 @@ def _failure_message(
             lines.append(
                 f"  ({part.stat().st_size} bytes are kept in {part}; the next run resumes them)"
             )
-    pages = MANUAL_PAGES.get(name, ())
+    pages = DATASETS[name].manual_pages if name in DATASETS else ()
     if pages:
         lines += ["", "Get the file(s) by hand from:"]
         for page in pages:

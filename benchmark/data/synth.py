@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -63,6 +61,7 @@ from tqdm import tqdm
 
 from benchmark.config import SynthConfig
 from benchmark.data.cache import write_caches
+from benchmark.data.datasets.synthetic import SYNTHETIC
 from benchmark.data.layout import (
     SPLITS,
     check_replaceable,
@@ -73,7 +72,7 @@ from benchmark.data.layout import (
     write_pair,
     write_png,
 )
-from benchmark.data.workers import exit_with_parent
+from benchmark.data.workers import map_in_workers
 
 GENERATOR_VERSION = 1
 """Bumped whenever a change to this module changes the generated pixels."""
@@ -640,25 +639,6 @@ def pair_name(split: str, index: int) -> str:
     return f"{split}_{index:04d}"
 
 
-def _run(tasks: list[_Task], workers: int) -> Iterator[Any]:
-    """`_generate` over `tasks`, in order, in `workers` processes when > 1.
-
-    As in `cdbench prepare`, the workers end with this process even when it is killed
-    outright (`exit_with_parent`), and an error or Ctrl-C cancels the pairs not yet started.
-    """
-    if workers <= 1:
-        yield from map(_generate, tasks)
-        return
-    with ProcessPoolExecutor(
-        workers, mp_context=get_context("fork"), initializer=exit_with_parent
-    ) as pool:
-        try:
-            yield from pool.map(_generate, tasks, chunksize=8)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
 def generate_synthetic(
     out_dir: Path, config: SynthConfig, workers: int = WORKERS
 ) -> dict[str, Any]:
@@ -683,7 +663,7 @@ def generate_synthetic(
             synthetic dataset; it is left as it was.
     """
     out_dir = Path(out_dir)
-    check_replaceable(out_dir, "synthetic", "cdbench synth")
+    check_replaceable(out_dir, SYNTHETIC.name, "cdbench synth")
     with staging_dir(out_dir) as staging:
         tasks = [
             _Task(config.seed, split, i, config.size, str(staging / split), split == "test")
@@ -692,7 +672,10 @@ def generate_synthetic(
         ]
         changed = np.zeros(MAX_SQUARED_DIFFERENCE + 1, dtype=np.int64)
         unchanged = np.zeros(MAX_SQUARED_DIFFERENCE + 1, dtype=np.int64)
-        progress = tqdm(_run(tasks, workers), total=len(tasks), desc="synth", unit="pair")
+        results = map_in_workers(
+            _generate, tasks, workers, chunksize=8, context=get_context("fork")
+        )
+        progress = tqdm(results, total=len(tasks), desc="synth", unit="pair")
         for result in progress:
             if result is not None:
                 (values, counts), (u_values, u_counts) = result
@@ -701,7 +684,7 @@ def generate_synthetic(
         f1, threshold = best_f1(changed, unchanged)
         splits = {split: summarise_split(staging / split) for split in SPLITS}
         manifest = {
-            "dataset": "synthetic",
+            "dataset": SYNTHETIC.name,
             "seed": config.seed,
             "generator": {**asdict(config), "version": GENERATOR_VERSION},
             "splits": splits,

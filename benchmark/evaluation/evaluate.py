@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.config import Params, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.datasets import DATASETS
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
@@ -247,7 +248,7 @@ def _score_and_write(
     root = prepared_root(params, experiment.dataset)
 
     views = [("", False)]
-    if experiment.dataset == "levir-cd":
+    if DATASETS[experiment.dataset].has_whole:
         views.append(("whole_", True))
     metrics: dict[str, Any] = {
         "run": run,

@@ -26,7 +26,8 @@ from typing import Literal
 
 import yaml
 
-from benchmark.config import DATASETS, PLAIN, validate
+from benchmark.config import PLAIN, validate
+from benchmark.data.datasets import DATASETS
 from benchmark.errors import ConfigError
 
 PROFILES = ("full", "demo")
@@ -208,8 +209,9 @@ class Reference:
                 f"{where}.protocol: expected one of our protocols {list(PROTOCOLS)}, "
                 f"got {self.protocol!r}"
             )
-        if self.protocol.startswith("whole_") and self.dataset != "levir-cd":
-            raise ConfigError(f"{where}.protocol: whole-image protocols exist for levir-cd only")
+        if self.protocol.startswith("whole_") and not DATASETS[self.dataset].has_whole:
+            whole = ", ".join(name for name, d in DATASETS.items() if d.has_whole)
+            raise ConfigError(f"{where}.protocol: whole-image protocols exist for {whole} only")
         for name, value in self.values.as_dict().items():
             if value is not None and not 0 <= value <= 100:
                 raise ConfigError(

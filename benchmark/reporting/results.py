@@ -61,13 +61,14 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import Params
+from benchmark.data.datasets import DATASETS
 from benchmark.errors import DataError
 from benchmark.evaluation.metrics import Counts
 from benchmark.reporting.references import METRICS, PROTOCOLS, Reference, tolerance_for
 
 IDENTITY = ("run", "experiment", "model", "loss", "dataset", "recipe", "seed")
 """Fields every metrics file carries (benchmark/evaluation/evaluate.py)."""
-DATASET_ORDER = ("cdd", "levir-cd", "synthetic")
+DATASET_ORDER = tuple(DATASETS)
 LOSS_ORDER = ("sisb", "bce", "contrastive", "ifn_ds")
 RESAMPLES = 1000
 """Bootstrap resamples of the test images."""

@@ -28,7 +28,7 @@ import torch
 
 from benchmark.config import Params
 from benchmark.data.cache import write_caches
-from benchmark.data.prepare import CDD_PAIRS, LEVIR_IMAGES
+from benchmark.data.datasets import DATASETS
 from benchmark.errors import ConfigError, DataError
 from benchmark.speed import loader as loaders
 from benchmark.speed.measure import (
@@ -42,8 +42,6 @@ from benchmark.speed.measure import (
     training_flops_per_pair,
 )
 
-TILES_PER_IMAGE = 16
-"""A LEVIR-CD 1024 x 1024 image holds 16 tiles of 256 x 256."""
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 """Dense bf16 tensor-core peak of known GPUs (vendor data sheets, SXM parts)."""
 BENCH_EXPERIMENT = {"bsfnet": "bsfnet-sisb-cdd", "ifn": "ifn-ds-levir-cd"}
@@ -194,16 +192,15 @@ def measure_loaders(
 
 
 def _train_pairs(dataset: str, whole: bool) -> int:
-    if dataset == "cdd":
-        return CDD_PAIRS["train"]
-    return LEVIR_IMAGES["train"] * (1 if whole else TILES_PER_IMAGE)
+    """Training pairs of an epoch: the whole images with `whole`, else the tiles."""
+    if whole:
+        return DATASETS[dataset].official_pairs["train"]
+    return DATASETS[dataset].tile_pairs("train")
 
 
 def _eval_tiles(dataset: str, split: str) -> int:
-    """Pairs of a split in 256 x 256 tile equivalents (whole LEVIR images count 16)."""
-    if dataset == "cdd":
-        return CDD_PAIRS[split]
-    return LEVIR_IMAGES[split] * TILES_PER_IMAGE
+    """Pairs of a split in 256 x 256 tile equivalents (a whole 1024 LEVIR image counts 16)."""
+    return DATASETS[dataset].tile_pairs(split)
 
 
 def projection(
@@ -224,7 +221,7 @@ def projection(
     """
     rows = []
     for name, experiment in params.experiments.items():
-        if experiment.dataset == "synthetic" or experiment.model not in models:
+        if not DATASETS[experiment.dataset].archives or experiment.model not in models:
             continue
         recipe = params.recipes[experiment.recipe]
         per_epoch = _train_pairs(experiment.dataset, recipe.train_on_whole) // recipe.batch_size
@@ -237,7 +234,7 @@ def projection(
         evaluation = _eval_tiles(experiment.dataset, "val") + _eval_tiles(
             experiment.dataset, "test"
         )
-        if experiment.dataset == "levir-cd":
+        if DATASETS[experiment.dataset].has_whole:
             evaluation *= 2  # tiles and whole images
         row: dict[str, Any] = {
             "experiment": name,
