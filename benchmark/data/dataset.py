@@ -173,7 +173,7 @@ class ChangeDetectionDataset(Dataset[Sample]):
                 f"expected one size for all three"
             )
         if not bool(((label == 0) | (label == 255)).all()):
-            found = sorted(set(label.unique().tolist()) - {0, 255})
+            found = sorted(set(torch.unique(label).tolist()) - {0, 255})
             shown = ", ".join(map(str, found[:5])) + (", ..." if len(found) > 5 else "")
             raise DataError(
                 f"{label_path}: label values must be 0 or 255, found {shown}; "

@@ -61,7 +61,7 @@ from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import rarfile
 from tqdm import tqdm
@@ -234,7 +234,8 @@ def _zip_members(archive: Path, fix: str) -> list[tuple[zipfile.ZipInfo, Member]
 def _rar_infos(archive: Path, fix: str) -> list[rarfile.RarInfo]:
     try:
         with rarfile.RarFile(archive, errors="strict") as rf:
-            return rf.infolist()
+            infos: list[rarfile.RarInfo] = rf.infolist()
+            return infos
     except rarfile.Error as exc:
         raise DataError(
             f"{archive}: not a readable RAR archive ({exc}); it is probably truncated or "
@@ -506,9 +507,7 @@ def _extract_zip(
                 ) from exc
 
 
-def _copy_at_most(
-    archive: Path, member: Member, src: zipfile.ZipExtFile, dst: Any, fix: str
-) -> None:
+def _copy_at_most(archive: Path, member: Member, src: IO[bytes], dst: IO[bytes], fix: str) -> None:
     """Copy a member, never writing more than its declared size.
 
     `zipfile` itself stops at the declared size today; this bound does not depend on that.
@@ -576,7 +575,7 @@ def _rar_command(tool: str, executable: str, archive: Path, dest: Path, prefix: 
     )
 
 
-def _run_tool(command: list[str], progress: tqdm, max_file_bytes: int) -> tuple[int, str]:
+def _run_tool(command: list[str], progress: tqdm[Any], max_file_bytes: int) -> tuple[int, str]:
     """Run an extractor, advancing `progress` per line of its verbose output.
 
     The tool runs under a file-size limit (`RLIMIT_FSIZE` = `max_file_bytes`): a write past it

@@ -267,7 +267,7 @@ class _Window:
     ) -> None:
         self.planes, self.size, self.flips = planes, size, flips
         self._counts: tuple[np.ndarray, np.ndarray | None] | None = None
-        self.inverse = None
+        self.inverse: np.ndarray | None = None
         if angle is not None:
             height, width = planes.shape[1:]
             # mmcv.imrotate: clockwise for a positive angle, about ((w - 1) / 2, (h - 1) / 2)
@@ -285,6 +285,7 @@ class _Window:
         """`source` (its pixel (0, 0) at image pixel `corner` (y, x)) warped into the window
         at (top, left), flipped, into `dst` if given; nearest for one channel (the label,
         border 255), bilinear for three (a date, border 0)."""
+        assert self.inverse is not None, "_warp reads rotated windows only (see read)"
         # output pixel (x, y) -> window pixel (ox + sx * x, oy + sy * y) -> source pixel
         sx, ox, sy, oy = 1, 0, 1, 0
         if self.flips[0]:
@@ -309,6 +310,7 @@ class _Window:
 
     def _footprint(self, top: int, left: int) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1): the source pixels a rotated window reads."""
+        assert self.inverse is not None, "_footprint is of rotated windows only (see read)"
         height, width = self.planes.shape[1:]
         (a, b, c), (d, e, f) = self.inverse.tolist()
         bottom, right = top + self.size[0] - 1, left + self.size[1] - 1

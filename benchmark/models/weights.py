@@ -253,9 +253,10 @@ def vgg16_features(weights_dir: Path | None) -> nn.Sequential:
     """
     with torch.device("meta"):
         vgg = torchvision.models.vgg16(weights=None)
-    features = vgg.features[:VGG16_FEATURES_USED].to_empty(device="cpu")
+    features: nn.Sequential = vgg.features[:VGG16_FEATURES_USED].to_empty(device="cpu")
     for layer in features:
         if isinstance(layer, nn.Conv2d):
+            assert layer.bias is not None, "torchvision's VGG16 convolutions have biases"
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(layer.bias)
     if weights_dir is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -70,6 +71,12 @@ def _interval(low: float, high: float) -> str:
 
 def _signed(value: float) -> str:
     return "" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _number(frame: pd.DataFrame, row: str, column: str) -> float:
+    """The number at (`row`, `column`) of `frame`, as read by `.at` (pandas types it as any
+    scalar; the summary's metric columns hold floats)."""
+    return cast(float, frame.at[row, column])
 
 
 def _tolerance(row: pd.Series) -> str:
@@ -147,15 +154,16 @@ def ablation_table(summary: pd.DataFrame) -> pd.DataFrame:
             for protocol in ABLATION_PROTOCOLS:
                 if protocol in mine.index:
                     row[f"F1 {PROTOCOL_LABELS[protocol]}"] = cell(
-                        mine.at[protocol, "f1"], mine.at[protocol, "f1_std"]
+                        _number(mine, protocol, "f1"), _number(mine, protocol, "f1_std")
                     )
             if "val_threshold" in mine.index:
-                value = mine.at["val_threshold", "f1"]
+                value = _number(mine, "val_threshold", "f1")
                 row["IoU val-chosen threshold"] = cell(
-                    mine.at["val_threshold", "iou"], mine.at["val_threshold", "iou_std"]
+                    _number(mine, "val_threshold", "iou"), _number(mine, "val_threshold", "iou_std")
                 )
                 row["F1 95% CI (val-chosen)"] = _interval(
-                    mine.at["val_threshold", "f1_ci_low"], mine.at["val_threshold", "f1_ci_high"]
+                    _number(mine, "val_threshold", "f1_ci_low"),
+                    _number(mine, "val_threshold", "f1_ci_high"),
                 )
                 row["Δ F1 vs SISB (val-chosen)"] = (
                     _signed(value - sisb.iloc[0]) if len(sisb) and loss != "sisb" else ""

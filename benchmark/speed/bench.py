@@ -20,6 +20,7 @@ import json
 import platform
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,15 @@ def measure_model(
         "training_gflop_per_pair": flops / 1e9,
         "settings": {},
     }
-    trains, infers, memory = {}, {}, {}
+    trains: dict[str, Callable[[], object]] = {}
+    infers: dict[str, Callable[[], object]] = {}
+    memory: dict[str, float] = {}
     for setting in settings:
         with peak_memory(device) as used:
-            train, trainable = train_step(experiment, recipe, setting, device, size)
+            step, trainable = train_step(experiment, recipe, setting, device, size)
             for _ in range(counts["warmup"]):
-                train()
-        trains[setting.name], memory[setting.name] = train, used[0]
+                step()
+        trains[setting.name], memory[setting.name] = step, used[0]
         infers[setting.name] = inference_step(trainable, recipe.batch_size, setting, device, size)
     timing = {"train": trains, "inference": infers}
     measured = {
@@ -320,7 +323,7 @@ def reproject(params: Params, out: Path) -> dict[str, Any]:
     """
     path = out / "perf.json"
     try:
-        result = json.loads(path.read_text())
+        result: dict[str, Any] = json.loads(path.read_text())
         models, loader_figures = result["models"], result["loaders"]
     except FileNotFoundError:
         raise DataError(
