@@ -1,4 +1,5 @@
-"""Tests for benchmark/tracking.py: where runs go, the shared SQLite database, RunTracker.
+"""Tests for benchmark/tracking/: where runs go (location), the shared SQLite database (store),
+RunTracker (recorder), runs_table (query) and git_commit (provenance).
 
 Creating a fresh MLflow database runs every alembic migration (about 6 s here), so most tests
 copy one database prepared once per session; `test_concurrent_processes_on_a_fresh_database`

@@ -414,11 +414,11 @@ def test_training_survives_an_mlflow_outage_and_logs_the_points_later(
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
-    from benchmark import tracking
+    from benchmark.tracking import recorder
 
     (tmp_path / ".git").mkdir()  # a repository root: the default URI lives here
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0,))
+    monkeypatch.setattr(recorder, "RETRY_DELAYS_S", (0.0,))
     real_log_batch = mlflow.MlflowClient.log_batch
     down = {"on": True}
 

@@ -1,55 +1,22 @@
-"""Record every training and evaluation run in MLflow, in the real repository.
+"""Record one training or evaluation run in MLflow (`RunTracker`), never at the cost of the run.
 
-Where runs go
-    `MLFLOW_TRACKING_URI` from the environment wins; otherwise runs go to the absolute
-    `sqlite:////<repo root>/mlflow.db` and their artifacts to `<repo root>/mlruns/<experiment>/`.
-    An absolute URI matters because `dvc exp run --queue` + `dvc queue start` run every
-    experiment in a temporary copy of the repository that is deleted afterwards; MLflow's own
-    default (`sqlite:///mlflow.db` and `./mlruns` relative to the working directory) would
-    record the runs inside that copy and lose them.
-
-The DVC queue layout, checked with dvc 3.67.1 on a scratch git+dvc repository (`dvc exp run
---queue`, `dvc queue start -j 1`, a stage whose command wrote `pwd`, `ls -la` and its
-environment to a file outside the repository):
-    - the stage ran in `<real repo>/.dvc/tmp/exps/tmp<random>/` (e.g. `tmpmsf227zc`), a full
-      copy holding its own `.dvc/` and `.git/` folders (a directory, not a worktree file);
-    - the folder was gone once `dvc queue status` reported `Success`;
-    - DVC sets `DVC_ROOT=<real repo>` in the stage's environment (and `DVC_EXP_NAME`,
-      `DVC_EXP_BASELINE_REV`); `repo_root` does not rely on it, so a command started by hand
-      inside such a copy resolves the same way.
-    So `repo_root` walks up to the first folder holding `.dvc` or `.git` and, when that folder
-    lies inside `<X>/.dvc/tmp/exps/`, answers `<X>`.
-
-Artifacts follow the database: when the URI is a SQLite database named `mlflow.db` directly
-in a repository root (the default, or the same thing given explicitly), each experiment is
-created with the absolute artifact location `<root>/mlruns/<experiment>`. Any other URI (a
-server, another database) keeps that backend's default artifact location.
-
-Checked against mlflow 3.17.2 (`mlflow/store/db/utils.py`, `mlflow/db.py`,
-`mlflow/store/tracking/sqlalchemy_store.py`, `mlflow/system_metrics/system_metrics_monitor.py`,
-`mlflow/tracking/fluent.py`):
-    - Several processes creating a fresh SQLite database at once crash (alembic "table already
-      exists", mlflow#19943). `prepare_tracking` creates or upgrades it once under an
-      `fcntl.flock` on `<db>.lock`, with the same calls as `mlflow db upgrade`, then builds a
-      `SqlAlchemyStore`, which creates the `Default` experiment with an absolute artifact root.
-      Measured on 2 cores: about 6 s on a fresh database (the alembic migrations), about 0.1 s
-      on an existing one; `mlflow db upgrade` in a subprocess took 12 s and 5 s.
-    - `RunTracker` uses `MlflowClient` only, so no fluent "active run" is left behind and
-      several trackers can live in one process. `SystemMetricsMonitor` takes a run id and a
-      tracking URI, so it works with a client-made run; it stops when the tracker finishes.
-    - A param logged again with the same value is accepted; a different value is refused
-      ("Changing param values is not allowed"), which `log_params` reports as a `CdbenchError`.
+`RunTracker` uses `MlflowClient` only, so no fluent "active run" is left behind and several
+trackers can live in one process. `SystemMetricsMonitor` takes a run id and a tracking URI,
+so it works with a client-made run; it stops when the tracker finishes. A param logged again
+with the same value is accepted; a different value is refused ("Changing param values is not
+allowed"), which `log_params` reports as a `CdbenchError`. Checked against mlflow 3.17.2
+(`mlflow/tracking/client.py`, `mlflow/system_metrics/system_metrics_monitor.py`).
 
 A tracking hiccup never costs a training run. Every call to the store is retried with backoff
 (`RETRY_DELAYS_S`) when it fails for a transient reason (`_transient`: a locked SQLite
 database, which MLflow reports as TEMPORARILY_UNAVAILABLE once its 20 s busy timeout has
-passed, an unreachable server). Metrics, params and tags that still cannot be logged stay in
-the tracker's pending queue (a warning says so) and are logged with the next call that
-succeeds or at `finish`; `pending_state` / `restore_pending` let the training loop keep them
-in its checkpoint, so that they are logged on resume. Once a call has used up its retries,
-later calls make one attempt each until one succeeds, so that a long outage slows training by
-one store timeout per logging point, not a whole backoff. Errors that retrying cannot fix (an
-invalid value, a deleted run) are raised.
+passed; an unreachable or failing server). Metrics, params and tags that still cannot be
+logged stay in the tracker's pending queue (a warning says so) and are logged with the next
+call that succeeds or at `finish`; `pending_state` / `restore_pending` let the training loop
+keep them in its checkpoint, so that they are logged on resume. Once a call has used up its
+retries, later calls make one attempt each until one succeeds, so that a long outage slows
+training by one store timeout per logging point, not a whole backoff. Errors that retrying
+cannot fix (an invalid value, a deleted run) are raised.
 
 mlflow is imported inside the functions that need it: importing it takes 2-4 s, which
 `cdbench --help` and commands that track nothing should not pay.
@@ -58,39 +25,24 @@ mlflow is imported inside the functions that need it: importing it takes 2-4 s, 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
-import os
-import re
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchmark.errors import CdbenchError
+from benchmark.tracking.location import experiment_artifact_location, tracking_uri
+from benchmark.tracking.store import prepare_tracking
 
 if TYPE_CHECKING:
-    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-DB_FILE = "mlflow.db"
-ARTIFACT_DIR = "mlruns"
-DVC_EXPS_PARTS = (".dvc", "tmp", "exps")
-"""Where DVC puts the temporary copies of the repository it runs queued experiments in."""
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 TRUNCATION_MARKER = "...[truncated]"
-TABLE_TAGS = ("model", "loss", "dataset", "recipe", "seed", "stale_checkpoint")
-"""Tags shown by `runs_table`, in this order, after the run name and status
-(`stale_checkpoint`: "true" when `cdbench evaluate --allow-stale-checkpoint` scored a
-checkpoint of another configuration, "false" once evaluated normally)."""
-
-_PREPARED: set[str] = set()
-"""Tracking URIs already prepared by this process."""
 
 RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0)
 """Pauses before the 2nd, 3rd, ... attempt of a tracking call that failed for a transient
@@ -103,143 +55,6 @@ TEMPORARILY_UNAVAILABLE), a server that failed or timed out (the REST client's d
 INTERNAL_ERROR)."""
 
 _T = TypeVar("_T")
-
-
-# --- where ---------------------------------------------------------------------------------
-
-
-def repo_root(start: Path | None = None) -> Path:
-    """The real repository root: the folder holding `.dvc` or `.git`, outside DVC's copies.
-
-    Args:
-        start: Folder to start from; the working directory when None.
-
-    Returns:
-        The first folder, from `start` upwards, that holds `.dvc` or `.git`; when it lies inside
-        `<X>/.dvc/tmp/exps/` (a `dvc exp run --queue` copy), `<X>` instead.
-
-    Raises:
-        CdbenchError: Neither `start` nor any folder above it holds `.dvc` or `.git`.
-    """
-    here = (start if start is not None else Path.cwd()).resolve()
-    found = next(
-        (folder for folder in (here, *here.parents) if _holds_repo_marker(folder)),
-        None,
-    )
-    if found is None:
-        raise CdbenchError(
-            f"{here}: neither this folder nor any above it holds .dvc or .git; run cdbench "
-            "inside the cdbench repository, or set MLFLOW_TRACKING_URI"
-        )
-    parts = found.parts
-    n = len(DVC_EXPS_PARTS)
-    for i in range(len(parts) - n + 1):
-        if parts[i : i + n] == DVC_EXPS_PARTS:
-            return Path(*parts[:i])
-    return found
-
-
-def _holds_repo_marker(folder: Path) -> bool:
-    return (folder / ".dvc").is_dir() or (folder / ".git").exists()
-
-
-def default_tracking_uri(root: Path) -> str:
-    """`sqlite:////<root>/mlflow.db` for an absolute `root` (four slashes: the path's own)."""
-    return f"sqlite:///{root.resolve() / DB_FILE}"
-
-
-def tracking_uri(start: Path | None = None) -> str:
-    """`MLFLOW_TRACKING_URI` when set and not empty, else `default_tracking_uri(repo_root())`."""
-    from_env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if from_env:
-        return from_env
-    return default_tracking_uri(repo_root(start))
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` URI (relative to the working directory or
-    absolute), or None for any other URI and for an in-memory database."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
-
-
-def artifact_root(uri: str) -> Path | None:
-    """`<root>/mlruns` when `uri` is a SQLite `mlflow.db` directly in a repository root
-    (holding `.dvc` or `.git`), else None: the backend's default artifact location is kept."""
-    db = sqlite_path(uri)
-    if db is None or db.name != DB_FILE:
-        return None
-    root = db.resolve().parent
-    if not _holds_repo_marker(root):
-        return None
-    return root / ARTIFACT_DIR
-
-
-def experiment_artifact_location(uri: str, experiment: str) -> str | None:
-    """The absolute artifact folder for a new experiment, or None for the backend default."""
-    root = artifact_root(uri)
-    if root is None:
-        return None
-    return str(root / re.sub(r"[^A-Za-z0-9._-]", "_", experiment))
-
-
-# --- the database ---------------------------------------------------------------------------
-
-
-def prepare_tracking(uri: str) -> None:
-    """Make `uri` ready for runs; safe when several processes call it at once.
-
-    Turns MLflow's telemetry off (`MLFLOW_DISABLE_TELEMETRY`, `DO_NOT_TRACK`, unless set).
-    For a SQLite URI, creates the database's folder and creates or upgrades its schema under
-    an exclusive `fcntl.flock` on `<db>.lock`, then creates MLflow's `Default` experiment with
-    an absolute artifact root. Other URIs (a server) need nothing more. Done once per process
-    and URI.
-
-    Args:
-        uri: The tracking URI (see `tracking_uri`).
-    """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    db = sqlite_path(uri)
-    if db is None or uri in _PREPARED:
-        return
-
-    from mlflow.store.db import utils as db_utils
-    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    db.parent.mkdir(parents=True, exist_ok=True)
-    root = artifact_root(uri)
-    with _exclusive_lock(db.with_name(db.name + ".lock")):
-        # What `mlflow db upgrade` does, skipped when the schema is already current.
-        engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
-        try:
-            if db_utils._is_empty_database(engine):
-                db_utils._initialize_tables(engine)
-            elif db_utils._get_schema_version(engine) != db_utils._get_latest_schema_revision():
-                db_utils._upgrade_db(engine)
-        finally:
-            engine.dispose()
-        # Creates the Default experiment (when missing) and checks the schema.
-        SqlAlchemyStore(uri, str(root) if root else DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
-    _PREPARED.add(uri)
-
-
-@contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# --- retries -------------------------------------------------------------------------------
 
 
 def _transient(error: Exception) -> bool:
@@ -259,9 +74,6 @@ def _first_line(error: Exception, limit: int = 200) -> str:
 
 class TrackingUnavailable(CdbenchError):
     """The tracking store kept failing for a transient reason through every retry."""
-
-
-# --- runs ----------------------------------------------------------------------------------
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -306,7 +118,8 @@ class RunTracker:
 
     Args:
         experiment: MLflow experiment name (one per dataset, e.g. "cdbench-synthetic"); created
-            when missing, with an absolute artifact location (see `artifact_root`).
+            when missing, with an absolute artifact location for the embedded SQLite store
+            (`benchmark.tracking.location.artifact_root`), the server's own otherwise.
         run_name: The run's name (e.g. the cdbench experiment name "bsfnet-sisb-cdd").
         tags: Tags set on the run (updated when resuming).
         run_id: Resume this run (same id, status back to RUNNING) instead of making a new one.
@@ -372,10 +185,10 @@ class RunTracker:
         if system_metrics:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-            self._monitor = SystemMetricsMonitor(
+            self._monitor = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
                 self.run_id, resume_logging=run_id is not None, tracking_uri=self.uri
             )
-            self._monitor.start()
+            self._monitor.start()  # type: ignore[no-untyped-call]
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -478,12 +291,11 @@ class RunTracker:
             for kind, queue, size in queues:
                 while queue:
                     chunk = queue[:size]
-                    self._call(
-                        f"log {len(chunk)} {kind}",
-                        lambda kind=kind, chunk=chunk: self._client.log_batch(
-                            run_id, **{kind: chunk}, synchronous=True
-                        ),
-                    )
+
+                    def log_chunk(kind: str = kind, chunk: list[Any] = chunk) -> None:
+                        self._client.log_batch(run_id, **{kind: chunk}, synchronous=True)
+
+                    self._call(f"log {len(chunk)} {kind}", log_chunk)
                     del queue[: len(chunk)]
         except TrackingUnavailable as error:
             print(
@@ -616,7 +428,7 @@ class RunTracker:
             return
         self._finished = True
         if self._monitor is not None:
-            self._monitor.finish()
+            self._monitor.finish()  # type: ignore[no-untyped-call]
         self.flush()
         run_id = self.run_id
         try:
@@ -642,76 +454,3 @@ class RunTracker:
             self.finish("KILLED")
         else:
             self.finish("FAILED")
-
-
-# --- reading back --------------------------------------------------------------------------
-
-
-def runs_table(experiments: Sequence[str] | None = None, uri: str | None = None) -> pd.DataFrame:
-    """One row per run: run name, status, the `TABLE_TAGS` and every `test/...` metric.
-
-    Args:
-        experiments: MLflow experiment names; every active experiment when None.
-        uri: Tracking URI; `tracking_uri()` when None.
-
-    Returns:
-        Columns `run_name`, `status`, `model`, `loss`, `dataset`, `recipe`, `seed`,
-        `stale_checkpoint` (None where a run lacks the tag), then the `test/...` metrics
-        sorted by name (NaN where a run lacks one); rows sorted by run name, then start time.
-    """
-    import mlflow
-    import pandas as pd
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-    uri = uri if uri is not None else tracking_uri()
-    prepare_tracking(uri)
-    # mlflow.search_runs reads the process-wide tracking URI: set it only for this call.
-    with _use_tracking_uri(uri):
-        found = mlflow.search_runs(
-            experiment_names=list(experiments) if experiments is not None else None,
-            search_all_experiments=experiments is None,
-            output_format="pandas",
-        )
-    missing = pd.Series(None, index=found.index, dtype=object)
-    metric_columns = sorted(c for c in found.columns if c.startswith("metrics.test/"))
-    table = pd.DataFrame(
-        {
-            "run_name": found.get("tags.mlflow.runName", missing),
-            "status": found.get("status", missing),
-            **{tag: found.get(f"tags.{tag}", missing) for tag in TABLE_TAGS},
-            **{c.removeprefix("metrics."): found[c] for c in metric_columns},
-            "_start": found.get("start_time", missing),
-        },
-        index=found.index,
-    )
-    table = table.sort_values(["run_name", "_start"], kind="stable").drop(columns="_start")
-    return table.reset_index(drop=True)
-
-
-def format_runs_table(table: pd.DataFrame) -> str:
-    """`runs_table` as plain text (metrics with 4 decimals, "-" where a value is missing), or
-    "(no runs)" when empty."""
-    if table.empty:
-        return "(no runs)"
-    text_columns = [c for c in ("run_name", "status", *TABLE_TAGS) if c in table.columns]
-    filled = table.fillna(dict.fromkeys(text_columns, "-"))
-    return filled.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep="-")
-
-
-def git_commit(root: Path) -> str:
-    """`git rev-parse HEAD` in `root`, plus "-dirty" when tracked files have uncommitted
-    changes; "unknown" when `root` is not in a git repository (or git is missing)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}-dirty" if changes else head
