@@ -86,7 +86,7 @@ def test_pairs_of_different_sizes_get_no_cache(tmp_path: Path) -> None:
     assert not list(folder.glob(".*partial*"))
 
 
-# --- issue 15: the cache is keyed to its source PNGs -------------------------------------------
+# --- the cache is keyed to its source PNGs -----------------------------------------------------
 
 
 def _small_split(root: Path, pairs: int = 3, size: int = 32) -> Path:
@@ -100,7 +100,7 @@ def _small_split(root: Path, pairs: int = 3, size: int = 32) -> Path:
 
 
 def test_an_edited_label_is_read_from_its_png_not_the_stale_cache(tmp_path: Path) -> None:
-    """Edit a label after prepare: the dataset used to return the old, cached label."""
+    """Edit a label after prepare: the dataset returns the edited label, not the cached one."""
     folder = _small_split(tmp_path / "data")
     label = folder / "label" / "p1.png"
     before = label.stat()

@@ -1,5 +1,5 @@
-"""A demo check honest about its spread (issue 14, point 1): the tolerance a demo row derives
-from its measured spread, and the per-run floor over the pixel-difference baseline.
+"""A demo check honest about its spread: the tolerance a demo row derives from its measured
+spread, and the per-run floor over the pixel-difference baseline.
 
 Runs are fabricated with tests/test_report.py's helpers (metrics files computed from per-image
 counts, identities from a params.yaml), so every F1 below is worked out by hand: counts

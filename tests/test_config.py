@@ -41,8 +41,8 @@ def test_repository_params_file_loads() -> None:
 
 
 def test_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
-    """A mistyped --params must not silently run on the defaults (issue 15); an empty file
-    still gives them."""
+    """A mistyped --params must not silently run on the defaults; an empty file still gives
+    them."""
     with pytest.raises(ConfigError, match=r"params file .*typo\.yaml: not found.*--params"):
         load_params(tmp_path / "typo.yaml")
     with pytest.raises(ConfigError, match="is not a file"):
@@ -116,7 +116,7 @@ def test_synth_config_defaults_are_valid() -> None:
     assert SynthConfig().train > SynthConfig().val > 0
 
 
-# --- issue 15: one-line errors instead of tracebacks, no silent defaults ----------------------
+# --- one-line errors instead of tracebacks, no silent defaults --------------------------------
 
 RECIPE: dict[str, Any] = {
     "source": "tests",
@@ -194,7 +194,8 @@ def test_non_finite_numbers_are_refused_inside_free_form_options(tmp_path: Path)
 def test_weight_decay_nan_fails_train_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`weight_decay: .nan` (YAML) used to reach torch.optim.Adam: a raw ValueError traceback."""
+    """`weight_decay: .nan` (YAML) is refused in one line, naming the key, before
+    torch.optim.Adam could raise a ValueError traceback."""
     path = _params(tmp_path)
     path.write_text(path.read_text().replace("weight_decay: 0.0", "weight_decay: .nan"))
     checkpoints = tmp_path / "checkpoints"
@@ -246,7 +247,8 @@ def _tiny_dataset(prepared: Path, size: int) -> None:
 def test_a_crop_larger_than_the_images_fails_train_before_it_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A 64 crop of 32 x 32 images used to fail in the augmentation, mid-run, with a traceback."""
+    """A 64 crop of 32 x 32 images is refused in one line before training, not mid-run in the
+    augmentation."""
     _tiny_dataset(tmp_path / "prepared", 32)
     path = _params(tmp_path, recipes={"tiny": {**RECIPE, "crop": 64}})
     checkpoints = tmp_path / "checkpoints"
@@ -319,7 +321,7 @@ def test_every_command_refuses_a_missing_params_file(
     monkeypatch: pytest.MonkeyPatch,
     command: str,
 ) -> None:
-    """`--params typo.yaml` used to run every command on the defaults."""
+    """`--params typo.yaml` stops every command with one line; none runs on the defaults."""
     import importlib
 
     module, function, args = WORK[command]

@@ -1,4 +1,4 @@
-"""The losses against their sources' formulas (issue 16, points 1-3).
+"""The losses against their sources' formulas.
 
 Every expected value is derived by hand in the comments and computed with plain Python `math`;
 where a source's whole pipeline is restated (CDLab's IFN criterion, BSFNet's released

@@ -229,7 +229,7 @@ def test_cli_synth_rejects_a_negative_seed(
     assert not out.exists()
 
 
-# --- never replace what synth did not create; no worker outlives a killed synth (issue 15) ---
+# --- never replace what synth did not create; no worker outlives a killed synth -------------
 
 
 def _tree(path: Path) -> dict[str, bytes | None]:
