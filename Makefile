@@ -14,8 +14,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup sysdeps demo test test-fast lint format lock clean-demo
 
-# The virtual environment, rebuilt when the pins change. torch/torchvision come from the local
-# disk through pip (../shared/reference/tooling.md); every other version is in constraints.txt.
+# The virtual environment, rebuilt when the pins change: every version (direct and transitive)
+# is in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
