@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue "Speed": within 8 minutes on one H100, measure both models in both
+# The GPU speed check: within 8 minutes on one H100, measure both models in both
 # settings (baseline fp32 eager vs channels_last + fused optimiser + bf16 + torch.compile),
 # the data loaders, and train two synthetic runs with and without the optimisations.
 # Usage (repository root, environment set up with `make setup`):
