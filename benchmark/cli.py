@@ -386,7 +386,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     )  # fmt: skip
     outcomes, chosen = launch(
         Path.cwd(), args.runs, args.glob, executor=args.executor, workers=args.workers,
-        devices=devices, pack=args.pack, logs=Path(args.logs) if args.logs else None,
+        devices=devices, pack=args.pack, threads=args.threads,
+        logs=Path(args.logs) if args.logs else None,
         slurm=slurm,
     )  # fmt: skip
     line, status = summary(outcomes, chosen)
@@ -619,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="runs at once (local; default: one per GPU)")
     p.add_argument("--devices", help="GPUs to use, e.g. 0,1,3 (default: every visible GPU)")
     p.add_argument("--pack", type=int, default=1, help="runs per GPU (default: 1)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads per run (default on the CPU: cores // workers)"
+    )
     p.add_argument("--logs", help="the logs' folder (default: logs/launch)")
     p.add_argument("--partition", help="SLURM partition")
     p.add_argument("--time", type=int, default=24 * 60, help="SLURM time limit per job, minutes")

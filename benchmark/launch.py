@@ -243,7 +243,11 @@ def visible_devices() -> list[str]:
 
 
 def worker_slots(
-    devices: Sequence[str], workers: int | None, pack: int = 1, cores: int | None = None
+    devices: Sequence[str],
+    workers: int | None,
+    pack: int = 1,
+    cores: int | None = None,
+    threads: int | None = None,
 ) -> list[dict[str, str]]:
     """The environment of each worker slot: one slot per card (`pack` per card when asked),
     at most `workers` slots; on the CPU (no devices) `workers` slots sharing the cores.
@@ -253,9 +257,12 @@ def worker_slots(
         workers: How many runs at once; None = one per slot (CPU: 1).
         pack: Runs per card (GPU only).
         cores: The CPU cores to share (default: those this process may run on).
+        threads: OMP_NUM_THREADS = MKL_NUM_THREADS of each worker (`--threads`), fixed so that
+            a run's CPU kernels (their reduction order) do not depend on the machine's cores;
+            default: max(1, cores // workers) on the CPU, unset on GPUs.
 
     Raises:
-        CdbenchError: `workers` or `pack` is below 1, or a card is listed twice.
+        CdbenchError: `workers`, `pack` or `threads` is below 1, or a card is listed twice.
     """
     if workers is not None and workers < 1:
         raise CdbenchError(f"--workers {workers}: expected 1 or more")
@@ -263,13 +270,19 @@ def worker_slots(
         raise CdbenchError(f"--pack {pack}: expected 1 or more runs per card")
     if len(set(devices)) != len(devices):
         raise CdbenchError(f"--devices {','.join(devices)}: a card is listed twice")
+    if threads is not None and threads < 1:
+        raise CdbenchError(f"--threads {threads}: expected 1 or more")
+    fixed = (
+        {}
+        if threads is None
+        else {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    )
     if devices:
-        slots = [{"CUDA_VISIBLE_DEVICES": d} for _ in range(pack) for d in devices]
+        slots = [{"CUDA_VISIBLE_DEVICES": d, **fixed} for _ in range(pack) for d in devices]
         return slots[: workers or len(slots)]
     n = workers or 1
-    cores = cores or len(os.sched_getaffinity(0))
-    threads = str(max(1, cores // n))
-    return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} for _ in range(n)]
+    share = str(max(1, (cores or len(os.sched_getaffinity(0))) // n))
+    return [fixed or {"OMP_NUM_THREADS": share, "MKL_NUM_THREADS": share} for _ in range(n)]
 
 
 def _describe(env: dict[str, str]) -> str:
@@ -455,6 +468,7 @@ def launch(
     workers: int | None = None,
     devices: Sequence[str] | None = None,
     pack: int = 1,
+    threads: int | None = None,
     logs: Path | None = None,
     slurm: SlurmOptions | None = None,
     runner: Runner | None = None,
@@ -466,7 +480,8 @@ def launch(
         root: The DVC repository (holding dvc.yaml and params.yaml).
         names, globs: The runs to consider (see `_selected`); none = every run.
         executor: "local", "slurm" or "submitit-local" (see the module docstring).
-        workers, devices, pack: The local slots (`worker_slots`); `devices` None = every GPU.
+        workers, devices, pack, threads: The local slots (`worker_slots`); `devices` None =
+            every GPU.
         logs: Where the logs go (default `<root>/logs/launch`).
         slurm: The SLURM options of each job.
         runner: Replaces `run_command` (tests).
@@ -495,7 +510,8 @@ def launch(
         return outcome
 
     if executor == "local" and submitit_exec is None:
-        slots = worker_slots(visible_devices() if devices is None else devices, workers, pack)
+        cards = visible_devices() if devices is None else devices
+        slots = worker_slots(cards, workers, pack, threads=threads)
         print(
             f"launch: {len(chosen.todo)} runs on {len(slots)} workers "
             f"({', '.join(_describe(s) for s in slots)}); logs in {logs}",

@@ -77,6 +77,14 @@ def test_cpu_workers_split_the_cores() -> None:
     ]
 
 
+def test_threads_fix_each_workers_threads_whatever_the_cores() -> None:
+    one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert worker_slots([], workers=2, cores=16, threads=1) == [one, one]
+    assert worker_slots(["0"], workers=None, threads=1) == [{"CUDA_VISIBLE_DEVICES": "0", **one}]
+    with pytest.raises(CdbenchError, match="--threads 0"):
+        worker_slots([], workers=2, threads=0)
+
+
 @pytest.mark.parametrize(
     ("devices", "workers", "pack", "message"),
     [
@@ -393,13 +401,13 @@ def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             ctld_port=_free_port(),
             d_port=_free_port(),
             cpus=len(os.sched_getaffinity(0)),
-        )  # fmt: skip
+        )
     )
     monkeypatch.setenv("SLURM_CONF", str(conf))
     daemons = [
         subprocess.Popen(
             [daemon, "-D", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )  # fmt: skip
+        )
         for daemon in ("slurmctld", "slurmd")
     ]
     try:
