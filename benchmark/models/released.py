@@ -364,8 +364,10 @@ def load_weights(path: Path, model_name: str, trainable: nn.Module) -> LoadedWei
         return _load_cdbench(path, sha256, payload, model_name, trainable)
     if "net_CD" in payload:
         _expect_model(path, "bsfnet", model_name, "BSFNet's released checkpoint ('net_CD')")
-        table = key_table("bsfnet", trainable.model)  # type: ignore[arg-type]
-        _load_by_table(path, payload["net_CD"], table, trainable.model)  # type: ignore[arg-type]
+        model = trainable.model
+        assert isinstance(model, nn.Module), "a Trainable's .model is a module"
+        table = key_table("bsfnet", model)
+        _load_by_table(path, payload["net_CD"], table, model)
         details = {
             f"released_{key}": _plain(payload[key]) for key in ("epoch", "metric") if key in payload
         }
@@ -374,8 +376,10 @@ def load_weights(path: Path, model_name: str, trainable: nn.Module) -> LoadedWei
         )
     if any(isinstance(key, str) and key.startswith(("t1_base.", "o1_conv1.")) for key in payload):
         _expect_model(path, "ifn", model_name, "a DSIFN.py state dict (t1_base., o1_conv1., ...)")
-        table = key_table("ifn", trainable.model)  # type: ignore[arg-type]
-        _load_by_table(path, payload, table, trainable.model)  # type: ignore[arg-type]
+        model = trainable.model
+        assert isinstance(model, nn.Module), "a Trainable's .model is a module"
+        table = key_table("ifn", model)
+        _load_by_table(path, payload, table, model)
         return LoadedWeights(
             path, sha256, RELEASED_PROVENANCE, "ifn DSIFN.py state dict", table.coverage()
         )

@@ -93,6 +93,7 @@ class SeededSamples(Dataset[Sample]):
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
+        # torch types Dataset without __len__; the datasets wrapped here all define it
         self.size = len(dataset)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
