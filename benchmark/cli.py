@@ -377,7 +377,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """`cdbench launch` -> `benchmark.launch.launch` (the pending train stages, in parallel)."""
-    from benchmark.launch import SlurmOptions, launch, summary
+    from benchmark.launch import launch, summary
+    from benchmark.launch.slurm import SlurmOptions
 
     devices = None if args.devices is None else [d for d in args.devices.split(",") if d]
     slurm = SlurmOptions(

@@ -1,4 +1,4 @@
-"""`cdbench launch` (benchmark/launch.py): which card each worker gets, and the whole
+"""`cdbench launch` (benchmark/launch/): which card each worker gets, and the whole
 find-run-commit cycle over a tiny DVC repository, through the local pool, submitit's
 LocalExecutor and, where `slurmctld`/`slurmd` are installed and we are root, a one-node SLURM
 started by the test."""
@@ -20,18 +20,10 @@ import yaml
 
 from benchmark.config import load_params
 from benchmark.errors import CdbenchError
-from benchmark.launch import (
-    Outcome,
-    Plan,
-    SlurmOptions,
-    TrainStage,
-    launch,
-    run_local,
-    run_submitit,
-    summary,
-    train_stages,
-    worker_slots,
-)
+from benchmark.launch import launch, summary
+from benchmark.launch.local import run_command, run_local, worker_slots
+from benchmark.launch.pending import Outcome, Plan, TrainStage, train_stages
+from benchmark.launch.slurm import SlurmOptions, run_submitit
 from benchmark.stages import render_stages
 from tests.test_queue import PARAMS, RUNS
 
@@ -166,8 +158,6 @@ def test_pack_runs_two_on_one_card_at_once(tmp_path: Path) -> None:
 
 
 def test_a_worker_process_sees_its_card_and_threads_in_its_environment(tmp_path: Path) -> None:
-    from benchmark.launch import run_command
-
     stage = TrainStage(
         "train@env",
         f"{sys.executable} -c \"import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'), "
@@ -182,8 +172,6 @@ def test_a_worker_process_sees_its_card_and_threads_in_its_environment(tmp_path:
 
 
 def test_a_failed_stage_is_reported_with_its_log(tmp_path: Path) -> None:
-    from benchmark.launch import run_command
-
     stages = [
         TrainStage("train@ok", "echo fine", tmp_path / "checkpoints" / "ok"),
         TrainStage("train@bad", "echo broken >&2; exit 3", tmp_path / "checkpoints" / "bad"),
