@@ -15,7 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.config import check_device, load_params, override
+from benchmark.config import (
+    Params,
+    RunSpec,
+    RuntimeConfig,
+    check_device,
+    load_params,
+    override,
+)
 from benchmark.data.datasets import DATASETS, REAL_DATASETS
 from benchmark.errors import CdbenchError
 
@@ -84,7 +91,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runtime(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _runtime(params: Params, args: argparse.Namespace) -> RuntimeConfig:
     """params.runtime with the command-line overrides of `train`/`evaluate` applied."""
     overrides = {
         key: getattr(args, key)
@@ -97,16 +104,14 @@ def _runtime(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return runtime
 
 
-def _specs(params, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _specs(params: Params, args: argparse.Namespace) -> list[RunSpec]:
     """The runs named on the command line: one seed, or every seed of the experiment."""
-    from benchmark.config import RunSpec
-
     experiment = params.experiment(args.experiment)
     seeds = [args.seed] if args.seed is not None else experiment.seeds
     return [RunSpec.of(args.experiment, experiment, seed) for seed in seeds]
 
 
-def _checked_runs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _checked_runs(args: argparse.Namespace) -> tuple[Params, list[RunSpec], RuntimeConfig]:
     """params.yaml, the runs named on the command line and the runtime, all checked first."""
     params = load_params(args.params)
     specs = _specs(params, args)
@@ -117,7 +122,7 @@ def _checked_runs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return params, specs, runtime
 
 
-def _check_crops(params, experiments: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+def _check_crops(params: Params, experiments: Sequence[str]) -> None:
     """Each experiment's recipe crop fits its training images (`check_crop`), before training.
     Names params.yaml does not define are left to the command's own error."""
     from benchmark.data.dataset import ChangeDetectionDataset, check_crop
@@ -640,7 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except CdbenchError as exc:
         print(f"cdbench {args.command}: error: {exc}", file=sys.stderr)
         return 1
