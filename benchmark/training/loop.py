@@ -33,7 +33,7 @@ weight is finite, every 10 steps and before anything is validated or saved: `las
 with non-finite weights (written by an older version) is refused on resume.
 
 MLflow hiccups never stop training: `RunTracker` retries with backoff and queues what it
-cannot log (benchmark/tracking.py); the queue is saved in `last.pt` and logged on resume.
+cannot log (benchmark/tracking/recorder.py); the queue is saved in `last.pt` and logged on resume.
 
 Under `torchrun` the same function trains with DistributedDataParallel
 (benchmark/training/distributed.py): each rank takes its share of every global batch, the
