@@ -8,8 +8,9 @@ all empty is a reference we know exists but have not transcribed (BSFNet's lette
 as "reference missing" and never passes or fails a check.
 
 Rows are typed (`Reference`) and checked with `benchmark.config.validate`: unknown keys,
-protocols, models, losses or datasets, values outside 0..100 and duplicate rows are refused with
-the file and row named.
+protocols, models, losses or datasets, a loss that does not fit the model
+(`benchmark.losses.check_pair`), values outside 0..100 and duplicate rows are refused with the
+file and row named.
 
 A demo row may carry its measured `spread` (`Spread`: the std, mean, range of one run's F1 over
 seeds x CPU kernel paths, and the command that measured it). Without an explicit `tolerance`,
@@ -29,6 +30,7 @@ import yaml
 from benchmark.config import PLAIN, validate
 from benchmark.data.datasets import DATASETS
 from benchmark.errors import ConfigError
+from benchmark.losses import check_pair
 
 PROFILES = ("full", "demo")
 """`full`: the published numbers; `demo`: the built-in synthetic dataset."""
@@ -43,8 +45,6 @@ PROTOCOLS = (
 """Our evaluation protocols, in report order (benchmark/evaluation/evaluate.py)."""
 METRICS = ("precision", "recall", "f1", "iou", "oa")
 """The figures a reference may give, in report order (percent)."""
-LOSSES_OF = {"bsfnet": ("sisb", "bce", "contrastive"), "ifn": ("ifn_ds",)}
-"""Which losses each model is trained with (the experiments of params.yaml)."""
 
 
 @dataclass(frozen=True)
@@ -195,11 +195,10 @@ class Reference:
         return f"{self.model}/{self.loss} {self.dataset} {self.protocol}"
 
     def check(self, where: str) -> None:
-        if self.loss not in LOSSES_OF[self.model]:
-            raise ConfigError(
-                f"{where}.loss: {self.model} is trained with {list(LOSSES_OF[self.model])}, "
-                f"got {self.loss!r}"
-            )
+        try:
+            check_pair(self.model, self.loss)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.loss: {exc}") from None
         if self.dataset not in DATASETS:
             raise ConfigError(
                 f"{where}.dataset: expected one of {list(DATASETS)}, got {self.dataset!r}"
