@@ -105,6 +105,22 @@ def test_environment_uri_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert tracking.artifact_root(f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}") is None
 
 
+def test_a_server_uri_touches_nothing_in_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking-host:5000")
+    uri = tracking.tracking_uri()
+    assert uri == "http://tracking-host:5000"
+    tracking.prepare_tracking(uri)  # no database, lock or artifact folder to make
+    assert sorted(p.name for p in root.iterdir()) == [".dvc"]
+    for other in (uri, "postgresql+psycopg2://user@db-host:5432/mlflow"):
+        assert tracking.sqlite_path(other) is None
+        assert tracking.experiment_artifact_location(other, EXPERIMENT) is None
+
+
 def test_prepare_tracking_turns_telemetry_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     monkeypatch.delenv("DO_NOT_TRACK", raising=False)
