@@ -271,6 +271,20 @@ def test_the_digest_uses_the_command_line_overrides(tiny: Params) -> None:
     assert _digest(tiny, plain) == _digest(tiny)
 
 
+def test_loss_options_on_the_recipe_or_on_the_experiment_give_one_digest(tiny: Params) -> None:
+    """A recipe owns its source's loss options (params.yaml's IFN recipes); the same options
+    written on the experiment train the same run, so the digest is the same (the checkpoint
+    resumes), and differs from the run without them."""
+    ((name, experiment),) = tiny.experiments.items()
+    options = {"initial_scale": 2.0}
+    recipe = dataclasses.replace(tiny.recipes[experiment.recipe], loss_options=options)
+    on_recipe = dataclasses.replace(tiny, recipes={experiment.recipe: recipe})
+    own = dataclasses.replace(experiment, loss_options=options)
+    on_experiment = dataclasses.replace(tiny, experiments={name: own})
+    assert on_recipe.experiments[name].loss_options == options
+    assert _digest(on_recipe) == _digest(on_experiment) != _digest(tiny)
+
+
 def test_a_checkpoint_of_another_fused_optimizer_setting_is_moved_aside(
     tiny: Params, tmp_path: Path
 ) -> None:
