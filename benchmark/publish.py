@@ -6,7 +6,7 @@ system), then renames them into place; a rename within one file system is atomic
 - `staging_dir(out)`: one folder replaced as a whole (a prepared dataset, `cdbench prepare` and
   `cdbench synth`).
 - `StagedOutputs`: a set of files and folders spread over several folders, e.g. `cdbench
-  evaluate`'s `reports/{metrics,curves,per_image}/<run>.*` and `reports/predictions/<run>/`
+  evaluate`'s `reports/{metrics,curves,per_image,predictions}/<run>.*`
   (each its own DVC output, so they cannot live in one folder). POSIX has no rename of several
   paths at once, so the set is swapped in by a short sequence of renames, with one file of the
   set (`last`: the one readers look for first, e.g. the metrics file) taken away first and

@@ -320,7 +320,8 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
             cache: false
         - reports/per_image/${{key}}.csv:
             cache: false
-        - reports/predictions/${{key}}:
+        # arrays, no picture: the report stage draws every figure from them
+        - reports/predictions/${{key}}.npz:
             cache: false
 
   # The comparison report over every evaluated run (benchmark/reporting/). Its deps are the
@@ -348,6 +349,7 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
           cache: false
       - reports/ablation.tex:
           cache: false
+      # every picture, drawn from the evaluations' arrays: per dataset, and per run in runs/
       - reports/figures:
           cache: false
 

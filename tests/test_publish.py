@@ -320,8 +320,7 @@ def test_evaluate_killed_while_writing_keeps_the_previous_set(
         "per_image",
         f"per_image/{RUN}.csv",
         "predictions",
-        f"predictions/{RUN}",
-        *(f"predictions/{RUN}/test_000{i}.png" for i in range(4)),
+        f"predictions/{RUN}.npz",
     ]
 
     def killed(*args: object, **kwargs: object) -> list[Path]:

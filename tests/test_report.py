@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
 
 from benchmark.cli import main
 from benchmark.config import load_params
 from benchmark.errors import ConfigError, DataError
 from benchmark.evaluation.metrics import Counts
+from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.reporting.check import (
     FAIL,
     MISSING,
@@ -106,11 +106,18 @@ def write_run(
         ],
     }
     (reports / "curves" / f"{run}.json").write_text(json.dumps(curves))
-    strip = np.zeros((8, 40, 3), np.uint8)
-    strip[:4, 16:24] = 255  # label: top half changed
-    strip[:, 24:32] = 255 if seed % 2 else 0  # prediction
-    (reports / "predictions" / run).mkdir(exist_ok=True)
-    Image.fromarray(strip).save(reports / "predictions" / run / "test_0000.png")
+    label = np.zeros((1, 8, 8), np.uint8)
+    label[:, :4] = 1  # top half changed
+    Thumbnails(
+        names=np.array(["test_0000"]),
+        image_a=np.zeros((1, 8, 8, 3), np.uint8),
+        image_b=np.full((1, 8, 8, 3), 255, np.uint8),
+        label=label,
+        prediction=np.full((1, 8, 8), seed % 2, np.uint8),
+        score=np.full((1, 8, 8), 0.5 * (seed % 2), np.float16),
+        threshold=0.5,
+        score_kind="probability",
+    ).save(reports / "predictions" / f"{run}.npz")
     return metrics
 
 
@@ -544,6 +551,9 @@ def test_report_command_writes_tables_figures_and_an_mlflow_run(
         "training-synthetic.png",
         "qualitative-synthetic.png",
     } <= set(figures)
+    runs = ("bsfnet-sisb-synthetic-s0", "bsfnet-sisb-synthetic-s1", "bsfnet-bce-synthetic")
+    per_run = {f"{run}-{name}.png" for run in runs for name in ("predictions", "pr")}
+    assert {p.name for p in (reports / "figures" / "runs").iterdir()} == per_run
     markdown = (reports / "comparison.md").read_text()
     assert "70.00 ± 14.14" in markdown  # mean and std of 80 and 60 over two seeds
 
@@ -561,6 +571,8 @@ def test_report_command_writes_tables_figures_and_an_mlflow_run(
         for a in client.list_artifacts(found.iloc[0]["run_id"], folder)
     }
     assert "tables/comparison.md" in artifacts and "figures/f1-synthetic.png" in artifacts
+    drawn = {a.path for a in client.list_artifacts(found.iloc[0]["run_id"], "figures/runs")}
+    assert drawn == {f"figures/runs/{name}" for name in per_run}
 
 
 def test_dvc_report_stage_depends_on_every_evaluation_output() -> None:
@@ -577,8 +589,10 @@ def test_dvc_report_stage_depends_on_every_evaluation_output() -> None:
     } <= set(report["deps"])
     outs = {next(iter(o)) if isinstance(o, dict) else o for o in report["outs"]}
     assert {"reports/comparison.md", "reports/figures"} <= outs
-    evaluate_outs = json.dumps(stages["evaluate"]["do"])
+    evaluate_outs = json.dumps(stages["evaluate"]["do"]["outs"])
     assert "reports/per_image/${key}.csv" in evaluate_outs
+    assert "reports/predictions/${key}.npz" in evaluate_outs  # arrays: the report draws
+    assert ".png" not in evaluate_outs
 
 
 def test_make_demo_evaluates_every_synthetic_run() -> None:
@@ -881,7 +895,7 @@ def test_report_interrupted_keeps_the_previous_report_whole(
     assert main(report_args(tmp_path, params_path, reports)) == 0
     published = ["ablation.csv", "ablation.tex", "comparison.csv", "comparison.md"]
     published += ["comparison.tex", "figures"]
-    for path in [*reports.glob("*.*"), *(reports / "figures").iterdir()]:
+    for path in [*reports.glob("*.*"), *(reports / "figures").rglob("*.png")]:
         path.write_bytes(path.read_bytes() + b"\nprevious report")  # shows any rewrite
 
     def report_set() -> dict[str, bytes | None]:
@@ -893,7 +907,8 @@ def test_report_interrupted_keeps_the_previous_report_whole(
         return found
 
     before = report_set()
-    assert len([name for name in before if name.startswith("figures/")]) == 4
+    drawn = [name for name in before if name.startswith("figures/") and name.endswith(".png")]
+    assert len(drawn) == 6  # f1, pr, training, qualitative; the run's predictions and pr
 
     class Killed(BaseException):
         pass
@@ -901,7 +916,7 @@ def test_report_interrupted_keeps_the_previous_report_whole(
     def killed(*args: object, **kwargs: object) -> bool:
         raise Killed
 
-    monkeypatch.setattr(figures, "_training_figure", killed)  # the 3rd of 4 figures
+    monkeypatch.setattr(figures, "_training_figure", killed)  # the 3rd figure drawn
     with pytest.raises(Killed):
         main(report_args(tmp_path, params_path, reports))
     assert report_set() == before

@@ -1,4 +1,5 @@
-"""The report's figures (benchmark/reporting/figures.py) on hand-made summaries, runs and strips."""
+"""The report's figures (benchmark/reporting/figures.py) on hand-made summaries, runs and
+thumbnails files (arrays built here, as `cdbench evaluate` writes them)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.reporting import figures
-from benchmark.reporting.figures import colour_of, error_map, read_strip, write_figures
+from benchmark.reporting.figures import colour_of, error_map, write_figures
 
 METRICS = ("precision", "recall", "f1", "iou", "oa")
 TILE_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
 LEVIR_PROTOCOLS = (*TILE_PROTOCOLS, *(f"whole_{p}" for p in TILE_PROTOCOLS))
 SIDE = 16
-"""Panel width and height of the fake prediction strips."""
+"""Width and height of the fake thumbnails."""
 
 SYNTHETIC = {  # experiment -> (model, loss, seeds)
     "bsfnet-sisb-synthetic": ("bsfnet", "sisb", (0, 1)),
@@ -105,16 +107,25 @@ def _training(scale: float) -> list[dict[str, float]]:
     return records
 
 
-def _write_strip(path: Path, seed: int) -> None:
+def _thumbnails(names: list[str], seed: int, kind: str = "probability") -> Thumbnails:
+    """Thumbnails of `names`: random images and scores, a 6 x 6 changed square in the label,
+    a 7 x 6 one in the prediction."""
     rng = np.random.default_rng(seed)
-    t0, t1 = (rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8) for _ in range(2))
-    label = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
-    label[4:10, 4:10] = 255
+    count = len(names)
+    label = np.zeros((count, SIDE, SIDE), dtype=np.uint8)
+    label[:, 4:10, 4:10] = 1
     prediction = np.zeros_like(label)
-    prediction[5:12, 3:9] = 255
-    score = np.repeat(rng.integers(0, 255, (SIDE, SIDE, 1), dtype=np.uint8), 3, axis=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([t0, t1, label, prediction, score], axis=1)).save(path)
+    prediction[:, 5:12, 3:9] = 1
+    return Thumbnails(
+        names=np.array(names, dtype=np.str_),
+        image_a=rng.integers(0, 255, (count, SIDE, SIDE, 3), dtype=np.uint8),
+        image_b=rng.integers(0, 255, (count, SIDE, SIDE, 3), dtype=np.uint8),
+        label=label,
+        prediction=prediction,
+        score=rng.uniform(0, 1, (count, SIDE, SIDE)).astype(np.float16),
+        threshold=0.5,
+        score_kind=kind,
+    )
 
 
 def _inputs(
@@ -141,15 +152,21 @@ def _inputs(
         curves[run] = {"test": _curve(0.02 * k), "training": _training(1.0 + k)}
         if row["dataset"] == "levir-cd":
             curves[run]["whole_test"] = _curve(0.05)
-        for pair in range(5):
-            _write_strip(predictions / run / f"pair_{pair:03d}.png", seed=pair)
+        pairs = [f"pair_{pair:03d}" for pair in range(5)]
+        if run == "ifn-ifn_ds-synthetic-s0":
+            pairs = pairs[:4]  # pair_004 not in every run
+        predictions.mkdir(exist_ok=True)
+        _thumbnails(pairs, seed=k).save(predictions / f"{run}.npz")
     del curves["bsfnet-sisb-levir-cd-s3"]["training"]  # an older curves file
-    (predictions / "ifn-ifn_ds-synthetic-s0" / "pair_004.png").unlink()  # not in every run
     return pd.DataFrame(summary_rows), runs, curves, predictions
 
 
 def _names(paths: list[Path]) -> list[str]:
     return [path.name for path in paths]
+
+
+def _run_figures(*runs: str) -> list[str]:
+    return [f"{run}-{name}.png" for run in runs for name in ("predictions", "pr")]
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +191,24 @@ def test_write_figures_writes_every_figure_in_a_stable_order(
         "pr-levir-cd.png",
         "training-levir-cd.png",
         "qualitative-levir-cd.png",
+        *_run_figures("bsfnet-sisb-levir-cd-s3", "ifn-ifn_ds-levir-cd-s3"),
         "f1-synthetic.png",
         "ablation-synthetic.png",
         "pr-synthetic.png",
         "training-synthetic.png",
         "qualitative-synthetic.png",
+        *_run_figures(
+            "bsfnet-sisb-synthetic-s0",
+            "bsfnet-sisb-synthetic-s1",
+            "bsfnet-bce-synthetic-s0",
+            "bsfnet-contrastive-synthetic-s0",
+            "ifn-ifn_ds-synthetic-s0",
+        ),
     ]
-    assert sorted(p.name for p in out.iterdir()) == sorted(_names(written))
+    per_run = [path for path in written if path.parent != out]
+    assert {path.parent for path in per_run} == {out / "runs"}
+    on_disk = {path.relative_to(out) for path in out.rglob("*.png")}
+    assert on_disk == {path.relative_to(out) for path in written}
 
 
 def test_every_figure_is_a_readable_png_and_is_closed(drawn: tuple[Path, list[Path]]) -> None:
@@ -212,7 +240,14 @@ def test_missing_optional_inputs_skip_their_figures(tmp_path: Path) -> None:
     summary, runs = _synthetic(summary), _synthetic(runs)
     no_training = {run: {"test": _curve(0.0)} for run in runs["run"]}  # older curves files
     written = write_figures(summary, runs, no_training, tmp_path / "absent", tmp_path / "a")
-    assert _names(written) == ["f1-synthetic.png", "ablation-synthetic.png", "pr-synthetic.png"]
+    runs_pr = [f"{run}-pr.png" for run in figures._ordered_runs(runs)["run"]]
+    assert _names(written) == [
+        "f1-synthetic.png",
+        "ablation-synthetic.png",
+        "pr-synthetic.png",
+        *runs_pr,  # no thumbnails: no predictions figure, per run or per dataset
+    ]
+    assert len(runs_pr) == 5
     unknown_runs = {"another-run": {"test": _curve(0.0)}}
     written = write_figures(summary, runs, unknown_runs, tmp_path / "absent", tmp_path / "b")
     assert "pr-synthetic.png" not in _names(written)
@@ -237,28 +272,80 @@ def test_error_map_colours_each_outcome() -> None:
         error_map(label, np.zeros((2, 3), dtype=bool))
 
 
-def test_strip_panels_are_thresholded_at_128(tmp_path: Path) -> None:
-    path = tmp_path / "pair.png"
-    _write_strip(path, seed=0)
-    panels = read_strip(path)
-    assert [panel.shape for panel in panels] == [(SIDE, SIDE, 3)] * 5
-    assert figures.mask_of(panels[2]).sum() == 36  # the 6 x 6 white square
-    grey = np.array([[[127] * 3, [128] * 3]], dtype=np.uint8)
-    assert figures.mask_of(grey).tolist() == [[False, True]]
+def test_masks_and_scores_become_pixels() -> None:
+    """The panels are drawn from the arrays: 0/1 masks as black/white, scores as grey over
+    0 ... 1 (a probability) or 0 ... 2 (a distance), clipped."""
+    mask = np.array([[0, 1]], dtype=np.uint8)
+    np.testing.assert_array_equal(figures.mask_image(mask), [[[0, 0, 0], [255, 255, 255]]])
+    score = np.array([[-0.5, 0.0, 0.5, 1.0, 1.5, 3.0]], dtype=np.float16)
+    assert figures.score_grey(score, "probability").tolist() == [[0, 0, 127, 255, 255, 255]]
+    assert figures.score_grey(score, "distance").tolist() == [[0, 0, 63, 127, 191, 255]]
 
 
-def test_malformed_strip_raises_naming_the_file(tmp_path: Path) -> None:
+def test_predictions_figure_is_drawn_from_the_arrays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's predictions figure: one row per pair, five labelled panels taken from the
+    thumbnails (images, label and prediction as masks, the score in grey)."""
+    from matplotlib import pyplot
+
+    thumbnails = _thumbnails(["a", "b"], seed=1, kind="distance")
+    drawn: list[tuple[list[list[np.ndarray]], list[str], list[str]]] = []
+    real_grid = figures._panel_grid
+
+    def recording_grid(
+        rows: list[list[np.ndarray]], pairs: list[str], titles: list[str], small_from: int
+    ) -> tuple[Any, float]:
+        drawn.append((rows, pairs, titles))
+        return real_grid(rows, pairs, titles, small_from)
+
+    monkeypatch.setattr(figures, "_panel_grid", recording_grid)
+    path = tmp_path / "run-predictions.png"
+    figures._predictions_figure("run", thumbnails, path)
+    ((rows, pairs, titles),) = drawn
+    assert pairs == ["a", "b"]
+    assert titles[:3] == ["T0 (image A)", "T1 (image B)", "ground truth"]
+    assert "prediction" in titles[3] and "0.5" in titles[3]
+    assert "distance" in titles[4] and "2" in titles[4]
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(row[0], thumbnails.image_a[i])
+        np.testing.assert_array_equal(row[1], thumbnails.image_b[i])
+        assert (row[2][..., 0] == 255).sum() == 36  # the 6 x 6 changed square
+        assert (row[3][..., 0] == 255).sum() == 42  # the 7 x 6 predicted one
+        np.testing.assert_array_equal(row[4], figures.score_grey(thumbnails.score[i], "distance"))
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+    assert pyplot.get_fignums() == []
+
+
+def test_qualitative_cells_come_from_each_runs_arrays() -> None:
+    first = _thumbnails(["a", "b"], seed=1)
+    second = _thumbnails(["b"], seed=2)
+    second.prediction[0] = 0  # predicts nothing: the square shows as false negatives
+    shown = [("one", "run-1"), ("two", "run-2")]
+    cells = figures._qualitative_row({"run-1": first, "run-2": second}, "b", shown)
+    assert len(cells) == 5
+    np.testing.assert_array_equal(cells[0], first.image_a[1])
+    np.testing.assert_array_equal(cells[3], error_map(first.label[1], first.prediction[1]))
+    expected = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
+    expected[4:10, 4:10] = figures.FALSE_NEGATIVE
+    np.testing.assert_array_equal(cells[4], expected)
+
+
+def test_malformed_thumbnails_raise_naming_the_file(tmp_path: Path) -> None:
     from matplotlib import pyplot
 
     summary, runs, _, predictions = _inputs(tmp_path)
-    bad = predictions / "bsfnet-bce-synthetic-s0" / "pair_000.png"
-    Image.fromarray(np.zeros((SIDE, 5 * SIDE + 1, 3), dtype=np.uint8)).save(bad)
-    with pytest.raises(ValueError, match=r"bsfnet-bce-synthetic-s0.pair_000\.png.*divisible by 5"):
+    bad = predictions / "bsfnet-bce-synthetic-s0.npz"
+    arrays = dict(np.load(bad))
+    arrays["score"] = arrays["score"].astype(np.float32)
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match=r"bsfnet-bce-synthetic-s0\.npz: .*score: float32"):
         write_figures(_synthetic(summary), _synthetic(runs), {}, predictions, tmp_path / "out")
     assert pyplot.get_fignums() == []
-    bad.write_bytes(b"not a png")
-    with pytest.raises(ValueError, match=r"pair_000\.png: not a readable"):
-        read_strip(bad)
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=r"s0\.npz: not a readable thumbnails file"):
+        write_figures(_synthetic(summary), _synthetic(runs), {}, predictions, tmp_path / "out")
 
 
 def test_summary_without_required_column_is_refused(tmp_path: Path) -> None:

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from benchmark.config import Params, SynthConfig, load_params
 from benchmark.data.synth import generate_synthetic
@@ -218,13 +220,45 @@ def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: P
     assert metrics["score_kind"] == "probability"
     curve = json.loads((tmp_path / "reports" / "curves" / f"{RUN}.json").read_text())
     assert len(curve["test"]["precision"]) == len(curve["test"]["threshold"]) > 100
-    pictures = sorted((tmp_path / "reports" / "predictions" / RUN).glob("*.png"))
-    assert len(pictures) == 4
+    # The thumbnails: arrays of the first test pairs, no picture (the report draws them).
+    assert not list((tmp_path / "reports" / "predictions").glob("**/*.png"))
+    with np.load(tmp_path / "reports" / "predictions" / f"{RUN}.npz") as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    shapes = {key: (value.dtype, value.shape) for key, value in arrays.items()}
+    assert shapes == {
+        "names": (np.dtype("<U9"), (4,)),
+        "image_a": (np.uint8, (4, 64, 64, 3)),
+        "image_b": (np.uint8, (4, 64, 64, 3)),
+        "label": (np.uint8, (4, 64, 64)),
+        "prediction": (np.uint8, (4, 64, 64)),
+        "score": (np.float16, (4, 64, 64)),
+        "threshold": (np.float64, ()),
+        "score_kind": (np.dtype("<U11"), ()),
+    }
+    assert str(arrays["score_kind"]) == "probability"
+    threshold = float(arrays["threshold"])
+    assert round(threshold, 6) == metrics["thumbnail_threshold"]
     assert metrics["thumbnail_threshold"] == metrics["val_threshold/threshold"]
+    split = prepared / "synthetic" / "test"
+    for i, name in enumerate(arrays["names"]):
+        assert np.array_equal(
+            arrays["image_a"][i], np.asarray(Image.open(split / "A" / f"{name}.png"))
+        )
+        assert np.array_equal(
+            arrays["image_b"][i], np.asarray(Image.open(split / "B" / f"{name}.png"))
+        )
+        assert np.array_equal(
+            arrays["label"][i] * 255, np.asarray(Image.open(split / "label" / f"{name}.png"))
+        )
+    score = arrays["score"].astype(np.float32)
+    clear = np.abs(score - threshold) > 1e-2  # away from float16's rounding of the score
+    assert np.array_equal(arrays["prediction"][clear], (score > threshold)[clear])
     assert [r["step"] for r in curve["training"] if "val/f1" in r] == [3, 6]
     # Per-image counts (the report's bootstrap) add up to the pooled counts of every protocol.
     per_image = pd.read_csv(tmp_path / "reports" / "per_image" / f"{RUN}.csv")
-    assert list(per_image["name"]) == [p.stem for p in pictures] and len(per_image) == 4
+    assert list(per_image["name"]) == list(arrays["names"]) and len(per_image) == 4
+    positives = per_image["fixed/tp"] + per_image["fixed/fn"]
+    assert list(positives) == [int(label.sum()) for label in arrays["label"]]
     for protocol in ("fixed", "val_threshold", "test_best_optimistic"):
         for k in ("tp", "fp", "fn", "tn"):
             assert per_image[f"{protocol}/{k}"].sum() == metrics[f"{protocol}/{k}"], protocol
@@ -280,7 +314,9 @@ def test_mlflow_records_params_curves_test_metrics_and_artifacts(
     assert "test/fixed/f1" in run.data.metrics
     assert "test/val_threshold/f1" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "evaluation", "predictions"} <= artifacts
+    assert {"config.json", "evaluation"} <= artifacts
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/predictions")}
+    assert logged == {f"evaluation/predictions/{RUN}.npz"}  # arrays; the report draws them
     assert (tmp_path / "mlruns").is_dir()  # artifacts in the repository, not elsewhere
 
 

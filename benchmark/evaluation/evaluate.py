@@ -18,7 +18,9 @@ the threshold, everywhere. Outputs, read by `cdbench report`:
   the training history (`training`: the records of checkpoints/<run>/summary.json);
 - `reports/per_image/<run>.csv`: each test pair's tp/fp/fn/tn at the threshold of each
   protocol (from per-image histograms; the report's bootstrap resamples these rows);
-- `reports/predictions/<run>/*.png`: a few test pairs, A | B | label | prediction | score.
+- `reports/predictions/<run>.npz`: a few test pairs as arrays (images A and B, label, score
+  map, prediction at the validation-chosen threshold; benchmark/evaluation/thumbnails.py).
+Evaluation draws nothing: `cdbench report` draws every figure from these files.
 The training run's MLflow record gets the test metrics and these files as artifacts.
 The four are written into a staging folder, then published as one set, the metrics file last
 (`output_paths`; the guarantee is `benchmark.publish.StagedOutputs`'): a reader sees the
@@ -51,7 +53,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from benchmark.config import Params, RunSpec, RuntimeConfig
@@ -60,6 +61,7 @@ from benchmark.data.datasets import DATASETS
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
+from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.models.released import RUN_SUFFIX, LoadedWeights, load_weights, sha256_of
 from benchmark.publish import StagedOutputs
 from benchmark.runlock import run_lock
@@ -308,16 +310,14 @@ def _score_and_write(
         staged.path("metrics").write_text(json.dumps(metrics, indent=2) + "\n")
         staged.path("curves").write_text(json.dumps(curves) + "\n")
         _write_per_image(per_image, staged.path("per_image"))
-        pictures = _write_thumbnails(
-            root, thumbnails, thumbnail_threshold, kind, staged.path("predictions")
-        )
+        _write_thumbnails(root, thumbnails, thumbnail_threshold, kind, staged.path("predictions"))
         staged.publish()
         if tracking and metrics["mlflow_run_id"]:
-            figure = staged.root / "figure" / "curves" / f"{run}.png"  # MLflow only
-            figure.parent.mkdir(parents=True)
-            _plot_curves({k: v for k, v in curves.items() if k.endswith("test")}, metrics, figure)
-            files = [targets["metrics"], targets["curves"], figure, targets["per_image"]]
-            _log(metrics, files, [targets["predictions"] / p.name for p in pictures], spec)
+            _log(
+                metrics,
+                [targets[key] for key in ("metrics", "curves", "per_image", "predictions")],
+                spec,
+            )
     return metrics
 
 
@@ -342,7 +342,7 @@ def output_paths(reports: Path, run: str) -> dict[str, Path]:
     return {
         "curves": reports / "curves" / f"{run}.json",
         "per_image": reports / "per_image" / f"{run}.csv",
-        "predictions": reports / "predictions" / run,
+        "predictions": reports / "predictions" / f"{run}.npz",
         "metrics": reports / "metrics" / f"{run}.json",
     }
 
@@ -401,31 +401,6 @@ def _with_value(config: dict[str, Any], dotted: str, value: Any) -> dict[str, An
 def _listed(differences: list[str], most: int = 6) -> str:
     shown = "; ".join(differences[:most]) or "the digest's definition itself (older cdbench?)"
     return shown + (f"; and {len(differences) - most} more" if len(differences) > most else "")
-
-
-def _plot_curves(curves: dict[str, Any], metrics: dict[str, Any], path: Path) -> None:
-    """The test precision-recall curve(s), with the operating point of each protocol."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(4.5, 4.5))
-    for view, curve in curves.items():
-        axes.plot(curve["recall"], curve["precision"], label=view)
-        prefix = "whole_" if view.startswith("whole") else ""
-        for protocol, marker in (("fixed", "o"), ("val_threshold", "s")):
-            axes.plot(
-                metrics[f"{prefix}{protocol}/recall"],
-                metrics[f"{prefix}{protocol}/precision"],
-                marker,
-                label=f"{prefix}{protocol}",
-            )
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1), title=metrics["run"])
-    axes.legend(loc="lower left", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def _without_pretrained(recipe: Any) -> Any:
@@ -511,37 +486,35 @@ def _write_per_image(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _write_thumbnails(
-    root: Path, scores: list[torch.Tensor], threshold: float, kind: str, folder: Path
-) -> list[Path]:
-    """One PNG per pair: A | B | label | prediction at `threshold` | score (grey), each W wide.
+    root: Path, scores: list[torch.Tensor], threshold: float, kind: str, path: Path
+) -> Thumbnails:
+    """Write the first test pairs with their score maps to `path` (`.npz`, arrays only).
 
-    The threshold is the validation-chosen one (the honest protocol; `thumbnail_threshold` in
-    the metrics file). The report's qualitative grid reads the panels back from these strips.
+    `scores` are the (1, H, W) float32 score maps of the split's first pairs; `threshold` is
+    the validation-chosen one (the honest protocol; `thumbnail_threshold` in the metrics
+    file), applied here to the float32 score. The report draws the pictures from this file.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     raw = ChangeDetectionDataset(root, "test")
-    high = 2.0 if kind == "distance" else 1.0
-    paths = []
-    for index, score in enumerate(scores):
-        sample = raw[index]
-        a, b = (sample["image"][i].permute(1, 2, 0).numpy() for i in range(2))
-        label = np.repeat(sample["mask"][0].numpy()[..., None] * 255, 3, axis=2)
-        prediction = np.repeat(((score[0] > threshold).numpy() * 255)[..., None], 3, axis=2)
-        grey = (score[0].clamp(0, high) / high * 255).to(torch.uint8).numpy()
-        strip = np.concatenate(
-            [
-                a,
-                b,
-                label.astype(np.uint8),
-                prediction.astype(np.uint8),
-                np.repeat(grey[..., None], 3, axis=2),
-            ],
-            axis=1,
-        )
-        path = folder / f"{sample['name']}.png"
-        Image.fromarray(strip).save(path)
-        paths.append(path)
-    return paths
+    samples = [raw[index] for index in range(len(scores))]
+    thumbnails = Thumbnails(
+        names=np.array([str(sample["name"]) for sample in samples], dtype=np.str_),
+        image_a=_stacked([s["image"][0].permute(1, 2, 0).numpy() for s in samples], np.uint8, 3),
+        image_b=_stacked([s["image"][1].permute(1, 2, 0).numpy() for s in samples], np.uint8, 3),
+        label=_stacked([s["mask"][0].numpy() for s in samples], np.uint8),
+        prediction=_stacked([(score[0] > threshold).numpy() for score in scores], np.uint8),
+        score=_stacked([score[0].numpy() for score in scores], np.float16),
+        threshold=float(threshold),
+        score_kind=kind,
+    )
+    thumbnails.save(path)
+    return thumbnails
+
+
+def _stacked(arrays: list[np.ndarray], dtype: type, channels: int = 0) -> np.ndarray:
+    """The (H, W[, C]) `arrays` as one (N, H, W[, C]) array of `dtype`; (0, 0, 0[, C]) if none."""
+    if not arrays:
+        return np.zeros((0, 0, 0, channels) if channels else (0, 0, 0), dtype)
+    return np.stack(arrays).astype(dtype)
 
 
 def _git_commit() -> str:
@@ -550,7 +523,7 @@ def _git_commit() -> str:
     return git_commit(Path.cwd())
 
 
-def _log(metrics: dict[str, Any], files: list[Path], pictures: list[Path], spec: RunSpec) -> None:
+def _log(metrics: dict[str, Any], files: list[Path], spec: RunSpec) -> None:
     from benchmark.tracking import RunTracker
 
     numbers = {
@@ -579,7 +552,5 @@ def _log(metrics: dict[str, Any], files: list[Path], pictures: list[Path], spec:
         run_id=metrics["mlflow_run_id"],
     ) as tracker:
         tracker.log_metrics(numbers)
-        for path in files:  # evaluation/metrics/<run>.json, evaluation/curves/<run>.{json,png}
+        for path in files:  # evaluation/{metrics,curves,per_image,predictions}/<run>.*
             tracker.log_artifact(path, f"evaluation/{path.parent.name}")
-        for path in pictures:
-            tracker.log_artifact(path, "predictions")

@@ -8,12 +8,19 @@
 - `pr-<dataset>.png`: test precision-recall curves of every run with its operating points;
 - `training-<dataset>.png`: validation F1 and training loss against the step;
 - `qualitative-<dataset>.png`: a few test pairs with each experiment's prediction coloured
-  against the ground truth (`error_map`).
+  against the ground truth (`error_map`);
+
+and, per run, into `runs/`:
+
+- `runs/<run>-predictions.png`: its test pairs, one row each, in labelled panels: T0, T1,
+  ground truth, prediction at the validation-chosen threshold, score map;
+- `runs/<run>-pr.png`: its test precision-recall curve(s) with its operating points.
 
 Inputs are the report's tables (`summary`: one row per experiment and protocol, figures in
 percent; `runs`: one row per run, figures as fractions), the runs' curve files and the
-prediction strips written by `cdbench evaluate` (T0 | T1 | label | prediction | score). A figure
-whose inputs are absent is skipped; a malformed strip raises `ValueError` naming the file.
+thumbnails written by `cdbench evaluate` (`<run>.npz`: arrays, benchmark/evaluation/
+thumbnails.py). A figure whose inputs are absent is skipped; a malformed thumbnails file raises
+`ValueError` naming the file.
 Colours: one per experiment ("model / loss", matplotlib's colour-blind-friendly "tab10"), the
 same in every figure; protocols use the Okabe-Ito palette, `whole_*` protocols hatched.
 """
@@ -28,8 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
+from benchmark.evaluation.thumbnails import Thumbnails, load_thumbnails
 from benchmark.reporting.references import PROTOCOLS
 from benchmark.reporting.results import LOSS_ORDER
 from benchmark.reporting.tables import ABLATION_LOSSES, ABLATION_PROTOCOLS
@@ -60,8 +67,8 @@ TRUE_POSITIVE = (255, 255, 255)
 TRUE_NEGATIVE = (0, 0, 0)
 FALSE_POSITIVE = (230, 60, 60)
 FALSE_NEGATIVE = (40, 160, 255)
-PANELS = 5
-"""Panels of a prediction strip: T0 | T1 | ground truth | prediction | score."""
+RUNS_FOLDER = "runs"
+"""Subfolder of the per-run figures."""
 MAX_PAIRS = 4
 """Test pairs (rows) of a qualitative figure."""
 
@@ -109,30 +116,17 @@ def error_map(label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     return image
 
 
-def read_strip(path: Path) -> list[np.ndarray]:
-    """The five (H, W, 3) uint8 panels of a prediction strip (T0, T1, label, prediction, score).
-
-    Raises:
-        ValueError: `path` is not a readable image, or its width is not 5 equal panels.
-    """
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"{path}: not a readable prediction strip image ({error})") from error
-    height, width = pixels.shape[:2]
-    if height == 0 or width == 0 or width % PANELS != 0:
-        raise ValueError(
-            f"{path}: a {width} x {height} strip; expected {PANELS} panels of equal width "
-            f"(T0 | T1 | label | prediction | score), so a width divisible by {PANELS}"
-        )
-    panel = width // PANELS
-    return [pixels[:, i * panel : (i + 1) * panel] for i in range(PANELS)]
+def score_grey(score: np.ndarray, kind: str) -> np.ndarray:
+    """A score map as (H, W) uint8 grey: 0 ... 2 for a distance, 0 ... 1 for a probability,
+    clipped, black = no change."""
+    high = 2.0 if kind == "distance" else 1.0
+    clipped = np.clip(np.asarray(score, dtype=np.float32), 0.0, high)
+    return (clipped / high * 255).astype(np.uint8)
 
 
-def mask_of(panel: np.ndarray) -> np.ndarray:
-    """A black/white panel as a boolean (H, W) mask: white (mean >= 128) is change."""
-    return panel.mean(axis=2) >= 128
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """A (H, W) 0/1 mask as (H, W, 3) uint8: change white, no change black."""
+    return np.repeat((np.asarray(mask) > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
 
 
 def write_figures(
@@ -144,17 +138,18 @@ def write_figures(
 ) -> list[Path]:
     """Write every figure of every dataset of `summary` into `out_dir`; return their paths.
 
-    The order is stable: datasets sorted, then f1, ablation, pr, training, qualitative.
+    The order is stable: datasets sorted; per dataset f1, ablation, pr, training, qualitative,
+    then each run's predictions and pr figures (in `out_dir/runs`).
 
     Args:
         summary: one row per (experiment, protocol); figures in percent (module docstring).
         runs: one row per run with `<protocol>/<figure>` columns as fractions; may be empty.
         curves: run name -> that run's curves JSON (`test`, optionally `whole_test`, `training`).
-        predictions: folder of `<run>/<pair>.png` strips; may be absent.
+        predictions: folder of `<run>.npz` thumbnails; may be absent.
         out_dir: created when absent.
 
     Raises:
-        ValueError: a table lacks a required column, or a prediction strip is malformed.
+        ValueError: a table lacks a required column, or a thumbnails file is malformed.
     """
     _require(
         summary, ("experiment", "model", "loss", "dataset", "protocol", "seeds", "f1"), "summary"
@@ -163,6 +158,7 @@ def write_figures(
         _require(runs, ("run", "experiment", "model", "loss", "dataset", "seed"), "runs")
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = _experiment_colours(summary, runs)
+    thumbnails = _thumbnails(runs, predictions)
     written: list[Path] = []
     for dataset in sorted(summary["dataset"].unique()):
         rows = summary[summary["dataset"] == dataset]
@@ -180,10 +176,48 @@ def write_figures(
                     of_dataset, curves, dataset, colours, out_dir / f"training-{dataset}.png"
                 ),
                 "qualitative": _qualitative_figure(
-                    of_dataset, predictions, dataset, out_dir / f"qualitative-{dataset}.png"
+                    of_dataset, thumbnails, dataset, out_dir / f"qualitative-{dataset}.png"
                 ),
             }
-        written += [out_dir / f"{name}-{dataset}.png" for name, done in drawn.items() if done]
+            written += [out_dir / f"{name}-{dataset}.png" for name, done in drawn.items() if done]
+            written += _run_figures(of_dataset, curves, thumbnails, colours, out_dir / RUNS_FOLDER)
+    return written
+
+
+def _thumbnails(runs: pd.DataFrame, predictions: Path) -> dict[str, Thumbnails]:
+    """run -> its thumbnails (`predictions/<run>.npz`), for the runs that have a file."""
+    if runs.empty:
+        return {}
+    found = {}
+    for run in sorted(runs["run"]):
+        path = predictions / f"{run}.npz"
+        if path.is_file():
+            found[str(run)] = load_thumbnails(path)
+    return found
+
+
+def _run_figures(
+    runs: pd.DataFrame,
+    curves: Mapping[str, Mapping[str, Any]],
+    thumbnails: Mapping[str, Thumbnails],
+    colours: dict[str, str],
+    out_dir: Path,
+) -> list[Path]:
+    """Each run's predictions and pr figure (`<run>-predictions.png`, `<run>-pr.png`)."""
+    written: list[Path] = []
+    if runs.empty:
+        return written
+    for _, row in _ordered_runs(runs).iterrows():
+        run = str(row["run"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if run in thumbnails and len(thumbnails[run]):
+            path = out_dir / f"{run}-predictions.png"
+            _predictions_figure(run, thumbnails[run], path)
+            written.append(path)
+        one = runs[runs["run"] == run]
+        path = out_dir / f"{run}-pr.png"
+        if _pr_figure(one, curves, str(row["dataset"]), colours, path, title=run):
+            written.append(path)
     return written
 
 
@@ -378,7 +412,9 @@ def _f1_figure(rows: pd.DataFrame, dataset: str, path: Path) -> bool:
             _draw_reference(axes, x, row, extent, sources)
     axes.set_xticks(range(len(experiments)))
     firsts = rows.drop_duplicates("experiment").set_index("experiment")
-    axes.set_xticklabels([f"{firsts.at[e, 'model']}\n{firsts.at[e, 'loss']}" for e in experiments])
+    axes.set_xticklabels(
+        ["\n".join((str(firsts.at[e, "model"]), str(firsts.at[e, "loss"]))) for e in experiments]
+    )
     axes.set(ylim=(0, 100), xlim=(-0.6, len(experiments) - 0.4), ylabel="F1 (%)")
     axes.set_xlabel("model / loss")
     axes.set_title(f"F1 on the {dataset} test split: ours (mean over seeds) vs references")
@@ -451,7 +487,7 @@ def _ablation_figure(rows: pd.DataFrame, dataset: str, colours: dict[str, str], 
     for k, loss in enumerate(losses):
         of_loss = bsfnet[bsfnet["loss"] == loss]
         colour = colours[of_loss["experiment"].iloc[0]]
-        style = {"facecolor": colour, "edgecolor": "#333333", "linewidth": 0.5}
+        style: dict[str, Any] = {"facecolor": colour, "edgecolor": "#333333", "linewidth": 0.5}
         handles.append(Patch(label=f"bsfnet / {loss}", **style))
         for group, protocol in enumerate(protocols):
             match = of_loss[of_loss["protocol"] == protocol]
@@ -471,7 +507,8 @@ def _ablation_figure(rows: pd.DataFrame, dataset: str, colours: dict[str, str], 
 
 def _lowest_seeds(runs: pd.DataFrame) -> dict[str, Any]:
     """experiment -> its lowest seed."""
-    return runs.groupby("experiment")["seed"].min().to_dict()
+    lowest = runs.groupby("experiment")["seed"].min()
+    return {str(experiment): seed for experiment, seed in lowest.items()}
 
 
 def _run_style(row: pd.Series, lowest: dict[str, Any], colours: dict[str, str]) -> dict[str, Any]:
@@ -495,8 +532,11 @@ def _pr_figure(
     dataset: str,
     colours: dict[str, str],
     path: Path,
+    title: str = "",
 ) -> bool:
-    """Test precision-recall curve of every run, with its fixed and val_threshold points."""
+    """Test precision-recall curve of every run, with its fixed and val_threshold points.
+
+    `title` names what is drawn (the dataset when empty)."""
     from matplotlib.lines import Line2D
 
     if runs.empty or not any(run in curves for run in runs["run"]):
@@ -536,8 +576,11 @@ def _pr_figure(
                 )  # fmt: skip
                 whole_drawn = whole_drawn or whole
     handles = [Line2D([], [], color=colours[e], linewidth=1.8, label=e) for e in _experiments(runs)]
+    if len(runs) > 1:
+        handles.append(
+            Line2D([], [], color="grey", linewidth=1.0, alpha=0.5, label="further seeds (thin)")
+        )
     handles += [
-        Line2D([], [], color="grey", linewidth=1.0, alpha=0.5, label="further seeds (thin)"),
         Line2D([], [], color="grey", marker="o", linestyle="none", markeredgecolor="black",
                label="fixed threshold"),
         Line2D([], [], color="grey", marker="s", linestyle="none", markeredgecolor="black",
@@ -549,7 +592,7 @@ def _pr_figure(
             Line2D([], [], color="grey", linestyle="--", label="whole images (open markers)"),
         ]
     axes.set(xlim=(0, 101), ylim=(0, 101), xlabel="recall (%)", ylabel="precision (%)")
-    axes.set_title(f"Test precision-recall: {dataset} (grey: iso-F1)")
+    axes.set_title(f"Test precision-recall: {title or dataset} (grey: iso-F1)")
     axes.set_aspect("equal")
     axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     _save(figure, path)
@@ -641,80 +684,127 @@ def _training_figure(
 # --- qualitative-<dataset>.png -------------------------------------------------------------
 
 
-def _shown_runs(runs: pd.DataFrame, predictions: Path) -> list[tuple[str, str]]:
-    """(experiment, run) of each experiment's lowest seed that has prediction strips."""
+def _shown_runs(runs: pd.DataFrame, thumbnails: Mapping[str, Thumbnails]) -> list[tuple[str, str]]:
+    """(experiment, run) of each experiment's lowest seed that has thumbnails."""
     shown = []
     for experiment in _experiments(runs):
         of_experiment = runs[runs["experiment"] == experiment].sort_values(["seed", "run"])
         run = str(of_experiment["run"].iloc[0])
-        if any((predictions / run).glob("*.png")):
+        if run in thumbnails and len(thumbnails[run]):
             shown.append((experiment, run))
     return shown
 
 
-def _qualitative_figure(runs: pd.DataFrame, predictions: Path, dataset: str, path: Path) -> bool:
+def _qualitative_figure(
+    runs: pd.DataFrame, thumbnails: Mapping[str, Thumbnails], dataset: str, path: Path
+) -> bool:
     """Test pairs (rows): T0, T1, ground truth, then each experiment's coloured prediction."""
-    from matplotlib.patches import Patch
-
-    if runs.empty or not predictions.is_dir():
+    if runs.empty:
         return False
-    shown = _shown_runs(runs, predictions)
+    shown = _shown_runs(runs, thumbnails)
     if not shown:
         return False
-    names = set.intersection(*({p.stem for p in (predictions / r).glob("*.png")} for _, r in shown))
+    names = set.intersection(*(set(thumbnails[run].names.tolist()) for _, run in shown))
     pairs = sorted(names)[:MAX_PAIRS]
     if not pairs:
         return False
-    rows = [_qualitative_row(predictions, pair, shown) for pair in pairs]
+    rows = [_qualitative_row(thumbnails, pair, shown) for pair in pairs]
+    titles = ["T0", "T1", "ground truth"] + [experiment for experiment, _ in shown]
+    figure, height = _panel_grid(rows, pairs, titles, small_from=3)
+    figure.suptitle(
+        f"Test predictions on {dataset} (first seed of each experiment, "
+        "threshold chosen on validation)",
+        fontsize=10,
+    )
+    figure.legend(handles=_error_legend(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    _save(figure, path, rect=(0, 0.35 / height, 1, 1))  # room for the legend below
+    return True
+
+
+def _panel_grid(
+    rows: list[list[np.ndarray]], pairs: list[str], titles: list[str], small_from: int
+) -> tuple[Any, float]:
+    """A figure of image panels: one row per pair (named on the left), titled columns
+    (from column `small_from` on in a smaller font). Returns the figure and its height."""
     pyplot = _pyplot()
-    columns = 3 + len(shown)
+    columns = len(titles)
     height = 1.9 * len(pairs) + 0.7
     figure, grid = pyplot.subplots(
         len(pairs), columns, figsize=(1.9 * columns, height), squeeze=False
     )
-    titles = ["T0", "T1", "ground truth"] + [experiment for experiment, _ in shown]
     for i, (pair, cells) in enumerate(zip(pairs, rows, strict=True)):
         for j, cell in enumerate(cells):
             axes = grid[i][j]
-            axes.imshow(cell, interpolation="nearest")
+            if cell.ndim == 2:
+                axes.imshow(cell, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:
+                axes.imshow(cell, interpolation="nearest")
             axes.set_xticks([])
             axes.set_yticks([])
             if i == 0:
-                axes.set_title(titles[j], fontsize=7 if j >= 3 else 9)
+                axes.set_title(titles[j], fontsize=7 if j >= small_from else 9)
         grid[i][0].set_ylabel(pair, fontsize=8)
-    legend = [
-        Patch(facecolor=np.array(colour) / 255, edgecolor="#333333", label=label)
-        for colour, label in (
+    return figure, height
+
+
+def _error_legend() -> list[Any]:
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(facecolor=(red / 255, green / 255, blue / 255), edgecolor="#333333", label=label)
+        for (red, green, blue), label in (
             (TRUE_POSITIVE, "true positive"),
             (FALSE_POSITIVE, "false positive"),
             (FALSE_NEGATIVE, "false negative"),
             (TRUE_NEGATIVE, "true negative"),
         )
     ]
-    figure.suptitle(
-        f"Test predictions on {dataset} (first seed of each experiment, "
-        "threshold chosen on validation)",
-        fontsize=10,
-    )
-    figure.legend(handles=legend, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    _save(figure, path, rect=(0, 0.35 / height, 1, 1))  # room for the legend below
-    return True
 
 
 def _qualitative_row(
-    predictions: Path, pair: str, shown: list[tuple[str, str]]
+    thumbnails: Mapping[str, Thumbnails], pair: str, shown: list[tuple[str, str]]
 ) -> list[np.ndarray]:
-    """T0, T1 and ground truth of `pair` (first run's strip), then each run's error map."""
+    """T0, T1 and ground truth of `pair` (first run's thumbnails), then each run's error map."""
     cells: list[np.ndarray] = []
     for _, run in shown:
-        file = predictions / run / f"{pair}.png"
-        t0, t1, label, prediction, _ = read_strip(file)
+        of_run = thumbnails[run]
+        i = of_run.names.tolist().index(pair)
+        label = of_run.label[i]
         if not cells:
-            cells = [t0, t1, label]
-        elif label.shape != cells[2].shape:
+            cells = [of_run.image_a[i], of_run.image_b[i], mask_image(label)]
+        elif label.shape != cells[2].shape[:2]:
             raise ValueError(
-                f"{file}: panels of {label.shape[1]} x {label.shape[0]} pixels; the same pair "
-                f"of another run has {cells[2].shape[1]} x {cells[2].shape[0]}"
+                f"{run}.npz: pair {pair} of {label.shape[1]} x {label.shape[0]} pixels; the "
+                f"same pair of another run has {cells[2].shape[1]} x {cells[2].shape[0]}"
             )
-        cells.append(error_map(mask_of(label), mask_of(prediction)))
+        cells.append(error_map(label, of_run.prediction[i]))
     return cells
+
+
+# --- runs/<run>-predictions.png ------------------------------------------------------------
+
+
+def _predictions_figure(run: str, thumbnails: Thumbnails, path: Path) -> None:
+    """A run's test pairs (rows) in five labelled panels: T0, T1, ground truth, prediction at
+    the validation-chosen threshold (white = change), score map (grey, black = no change)."""
+    high = "2" if thumbnails.score_kind == "distance" else "1"
+    titles = [
+        "T0 (image A)",
+        "T1 (image B)",
+        "ground truth",
+        f"prediction\n(score > {thumbnails.threshold:.3g}, val-chosen)",
+        f"score: {thumbnails.score_kind}\n(black 0 ... white {high})",
+    ]
+    rows = [
+        [
+            thumbnails.image_a[i],
+            thumbnails.image_b[i],
+            mask_image(thumbnails.label[i]),
+            mask_image(thumbnails.prediction[i]),
+            score_grey(thumbnails.score[i], thumbnails.score_kind),
+        ]
+        for i in range(len(thumbnails))
+    ]
+    figure, _ = _panel_grid(rows, thumbnails.names.tolist(), titles, small_from=3)
+    figure.suptitle(f"Test predictions of {run}", fontsize=10)
+    _save(figure, path)

@@ -1,11 +1,13 @@
 """`cdbench report`: the comparison report from every evaluated run.
 
-Reads `reports/{metrics,per_image,curves,predictions}` (written by `cdbench evaluate`) and
-`references.yaml`; writes `reports/comparison.{md,csv,tex}`, `reports/ablation.{csv,tex}`
-(benchmark/reporting/tables.py) and `reports/figures/*.png` (benchmark/reporting/figures.py),
-and records them as artifacts of an MLflow run named "report" (experiment `cdbench-report`),
-so the comparison is one click away in the MLflow UI. Whatever runs have been evaluated are
-reported: the synthetic demo alone, or every experiment after a full `dvc repro`.
+Reads `reports/{metrics,per_image,curves,predictions}` (written by `cdbench evaluate`; the
+predictions are arrays, `<run>.npz`) and `references.yaml`; writes `reports/comparison.{md,csv,
+tex}`, `reports/ablation.{csv,tex}` (benchmark/reporting/tables.py) and every picture:
+`reports/figures/*.png` per dataset and `reports/figures/runs/<run>-*.png` per run
+(benchmark/reporting/figures.py), and records them as artifacts of an MLflow run named
+"report" (experiment `cdbench-report`), so the comparison is one click away in the MLflow UI.
+Whatever runs have been evaluated are reported: the synthetic demo alone, or every experiment
+after a full `dvc repro`.
 
 Tables and figures are written into a staging folder, then published as one set, the figures
 folder first and `comparison.md` last (`output_paths`; the guarantee is
@@ -102,13 +104,14 @@ def write_report(
     targets = output_paths(reports)
     with StagedOutputs(targets, last="comparison.md", label="report") as staged:
         staged_tables = write_tables(summary, extra, staged.root)
+        staged_folder = staged.path("figures")
         staged_figures = write_figures(
-            summary, runs, curves, reports / "predictions", staged.path("figures")
+            summary, runs, curves, reports / "predictions", staged_folder
         )
         staged.publish()
     tables = [targets[path.name] for path in staged_tables]
-    figures = [targets["figures"] / path.name for path in staged_figures]
-    run_id = _log(summary, runs, tables, figures) if tracking else None
+    figures = [targets["figures"] / path.relative_to(staged_folder) for path in staged_figures]
+    run_id = _log(summary, runs, tables, figures, targets["figures"]) if tracking else None
     return Report(summary, runs, extra, tables, figures, run_id, ignored)
 
 
@@ -143,7 +146,11 @@ def _curves(folder: Path, runs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _log(
-    summary: pd.DataFrame, runs: pd.DataFrame, tables: list[Path], figures: list[Path]
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    tables: list[Path],
+    figures: list[Path],
+    figures_root: Path,
 ) -> str | None:
     from benchmark.tracking import RunTracker, git_commit
 
@@ -156,11 +163,11 @@ def _log(
                 "experiments": len(set(runs["experiment"])),
             }
         )
-        tracker.log_metrics(
-            {f"{row.experiment}/{row.protocol}/f1": float(row.f1) for row in summary.itertuples()}
-        )
+        rows = zip(summary["experiment"], summary["protocol"], summary["f1"], strict=True)
+        tracker.log_metrics({f"{e}/{p}/f1": float(f1) for e, p, f1 in rows})
         for path in tables:
             tracker.log_artifact(path, "tables")
-        for path in figures:
-            tracker.log_artifact(path, "figures")
+        for path in figures:  # figures/<name>.png, figures/runs/<run>-<name>.png
+            folder = path.parent.relative_to(figures_root).as_posix()
+            tracker.log_artifact(path, "figures" if folder == "." else f"figures/{folder}")
         return tracker.run_id
