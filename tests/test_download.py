@@ -245,6 +245,7 @@ def test_server_ignoring_range_makes_us_start_over(
 ) -> None:
     data = make_zip(11)
     out.mkdir(parents=True)
+    expected_ranges: list[str | None]
     if leftover:  # a .part of wrong bytes: appending to it would fail the md5
         (out / "train.zip.part").write_bytes(leftover)
         server.add("/train.zip", Route(data, ranges=False))

@@ -22,12 +22,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from benchmark.data.datasets.base import SPLITS as SPLITS
 from benchmark.errors import DataError
 from benchmark.publish import remove_stale_scratch as remove_stale_scratch
 from benchmark.publish import scratch_dir as scratch_dir
 from benchmark.publish import staging_dir as staging_dir
 
-SPLITS = ("train", "val", "test")
 PARTS = ("A", "B", "label")
 MANIFEST = "manifest.json"
 WHOLE = "whole"
@@ -160,12 +160,13 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"(`cdbench prepare <dataset>`, `cdbench synth`, or `dvc repro`)"
         )
     try:
-        return json.loads(path.read_text())
+        manifest: dict[str, Any] = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path}: not valid JSON ({exc}); the dataset is damaged: prepare it again "
             f"(`cdbench prepare <dataset>`, `cdbench synth`, or `dvc repro`)"
         ) from exc
+    return manifest
 
 
 # --------------------------------------------------------------------------- replacing outputs

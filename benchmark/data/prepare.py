@@ -136,80 +136,60 @@ def prepare_dataset(
     layout.check_replaceable(out_dir, name, f"cdbench prepare {name}")
     layout.remove_stale_scratch(out_dir)
     fix = redownload_fix(name)
-    # split -> archive path; an archive of every split is listed and extracted once
     archives = {split: _archive(raw_dir, dataset.split_archives[split], name) for split in SPLITS}
-    per_split = len(set(archives.values())) > 1
-    find_pairs = dataset.find_pairs
-    assert find_pairs is not None  # every dataset with archives has one
-    layouts: dict[str, str] = {}
-    pairs: list[RawPair] = []
-    for archive, held in _by_archive(archives).items():
-        layout_name, found = find_pairs(
-            archive, held[0] if per_split else "", list_members(archive, fix=fix)
-        )
-        layouts.update(dict.fromkeys(held, layout_name))
-        pairs += found
-    found_pairs = {split: sum(p.split == split for p in pairs) for split in SPLITS}
-    _check_counts(dataset, raw_dir, found_pairs, allow_partial)
+    layouts, pairs = _find_pairs(dataset, archives, fix)
+    found = {split: sum(p.split == split for p in pairs) for split in SPLITS}
+    _check_counts(dataset, raw_dir, found, allow_partial)
     sources = _sources(_by_archive(archives))
 
     scratch = layout.scratch_dir(out_dir, "raw")
     try:
-        roots: dict[str, Path] = {}
-        skipped: dict[str, dict[str, Any]] = {}
-        for archive, held in _by_archive(archives).items():
-            root = scratch / (held[0] if per_split else name)
-            needed = {member for pair in pairs if pair.split in held for member in pair.members}
-            extraction = extract_archive(
-                archive, root, prefix=dataset.extract_prefix, only=needed, fix=fix
-            )
-            roots.update(dict.fromkeys(held, root))
-            skipped[archive.name] = extraction.skipped_summary()
+        roots, skipped = _extract(dataset, archives, pairs, scratch, fix)
         with layout.staging_dir(out_dir) as stage:
             jobs = _jobs(dataset, pairs, roots, archives, stage, fix, allow_partial)
             verb = "tile" if dataset.tile else "convert"
-            results = list(
-                tqdm(
-                    map_in_workers(convert_pair, jobs, workers, chunksize=4),
-                    total=len(jobs),
-                    desc=f"{verb} {name}",
-                    unit="pair",
-                )
-            )
+            converted = map_in_workers(convert_pair, jobs, workers, chunksize=4)
+            results = list(tqdm(converted, total=len(jobs), desc=f"{verb} {name}", unit="pair"))
             if dataset.tile:
                 _write_lists(stage, results)
-            splits = _summaries(stage, f"summarise {name}" + (" tiles" if dataset.tile else ""))
-            manifest: dict[str, Any] = {
+            manifest = {
                 "dataset": name,
                 "format_version": FORMAT_VERSION,
-                "layout": layouts if per_split else layouts[SPLITS[0]],
+                "layout": layouts if dataset.archive_per_split else layouts[SPLITS[0]],
                 "sources": sources,
                 "allow_partial": allow_partial,
                 "label_threshold": CHANGE_THRESHOLD,
-                "counts": {
-                    split: {"expected": dataset.tile_pairs(split), "found": splits[split]["pairs"]}
-                    for split in SPLITS
-                },
-                "splits": splits,
-                "duplicates_across_splits": layout.count_cross_split_duplicates(splits),
+                **_summary(dataset, stage, found),
                 "skipped_entries": skipped,
             }
-            if dataset.tile:
-                whole = _summaries(stage / layout.WHOLE, f"summarise {name} whole images")
-                for split in SPLITS:
-                    manifest["counts"][split]["expected_images"] = dataset.official_pairs[split]
-                    manifest["counts"][split]["found_images"] = found_pairs[split]
-                manifest["tile_size"] = dataset.tile
-                manifest["tile_names"] = TILE_NAMES
-                manifest["whole"] = whole
-                manifest["whole_duplicates_across_splits"] = layout.count_cross_split_duplicates(
-                    whole
-                )
             manifest["caches"] = [str(p.relative_to(stage)) for p in write_caches(stage)]
             layout.write_manifest(stage, manifest)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return manifest
+
+
+def _summary(dataset: Dataset, stage: Path, found: dict[str, int]) -> dict[str, Any]:
+    """The manifest's counts (expected and found), per-split summaries and duplicates; for a
+    tiled dataset also its whole images' and the tiling."""
+    name = dataset.name
+    splits = _summaries(stage, f"summarise {name}" + (" tiles" if dataset.tile else ""))
+    counts: dict[str, dict[str, int]] = {
+        split: {"expected": dataset.tile_pairs(split), "found": splits[split]["pairs"]}
+        for split in SPLITS
+    }
+    summary: dict[str, Any] = {"counts": counts, "splits": splits}
+    if dataset.tile:
+        whole = _summaries(stage / layout.WHOLE, f"summarise {name} whole images")
+        for split in SPLITS:
+            counts[split]["expected_images"] = dataset.official_pairs[split]
+            counts[split]["found_images"] = found[split]
+        summary["tile_size"] = dataset.tile
+        summary["tile_names"] = TILE_NAMES
+        summary["whole"] = whole
+        summary["whole_duplicates_across_splits"] = layout.count_cross_split_duplicates(whole)
+    summary["duplicates_across_splits"] = layout.count_cross_split_duplicates(splits)
+    return summary
 
 
 # --------------------------------------------------------------------------- archives
@@ -231,6 +211,41 @@ def _by_archive(archives: dict[str, Path]) -> dict[Path, list[str]]:
     for split, archive in archives.items():
         splits.setdefault(archive, []).append(split)
     return splits
+
+
+def _find_pairs(
+    dataset: Dataset, archives: dict[str, Path], fix: str
+) -> tuple[dict[str, str], list[RawPair]]:
+    """List each archive once and detect its layout: (split -> layout, every pair)."""
+    find_pairs = dataset.find_pairs
+    assert find_pairs is not None  # every dataset with archives has one
+    layouts: dict[str, str] = {}
+    pairs: list[RawPair] = []
+    for archive, held in _by_archive(archives).items():
+        split = held[0] if dataset.archive_per_split else ""
+        layout_name, found = find_pairs(archive, split, list_members(archive, fix=fix))
+        layouts.update(dict.fromkeys(held, layout_name))
+        pairs += found
+    return layouts, pairs
+
+
+def _extract(
+    dataset: Dataset, archives: dict[str, Path], pairs: Sequence[RawPair], scratch: Path, fix: str
+) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
+    """Extract the pairs' entries of each archive under `scratch` (`<split>/` for an archive
+    per split, `<dataset>/` for one of every split): (split -> its folder, archive file name ->
+    the entries skipped)."""
+    roots: dict[str, Path] = {}
+    skipped: dict[str, dict[str, Any]] = {}
+    for archive, held in _by_archive(archives).items():
+        root = scratch / (held[0] if dataset.archive_per_split else dataset.name)
+        needed = {member for pair in pairs if pair.split in held for member in pair.members}
+        extraction = extract_archive(
+            archive, root, prefix=dataset.extract_prefix, only=needed, fix=fix
+        )
+        roots.update(dict.fromkeys(held, root))
+        skipped[archive.name] = extraction.skipped_summary()
+    return roots, skipped
 
 
 def _check_counts(
