@@ -187,7 +187,7 @@ def test_repository_references_load_and_bsfnet_rows_are_missing() -> None:
         ({"protocol": "best"}, "expected one of our protocols"),
         ({"values": {"f1": 120.0}}, "demo[0].values.f1: expected a percentage"),
         ({"values": {"mf1": 1.0}}, "unknown key(s) demo[0].values.mf1"),
-        ({"loss": "ifn_ds"}, "bsfnet is trained with"),
+        ({"loss": "ifn_ds"}, "demo[0].loss: loss 'ifn_ds' does not fit model 'bsfnet'"),
         ({"protocol": "whole_fixed"}, "levir-cd only"),
         ({"dataset": "mnist"}, "demo[0].dataset"),
     ],
