@@ -320,9 +320,10 @@ def test_the_submitit_local_executor_cycle(tiny_repo: Path) -> None:
     _run([str(BIN / "dvc"), "repro", "synth"], tiny_repo)
     executor = submitit.LocalExecutor(folder=tiny_repo / "logs" / "launch" / "%j")
     executor.update_parameters(timeout_min=20)
-    outcomes, _ = launch(tiny_repo, executor="submitit-local", submitit_exec=executor)
+    outcomes, _ = launch(tiny_repo, executor="submitit-local", submitit_exec=executor, threads=1)
     _check_cycle(tiny_repo, outcomes)
     for outcome in outcomes:
+        assert outcome.device.endswith("cpu (1 threads)")  # the job's environment
         assert outcome.log.parent.parent == tiny_repo / "logs" / "launch"
         assert "trained " in outcome.log.read_text()
 
@@ -421,5 +422,5 @@ def test_a_real_slurm_submit_run_collect_cycle(tiny_repo: Path, slurm: Path) -> 
     outcomes, _ = launch(tiny_repo, executor="slurm", slurm=options)
     _check_cycle(tiny_repo, outcomes)
     for outcome in outcomes:
-        assert outcome.device.startswith(socket.gethostname())
+        assert outcome.device == f"{socket.gethostname()} cpu (1 threads)"  # --cpus 1
         assert "trained " in outcome.log.read_text()

@@ -68,7 +68,8 @@ def launch(
         names, globs: The runs to consider (see `_selected`); none = every run.
         executor: "local", "slurm" or "submitit-local" (see the module docstring).
         workers, devices, pack, threads: The local slots (`worker_slots`); `devices` None =
-            every GPU.
+            every GPU. `threads` also sets each submitit job's OMP/MKL threads (default: the
+            job's `slurm.cpus`).
         logs: Where the logs go (default `<root>/logs/launch`).
         slurm: The SLURM options of each job.
         runner: Replaces `run_command` (tests).
@@ -108,8 +109,11 @@ def launch(
         return run_local(chosen.todo, slots, logs, run, record), chosen
     options = slurm or SlurmOptions()
     chosen_executor = submitit_exec or submitit_executor(executor, logs, options)
+    # a job's CPU threads: its allocation (--cpus), not the node's cores that torch would take
+    count = str(threads or options.cpus)
+    job_env = {"OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count}
     print(f"launch: {len(chosen.todo)} jobs through {executor}; logs in {logs}", flush=True)
-    return run_submitit(chosen.todo, root, chosen_executor, record), chosen
+    return run_submitit(chosen.todo, root, chosen_executor, record, job_env), chosen
 
 
 def summary(outcomes: Iterable[Outcome], chosen: Plan) -> tuple[str, int]:
