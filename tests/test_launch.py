@@ -424,3 +424,16 @@ def test_a_real_slurm_submit_run_collect_cycle(tiny_repo: Path, slurm: Path) -> 
     for outcome in outcomes:
         assert outcome.device == f"{socket.gethostname()} cpu (1 threads)"  # --cpus 1
         assert "trained " in outcome.log.read_text()
+
+
+def test_the_command_line_names_blocked_runs_and_exits_1(
+    tiny_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmark.cli import main
+
+    assert main(["launch", "--devices", "", "--workers", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert f"train@{RUNS[0]}: blocked, its data data/prepared/synthetic is missing" in out
+    assert f"blocked: train@{RUNS[0]}; train@{RUNS[1]}" in err
+    assert main(["launch", "nope"]) == 1
+    assert "no train stage matches 'nope'" in capsys.readouterr().err

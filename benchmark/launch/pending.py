@@ -108,10 +108,14 @@ def train_stages(
         for stage in repo.index.stages:
             if not stage.addressing.startswith(TRAIN_PREFIX) or len(stage.outs) != 1:
                 continue
+            # dict: once each (the demo's runs name their data twice, as data and weights)
             data = tuple(
-                root / str(dep.def_path)
-                for dep in stage.deps
-                if not str(dep.def_path).startswith("benchmark") and dep.def_path != "params.yaml"
+                dict.fromkeys(
+                    root / str(dep.def_path)
+                    for dep in stage.deps
+                    if not str(dep.def_path).startswith("benchmark")
+                    and dep.def_path != "params.yaml"
+                )
             )
             stages.append(
                 TrainStage(
