@@ -437,3 +437,28 @@ def test_the_command_line_names_blocked_runs_and_exits_1(
     assert f"blocked: train@{RUNS[0]}; train@{RUNS[1]}" in err
     assert main(["launch", "nope"]) == 1
     assert "no train stage matches 'nope'" in capsys.readouterr().err
+
+
+def test_only_a_finished_run_is_committed_and_a_refused_commit_is_reported(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmark.launch
+
+    _run([str(BIN / "cdbench"), "synth"], tiny_repo)
+    committed: list[str] = []
+
+    def refuse(root: Path, stage: str) -> None:
+        committed.append(stage)
+        if stage.endswith(RUNS[1]):
+            raise CdbenchError(f"{root}: `dvc commit --force {stage}` failed: planted")
+
+    monkeypatch.setattr(benchmark.launch, "dvc_commit", refuse)
+    exits = {f"train@{RUNS[0]}": 2, f"train@{RUNS[1]}": 0}
+    outcomes, _ = launch(
+        tiny_repo, devices=[], workers=2, runner=lambda stage, env, log: exits[stage.name]
+    )
+    assert committed == [f"train@{RUNS[1]}"]  # a failed run is never recorded
+    states = {o.stage: o.state for o in outcomes}
+    assert states == {f"train@{RUNS[0]}": "failed (exit 2)", f"train@{RUNS[1]}": "not recorded"}
+    line, status = summary(outcomes, Plan())
+    assert status == 1 and f"train@{RUNS[1]} (not recorded" in line
