@@ -333,7 +333,8 @@ def test_rar3_solid_needs_unar_and_reports_both_tools(
 def test_rar5_solid_needs_bsdtar(
     rar_fixtures: Path, sandbox: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """unar fails on this RAR5 archive (datasets.md); without bsdtar it cannot be read."""
+    """unar fails on this RAR5 archive (tests/data/rar/README.md); without bsdtar it cannot be
+    read."""
     _, work = sandbox
     real_which = shutil.which
     monkeypatch.setattr(

@@ -24,8 +24,9 @@ is extracted as a zip (the tests use this: no free tool writes RAR).
 - zip: read with `zipfile`; each member is copied by this module to a path it built itself.
 - RAR: listed with the `rarfile` package (pure-Python header parser, `errors="strict"` so a
   truncated header is an error), extracted by an external tool. Neither free tool reads every
-  RAR flavour (datasets.md: bsdtar fails on RAR3 solid archives, unar on some RAR5 ones), so
-  `bsdtar` is tried first and `unar` second, and when both fail the error reports both.
+  RAR flavour (bsdtar fails on RAR3 solid archives, unar on some RAR5 solid ones: see
+  tests/data/rar), so `bsdtar` is tried first and `unar` second, and when both fail the error
+  reports both.
 
 Reference checked: `rarfile` 4.5 (`RarFile.extractall` / `_extract_one`), the test archives of
 its source distribution.

@@ -3,7 +3,7 @@
 Every check names the image by `source`, the place the user can find it (`train.zip:
 A/train_1.png`), not by the temporary path it was extracted to.
 
-Conventions (datasets.md):
+Conventions (those of the codebases whose recipes are reproduced):
 - Labels: a pixel value >= 128 means change (open-cd; CDLab's `> 127` is the same). CDD labels
   are JPEG and so not exactly 0/255; `== 255` (ChangeFormer, BSFNet's code) leaves holes. A
   lossless label holding only 0 and 1 (a 0/1-encoded copy) is refused rather than binarised to

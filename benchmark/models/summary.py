@@ -7,8 +7,9 @@ size x size images under `torch.utils.flop_counter.FlopCounterMode`.
 Counting convention: FlopCounterMode counts a multiply-accumulate as 2 FLOPs and counts only
 convolutions (transposed ones included) and matrix products; BatchNorm, activations, pooling,
 attention products and interpolation are not counted. So GMACs = GFLOPs / 2, the unit of the
-published sizes: 82.35 GMACs and 35.73 M parameters for IFN at 256 x 256 (published-results.md),
-and about 27.3 GMACs measured from BSFNet's released code (bsfnet.md).
+published sizes: 82.35 GMACs and 35.73 M parameters for IFN at 256 x 256 (the model-size columns
+of the papers that compare with IFN; BIT, Chen et al., IEEE TGRS 2022, gives 35.71 M), and about
+27.3 GMACs for the model of BSFNet's released code (`cd_code`, one 256 x 256 pair).
 
 At 256 x 256 this gives 27.32 GMACs for BSFNet and 78.92 for IFN. IFN's published 82.35 is
 reached by the convention of the common counters (thop, ptflops), which charge a

@@ -5,7 +5,7 @@ rectangles in B as the change), so they compress to almost nothing and are fast 
 every 256x256 tile carries a stamp of (split, index, tile) in its first pixels, so no two tiles
 are equal unless a test copies them on purpose (the cross-split duplicate check).
 
-- LEVIR-CD: `train.zip`, `val.zip`, `test.zip`, either layout of datasets.md: `flat`
+- LEVIR-CD: `train.zip`, `val.zip`, `test.zip`, either layout `levircd.detect_layout` knows: `flat`
   (`A/train_1.png` ...) or `nested` (`train/A/train_1.png` ...). Labels: single-channel PNG 0/255.
 - CDD: `ChangeDetectionDataset/Real/subset/{train,val,test}/{A,B,OUT}/NNNNN.jpg` plus a
   `ChangeDetectionDataset/Model/with_shift/...` decoy with colliding names, written as a ZIP
@@ -39,7 +39,8 @@ SPLIT_ID = {"train": 1, "val": 2, "test": 3}
 LEVIR_FULL = {"train": 445, "val": 64, "test": 128}
 LEVIR_SMALL = {"train": 3, "val": 2, "test": 2}
 CDD_FULL = {"train": 10000, "val": 2998, "test": 3000}
-"""The real archive's `Real/subset` (datasets.md): val has 2998 pairs, not the 3000 papers quote."""
+"""The real archive's `Real/subset` (benchmark/data/datasets/cdd.py): val has 2998 pairs, not the
+3000 papers quote."""
 CDD_SMALL = {"train": 4, "val": 2, "test": 2}
 CDD_ROOT = "ChangeDetectionDataset/Real/subset"
 CDD_DECOY = "ChangeDetectionDataset/Model/with_shift"
