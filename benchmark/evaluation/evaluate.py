@@ -385,7 +385,7 @@ def _with_value(config: dict[str, Any], dotted: str, value: Any) -> dict[str, An
     `value` is absent: the digest cannot be probed, so the key is listed as a difference)."""
     if value == _ABSENT:
         return None
-    copy = json.loads(json.dumps(config))
+    copy: dict[str, Any] = json.loads(json.dumps(config))
     *parents, leaf = dotted.split(".")
     node = copy
     for part in parents:

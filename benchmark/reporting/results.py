@@ -156,7 +156,7 @@ def load_runs(
             counts do not give, two files for the same experiment and seed.
     """
     rows = []
-    seen: dict[tuple[str, int], Path] = {}
+    seen: dict[tuple[str, int, str], Path] = {}
     paths = sorted(metrics_dir.glob("*.json"))
     if not from_files:
         paths = [path for path in paths if split_run_name(path.stem)[1] is None]
@@ -330,7 +330,7 @@ def per_image_counts(
     view = "whole" if protocol.startswith("whole_") else "tiles"
     base = protocol.removeprefix("whole_")
     columns = [f"{base}/{name}" for name in COUNTS]
-    tables = []
+    tables: list[pd.DataFrame] = []
     for run in runs:
         path = per_image_dir / f"{run}.csv"
         if not path.exists():

@@ -137,7 +137,7 @@ def prepared_trainable(
         trainable = trainable.to(memory_format=torch.channels_last)
     forward: Callable[..., tuple[Tensor, dict[str, Tensor]]] = trainable
     if setting.compile:
-        forward = torch.compile(trainable)  # type: ignore[assignment]
+        forward = torch.compile(trainable)
     return trainable, forward
 
 
@@ -198,7 +198,8 @@ def training_flops_per_pair(
     with FlopCounterMode(display=False) as counter:
         loss, _ = trainable(t0, t1, mask)
         loss.backward()
-    return counter.get_total_flops() // 2
+    flops: int = counter.get_total_flops()
+    return flops // 2
 
 
 @contextmanager

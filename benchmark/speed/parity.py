@@ -109,16 +109,16 @@ def run_parity(
                 runs.append(("baseline_next_seed", settings["baseline"], noise_spec))
             for setting, runtime, run_spec in runs:
                 folder = Path(scratch) / setting / run_spec.name
-                result = train_run(params, run_spec, folder, runtime, tracking=False)
+                trained = train_run(params, run_spec, folder, runtime, tracking=False)
                 history = torch.load(folder / "last.pt", weights_only=False)["history"]
                 max_f1 = 100 * validation_max_f1(params, run_spec, folder, runtime)
                 row[setting] = {
                     "seed": run_spec.seed,
                     "runtime": dataclasses.asdict(runtime),
                     "val_max_f1": max_f1,
-                    "selection": 100 * result.best_score,
-                    "best_step": result.best_step,
-                    "seconds": result.seconds,
+                    "selection": 100 * trained.best_score,
+                    "best_step": trained.best_step,
+                    "seconds": trained.seconds,
                     "validations": [
                         {"step": r["step"], "score": 100 * r[f"{split}/selection"]}
                         for r in history
@@ -127,8 +127,8 @@ def run_parity(
                 }
                 print(
                     f"{name} seed {run_spec.seed} {setting}: validation max F1 {max_f1:.2f}, "
-                    f"selection ({split} {metric}) {100 * result.best_score:.2f} at step "
-                    f"{result.best_step} ({result.seconds:.0f} s)",
+                    f"selection ({split} {metric}) {100 * trained.best_score:.2f} at step "
+                    f"{trained.best_step} ({trained.seconds:.0f} s)",
                     flush=True,
                 )
             row["difference"] = row["optimised"]["val_max_f1"] - row["baseline"]["val_max_f1"]
@@ -138,7 +138,7 @@ def run_parity(
                 row["seed_difference"] = noise
                 row["within_seed_difference"] = abs(row["difference"]) <= abs(noise)
             rows.append(row)
-    result = {
+    result: dict[str, Any] = {
         "device": str(device),
         "torch": torch.__version__,
         "tolerance": tolerance,
