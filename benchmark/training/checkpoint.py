@@ -59,7 +59,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         raise CdbenchError(
             f"{path}: checkpoint format {found}, expected {FORMAT}; delete it to start afresh"
         )
-    return payload
+    checked: dict[str, Any] = payload
+    return checked
 
 
 def finite_weights(state_dict: dict[str, Any]) -> bool:
