@@ -271,8 +271,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """`cdbench bench` -> `benchmark.speed.bench.run_bench` (`--reproject`: `reproject`)."""
     params = load_params(args.params)
+    from benchmark.run import resolve_device
     from benchmark.speed.bench import reproject, run_bench
-    from benchmark.training.loop import resolve_device
 
     if args.reproject:
         reproject(params, Path(args.out))
@@ -300,8 +300,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_parity(args: argparse.Namespace) -> int:
     """`cdbench parity` -> `benchmark.speed.parity.run_parity`."""
     params = load_params(args.params)
+    from benchmark.run import resolve_device
     from benchmark.speed.parity import run_parity
-    from benchmark.training.loop import resolve_device
 
     experiments = args.experiment or [
         name for name, e in params.experiments.items() if e.dataset == "synthetic"

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark import checkpoint, run
 from benchmark.cli import main
 from benchmark.config import RunSpec, load_params
 from benchmark.evaluation.evaluate import stale_checkpoint
-from benchmark.training import checkpoint
-from benchmark.training.loop import _digest, resolved_config, train_run
+from benchmark.training.loop import train_run
 from tests.test_training import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,23 +33,23 @@ def test_only_the_settings_that_change_the_digest_are_named(tmp_path: Path) -> N
     data = tmp_path / "prepared"  # no dataset needed: only the configurations are compared
     old = load_params(with_recipe(tmp_path / "old", data))
     (spec,) = old.runs()
-    trained = resolved_config(old, spec, old.runtime)
-    best = {"digest": _digest(trained), "config": trained}
+    trained = run.resolved_config(old, spec, old.runtime)
+    best = {"digest": run.digest(trained), "config": trained}
     assert stale_checkpoint(best, trained) is None
     # Another device and more workers do not change the result: still the same configuration.
     elsewhere = {**trained, "runtime": {**trained["runtime"], "device": "cuda", "workers": 7}}
     assert stale_checkpoint(best, elsewhere) is None
 
     new = load_params(with_recipe(tmp_path / "new", data, iterations=9, crop=64))
-    now = {**resolved_config(new, spec, new.runtime), "runtime": elsewhere["runtime"]}
+    now = {**run.resolved_config(new, spec, new.runtime), "runtime": elsewhere["runtime"]}
     stale = stale_checkpoint(best, now)
     assert stale is not None
     assert stale["checkpoint_digest"] == best["digest"]
-    assert stale["current_digest"] == _digest(now) != best["digest"]
+    assert stale["current_digest"] == run.digest(now) != best["digest"]
     assert stale["differences"] == ["recipe.crop: 32 -> 64", "recipe.iterations: 6 -> 9"]
 
     # The digest includes the seed: a checkpoint is stale for another seed's configuration.
-    other_seed = resolved_config(old, RunSpec(spec.experiment, 1, spec.name), old.runtime)
+    other_seed = run.resolved_config(old, RunSpec(spec.experiment, 1, spec.name), old.runtime)
     assert stale_checkpoint(best, other_seed)["differences"] == ["seed: 0 -> 1"]  # type: ignore[index]
 
 
@@ -95,7 +95,7 @@ def test_a_stale_checkpoint_is_refused_and_the_override_recorded_everywhere(
     assert "WARNING: scored from a stale checkpoint" in capsys.readouterr().err
     metrics = json.loads((reports / "metrics" / f"{RUN}.json").read_text())
     changed = load_params(changed_params)
-    current = _digest(resolved_config(changed, spec, changed.runtime))
+    current = run.digest(run.resolved_config(changed, spec, changed.runtime))
     assert metrics["config_digest"] == digest
     assert metrics["stale_checkpoint"] == {
         "checkpoint_digest": digest,

@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
+from benchmark import checkpoint
 from benchmark.cli import main
 from benchmark.config import RuntimeConfig, SynthConfig, load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.speed.parity import render_parity, runtimes
-from benchmark.training import checkpoint
 from benchmark.training.loop import train_run
 from tests.test_training import TINY as TRAINING_TINY
 

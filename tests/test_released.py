@@ -27,7 +27,7 @@ from benchmark.models.released import (
     key_table,
     load_weights,
 )
-from benchmark.training.loop import Trainable, build_trainable
+from benchmark.run import Trainable, build_trainable
 from tests.test_training import write_params
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -304,7 +304,7 @@ def test_evaluate_weights_scores_a_released_file_apart_and_records_its_hash(
     assert "test/fixed/f1" in run.data.metrics
 
     # Our own checkpoint through --weights: provenance "cdbench checkpoint", its own name.
-    from benchmark.training import checkpoint
+    from benchmark import checkpoint
 
     ours = tmp_path / "best.pt"
     checkpoint.save_atomic({"model_and_loss": source.state_dict(), "step": 3}, ours)

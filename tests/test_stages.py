@@ -18,9 +18,11 @@ import pytest
 import torch
 import yaml
 
+from benchmark import checkpoint
 from benchmark.cli import _runtime, build_parser, main
 from benchmark.config import EVALUATE_RUNTIME, RESULT_RUNTIME, Params, SynthConfig, load_params
 from benchmark.errors import ConfigError
+from benchmark.run import digest, resolved_config
 from benchmark.stages import (
     STAGE_COMMANDS,
     check_stages,
@@ -28,7 +30,7 @@ from benchmark.stages import (
     module_deps,
     stage_imports,
 )
-from benchmark.training import checkpoint, loop
+from benchmark.training import loop
 from tests.test_training import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,18 +118,18 @@ def test_an_import_inside_a_function_is_followed(tmp_path: Path) -> None:
     """A new module imported lazily, inside a function of a module train imports, becomes a
     dep of train only; the repository's dvc.yaml then lacks it, and the check says so."""
     root = _package_copy(tmp_path)
-    (root / "benchmark/training/extra.py").write_text('"""planted"""\n')
+    (root / "benchmark/data/extra.py").write_text('"""planted"""\n')
     (root / "benchmark/lazy.py").write_text("VALUE = 1\n")
-    recipe = root / "benchmark/training/recipe.py"
-    recipe.write_text(
-        recipe.read_text()
+    transforms = root / "benchmark/data/transforms.py"  # imported by train and evaluate
+    transforms.write_text(
+        transforms.read_text()
         + "\n\ndef _planted() -> None:\n    if True:\n"
         + "        from benchmark.lazy import VALUE  # noqa: F401\n"
         + "        from . import extra  # noqa: F401\n"
     )
     train = stage_imports("train", root)
-    assert "benchmark/lazy.py" in train and "benchmark/training/extra.py" in train
-    assert train["benchmark/lazy.py"].endswith("benchmark/training/recipe.py -> benchmark/lazy.py")
+    assert "benchmark/lazy.py" in train and "benchmark/data/extra.py" in train
+    assert train["benchmark/lazy.py"].endswith("benchmark/data/transforms.py -> benchmark/lazy.py")
     assert "benchmark/lazy.py" not in stage_imports("synth", root)
     assert "benchmark/lazy.py" in module_deps("train", root)
     problems = missing_deps(REPO / "dvc.yaml", root)
@@ -233,7 +235,7 @@ def tiny(tmp_path: Path) -> Params:
 
 def _digest(params: Params, runtime: object = None) -> str:
     (spec,) = params.runs()
-    return loop._digest(loop.resolved_config(params, spec, runtime or params.runtime))
+    return digest(resolved_config(params, spec, runtime or params.runtime))
 
 
 @pytest.mark.parametrize("key", RESULT_RUNTIME)

@@ -21,13 +21,15 @@ import torch
 import yaml
 from PIL import Image
 
+from benchmark import checkpoint
 from benchmark.config import Params, SynthConfig, load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.data.transforms import PairNormalize
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.evaluate import evaluate_run
-from benchmark.training import checkpoint, loop
-from benchmark.training.loop import Trainable, train_run
+from benchmark.run import Trainable
+from benchmark.training import loop
+from benchmark.training.loop import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

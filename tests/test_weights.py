@@ -20,6 +20,7 @@ import torch
 import torchvision
 import yaml
 
+from benchmark import checkpoint
 from benchmark.cli import main
 from benchmark.config import SynthConfig, load_params
 from benchmark.data.synth import generate_synthetic
@@ -27,8 +28,8 @@ from benchmark.errors import CdbenchError, DownloadError
 from benchmark.models import weights
 from benchmark.models.weights import WeightFile, verify_file
 from benchmark.models.weights_fetch import fetch_weights
-from benchmark.training import checkpoint
-from benchmark.training.loop import build_trainable, train_run
+from benchmark.run import build_trainable
+from benchmark.training.loop import train_run
 from tests.httpserver import LocalServer, Route, closed_port_url
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,8 +29,8 @@ evaluation killed while publishing leaves at worst a set without its metrics fil
 reader takes as "not evaluated".
 
 The checkpoint must have been trained under the current configuration: its stored digest must
-be the one `cdbench train` would compute now (benchmark/training/loop.py `resolved_config` and
-`_digest`: params.yaml's experiment, recipe and seed, with this command's runtime, so
+be the one `cdbench train` would compute now (benchmark/run.py `resolved_config` and
+`digest`: params.yaml's experiment, recipe and seed, with this command's runtime, so
 `--bf16` and the like count as at training). Otherwise the run's numbers would be labelled
 with a recipe that did not produce them, so `evaluate` refuses, naming the settings that differ.
 `allow_stale_checkpoint` (`--allow-stale-checkpoint`) scores it anyway, and then every record
@@ -46,14 +46,12 @@ Checked against BSFNet's `utils/metric.py` (pooled counts, threshold sweep) and 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from benchmark.config import Params, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
@@ -64,16 +62,18 @@ from benchmark.evaluation.predict import SplitScores, new_split_scores, score_ki
 from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.models.released import RUN_SUFFIX, LoadedWeights, load_weights, sha256_of
 from benchmark.publish import StagedOutputs
-from benchmark.runlock import run_lock
-from benchmark.training import checkpoint
-from benchmark.training.loop import (
-    _digest,
-    build_trainable,
+from benchmark.run import (
+    Trainable,
+    digest,
+    eval_loader,
+    load_selected,
+    normalizer,
     prepared_root,
-    resolve_device,
     resolved_config,
+    to_scoring_device,
+    untrained,
 )
-from benchmark.training.recipe import normalizer
+from benchmark.runlock import run_lock
 
 THUMBNAILS = 4
 """Test pairs drawn as prediction maps for the report."""
@@ -123,12 +123,14 @@ def evaluate_run(
         )
 
 
-def _from_file(params: Params, spec: RunSpec, weights: Path) -> tuple[Any, str, LoadedWeights]:
+def _from_file(
+    params: Params, spec: RunSpec, weights: Path
+) -> tuple[Trainable, str, LoadedWeights]:
     """The experiment's model and loss with the weights of `weights`, the name its results
     are written under (`<run>-released` / `<run>-weights`) and what was loaded."""
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
-    trainable = build_trainable(experiment, _without_pretrained(recipe))
+    trainable = untrained(experiment, recipe)
     loaded = load_weights(weights, experiment.model, trainable)
     return trainable, spec.name + RUN_SUFFIX[loaded.provenance], loaded
 
@@ -184,21 +186,7 @@ def _trained(
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
     best_path = checkpoint_dir / "best.pt"
-    summary_path = checkpoint_dir / "summary.json"
-    if not best_path.exists() or not summary_path.exists():
-        raise CdbenchError(
-            f"{checkpoint_dir}: no finished training run (best.pt and summary.json); "
-            f"run `cdbench train {spec.experiment} --seed {spec.seed}` "
-            f"(or `dvc repro train@{spec.name}`) first"
-        )
-    best = checkpoint.load(best_path)
-    summary = json.loads(summary_path.read_text())
-    config = best["config"]
-    if config["experiment"] != spec.experiment or config["seed"] != spec.seed:
-        raise CdbenchError(
-            f"{best_path}: holds run {config['run']!r}, expected {spec.name!r}; "
-            f"point --checkpoints at that run's folder"
-        )
+    best, summary = load_selected(checkpoint_dir, spec)
     stale = stale_checkpoint(best, resolved_config(params, spec, runtime))
     if stale is not None and not allow_stale_checkpoint:
         raise CdbenchError(
@@ -211,9 +199,7 @@ def _trained(
             f"--allow-stale-checkpoint to score it anyway, recorded as stale"
         )
 
-    trainable = build_trainable(
-        experiment, _without_pretrained(recipe)
-    )  # weights come from the checkpoint
+    trainable = untrained(experiment, recipe)
     trainable.load_state_dict(best["model_and_loss"])
     identity = {
         "config_digest": best.get("digest") or "",
@@ -241,11 +227,8 @@ def _score_and_write(
     the metrics, curves, per-image counts and prediction maps as run `run`."""
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
-    device = resolve_device(runtime.device)
-    trainable.to(device).eval()
-    if runtime.channels_last:
-        trainable.to(memory_format=torch.channels_last)
-    kind = score_kind(trainable.model, trainable.loss)
+    device = to_scoring_device(trainable, runtime)
+    kind = score_kind(trainable.loss)
     threshold = getattr(recipe.thresholds, kind)
     root = prepared_root(params, experiment.dataset)
 
@@ -351,16 +334,20 @@ def stale_checkpoint(best: dict[str, Any], current: dict[str, Any]) -> dict[str,
     """None when checkpoint `best` was trained under `current` (the resolved configuration of
     the run now: same digest); else {checkpoint_digest, current_digest, differences}, where
     differences lists, as "key: checkpoint -> now", the settings that change the digest."""
-    digest = _digest(current)
+    current_digest = digest(current)
     stored = str(best.get("digest") or "")
-    if stored == digest:
+    if stored == current_digest:
         return None
     differences = []
     for key, (was, now) in _leaf_differences(best.get("config") or {}, current).items():
         probe = _with_value(current, key, was)
-        if probe is None or _digest(probe) != digest:
+        if probe is None or digest(probe) != current_digest:
             differences.append(f"{key}: {was!r} -> {now!r}")
-    return {"checkpoint_digest": stored, "current_digest": digest, "differences": differences}
+    return {
+        "checkpoint_digest": stored,
+        "current_digest": current_digest,
+        "differences": differences,
+    }
 
 
 _ABSENT = "<absent>"
@@ -403,10 +390,6 @@ def _listed(differences: list[str], most: int = 6) -> str:
     return shown + (f"; and {len(differences) - most} more" if len(differences) > most else "")
 
 
-def _without_pretrained(recipe: Any) -> Any:
-    return dataclasses.replace(recipe, pretrained=False)
-
-
 def _flat(protocol: str, threshold: float, counts: Counts) -> dict[str, float | int]:
     figures: dict[str, float | int] = {f"{protocol}/threshold": round(float(threshold), 6)}
     figures.update({f"{protocol}/{k}": v for k, v in counts.as_dict().items()})
@@ -414,21 +397,8 @@ def _flat(protocol: str, threshold: float, counts: Counts) -> dict[str, float | 
     return figures
 
 
-def _loader(
-    root: Path, split: str, whole: bool, recipe: Any, runtime: RuntimeConfig, device: torch.device
-) -> DataLoader:
-    dataset = ChangeDetectionDataset(root, split, normalizer(recipe), whole=whole)
-    return DataLoader(
-        dataset,
-        batch_size=1 if whole else recipe.batch_size,
-        shuffle=False,
-        num_workers=runtime.workers,
-        pin_memory=device.type == "cuda",
-    )
-
-
 def score_named_split(
-    trainable: Any,
+    trainable: Trainable,
     root: Path,
     split: str,
     whole: bool,
@@ -442,7 +412,8 @@ def score_named_split(
 ) -> tuple[SplitScores, list[torch.Tensor]]:
     """Score one split; also return the score maps of its first `keep` pairs (thumbnails)."""
     scores = new_split_scores(kind, [threshold], device, per_image)
-    loader = _loader(root, split, whole, recipe, runtime, device)
+    dataset = ChangeDetectionDataset(root, split, normalizer(recipe), whole=whole)
+    loader = eval_loader(dataset, whole, recipe, runtime, device)
     kept = score_split(
         trainable.model,
         trainable.loss,

@@ -35,8 +35,8 @@ from benchmark.config import RecipeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.layout import PARTS, WHOLE, list_pairs
 from benchmark.data.photometric import COLOUR_PARAMS, photometric_distortion
+from benchmark.run import loader_workers
 from benchmark.training.batches import ThreadedBatches, training_batches
-from benchmark.training.loop import loader_workers
 from benchmark.training.recipe import training_samples
 from benchmark.training.sampler import epoch_indices
 

@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.config import ExperimentConfig, RecipeConfig
-from benchmark.training.loop import Trainable, build_trainable
+from benchmark.run import Trainable, untrained
 from benchmark.training.recipe import build_optimizer
 
 
@@ -132,19 +132,13 @@ def prepared_trainable(
     """The model + loss on `device` in `setting`'s memory format, and the callable to run
     (compiled when the setting says so). Random initialisation: speed does not depend on it."""
     torch.manual_seed(0)
-    trainable = build_trainable(experiment, _no_pretrained(recipe)).to(device)
+    trainable = untrained(experiment, recipe).to(device)
     if setting.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)
     forward: Callable[..., tuple[Tensor, dict[str, Tensor]]] = trainable
     if setting.compile:
         forward = torch.compile(trainable)
     return trainable, forward
-
-
-def _no_pretrained(recipe: RecipeConfig) -> RecipeConfig:
-    import dataclasses
-
-    return dataclasses.replace(recipe, pretrained=False)
 
 
 def train_step(

@@ -38,8 +38,10 @@ from typing import Any
 
 import torch
 
+from benchmark import checkpoint
 from benchmark.config import Params, RunSpec, RuntimeConfig
 from benchmark.errors import ConfigError
+from benchmark.run import prepared_root, to_scoring_device, untrained
 from benchmark.speed.measure import optimised
 
 TOLERANCE = 0.5
@@ -156,24 +158,14 @@ def validation_max_f1(params: Params, spec: RunSpec, folder: Path, runtime: Runt
     """F1 (0..1) of `folder/best.pt` on the whole validation split at the best threshold of
     the sweep, computed in `runtime`'s precision and memory format."""
     from benchmark.evaluation.evaluate import score_named_split
-    from benchmark.evaluation.predict import score_kind
-    from benchmark.training import checkpoint
-    from benchmark.training.loop import (
-        build_trainable,
-        prepared_root,
-        resolve_device,
-        selection_score,
-    )
+    from benchmark.evaluation.predict import score_kind, selection_score
 
     experiment = params.experiment(spec.experiment)
-    recipe = dataclasses.replace(params.recipes[experiment.recipe], pretrained=False)
-    device = resolve_device(runtime.device)
-    trainable = build_trainable(experiment, recipe)
+    recipe = params.recipes[experiment.recipe]
+    trainable = untrained(experiment, recipe)
     trainable.load_state_dict(checkpoint.load(folder / "best.pt")["model_and_loss"])
-    trainable.to(device).eval()
-    if runtime.channels_last:
-        trainable.to(memory_format=torch.channels_last)
-    kind = score_kind(trainable.model, trainable.loss)
+    device = to_scoring_device(trainable, runtime)
+    kind = score_kind(trainable.loss)
     root = prepared_root(params, experiment.dataset)
     threshold = getattr(recipe.thresholds, kind)
     scores, _ = score_named_split(

@@ -52,7 +52,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,52 +60,43 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from tqdm import tqdm
 
-from benchmark.config import (
-    RESULT_RUNTIME,
-    ExperimentConfig,
-    Params,
-    RecipeConfig,
-    RunSpec,
-    RuntimeConfig,
-)
+from benchmark import checkpoint
+from benchmark.config import Params, RecipeConfig, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.photometric import photometric_distortion
+from benchmark.data.transforms import PairNormalize
 from benchmark.errors import CdbenchError, DataError
 from benchmark.evaluation.predict import (
-    SplitScores,
     new_split_scores,
     score_kind,
     score_split,
+    selection_score,
 )
-from benchmark.losses import build_loss
-from benchmark.models import build_model
+from benchmark.losses import ScoreKind
+from benchmark.run import (
+    Trainable,
+    build_trainable,
+    digest,
+    eval_loader,
+    loader_workers,
+    normalizer,
+    prepared_root,
+    resolve_device,
+    resolved_config,
+)
 from benchmark.runlock import run_lock
-from benchmark.training import checkpoint
 from benchmark.training.batches import training_batches
 from benchmark.training.distributed import Distributed
 from benchmark.training.recipe import (
+    Scheduler,
     build_optimizer,
     build_scheduler,
-    normalizer,
     training_samples,
 )
 from benchmark.training.sampler import epoch_indices
-
-
-class Trainable(nn.Module):
-    """The model and its loss as one module, so that DDP and the optimiser see the loss's own
-    parameters (the `bce` arm's scale and offset) along with the model's."""
-
-    def __init__(self, model: nn.Module, loss: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.loss = loss
-
-    def forward(self, t0: Tensor, t1: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.loss(self.model(t0, t1), mask)
 
 
 @dataclass
@@ -120,122 +111,64 @@ class TrainResult:
     seconds: float
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` -> cuda:<local rank> when CUDA is present, else cpu; else the name given."""
-    if name == "auto":
-        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif name == "cuda":
-        name = f"cuda:{local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CdbenchError(f"device {name!r} requested but CUDA is not available here")
-    return device
+@dataclass
+class TrainingData:
+    """The training samples and the selection split's shard of this rank, with the counts
+    that set the schedule."""
+
+    train_set: Any
+    workers: int
+    steps_per_epoch: int
+    total: int
+    val_interval: int
+    val_shard: Subset[Any]
 
 
-def resolved_config(params: Params, spec: RunSpec, runtime: RuntimeConfig) -> dict[str, Any]:
-    """Everything that defines the run, as plain data (saved in checkpoints, logged to MLflow)."""
-    experiment = params.experiment(spec.experiment)
-    recipe = params.recipes[experiment.recipe]
-    return {
-        "run": spec.name,
-        "experiment": spec.experiment,
-        "seed": spec.seed,
-        "model": experiment.model,
-        "loss": experiment.loss,
-        "dataset": experiment.dataset,
-        "recipe_name": experiment.recipe,
-        "model_options": dict(experiment.model_options),
-        # the loss's options as built: the recipe's, updated with the experiment's own (config.py)
-        "loss_options": dict(experiment.loss_options),
-        # so the recipe's own loss_options are not repeated here
-        "recipe": {k: v for k, v in dataclasses.asdict(recipe).items() if k != "loss_options"},
-        "runtime": dataclasses.asdict(runtime),
-        "data_root": str(params.data.prepared(experiment.dataset)),
-        "data_manifest": _manifest_digest(params.data.prepared(experiment.dataset)),
-    }
+@dataclass
+class Training:
+    """What stays fixed while a run trains: its configuration, device, modules and data."""
+
+    spec: RunSpec
+    recipe_name: str
+    recipe: RecipeConfig
+    runtime: RuntimeConfig
+    config: dict[str, Any]
+    digest: str
+    out: Path
+    world: Distributed
+    device: torch.device
+    trainable: Trainable
+    forward: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    normalize: PairNormalize
+    kind: ScoreKind
+    threshold: float
+    data: TrainingData
 
 
-def _manifest_digest(root: Path) -> str | None:
-    """sha256 of the prepared dataset's manifest.json (per-file hashes, counts, and for the
-    synthetic data its generator's settings), None where there is none yet: the identity of
-    the data a run trains on."""
-    manifest = root / "manifest.json"
-    return checkpoint.file_sha256(manifest) if manifest.is_file() else None
+@dataclass
+class LoopState:
+    """What changes while a run trains, and what `last.pt` keeps of it.
 
+    `bad_step` is the first step whose training loss was not finite (-1: none yet) and
+    `bad_loss` that loss, kept on the device so that checking every step costs no
+    synchronisation; `saved_step` is the step of last.pt (None: none written) and
+    `saved_pending` the MLflow records it holds."""
 
-def _digest(config: dict[str, Any]) -> str:
-    """Digest of everything that changes the result: the run (experiment, seed, model, loss
-    and their options), the recipe, the data (its manifest's hash: regenerated or re-prepared
-    data never resumes or skips an old checkpoint) and the runtime settings of RESULT_RUNTIME
-    with the values in effect (command-line overrides included). Not the device, the data's
-    folder, workers, checkpoint_every, system metrics or progress bars, which do not."""
-    keys = ("experiment", "seed", "model", "loss", "dataset", "model_options", "loss_options")
-    key_config = {key: config[key] for key in keys}
-    key_config["recipe"] = config["recipe"]
-    key_config["data_manifest"] = config["data_manifest"]
-    key_config["runtime"] = {key: config["runtime"][key] for key in RESULT_RUNTIME}
-    return checkpoint.config_digest(key_config)
-
-
-def build_trainable(
-    experiment: ExperimentConfig, recipe: RecipeConfig, weights_dir: Path | None = None
-) -> Trainable:
-    """The model and the loss, in training mode. A `recipe.pretrained` encoder starts from the
-    ImageNet weights in `weights_dir` (`params.data.weights_dir`; never downloaded), which such
-    a recipe requires; callers that restore a checkpoint pass a recipe with pretrained False."""
-    if recipe.pretrained and weights_dir is None:
-        raise ValueError(
-            f"build_trainable({experiment.model!r}): the recipe is pretrained, so the ImageNet "
-            f"weights folder (params.data.weights_dir) is needed; got weights_dir=None"
-        )
-    model = build_model(
-        experiment.model,
-        weights_dir=weights_dir if recipe.pretrained else None,
-        **experiment.model_options,
-    )
-    loss = build_loss(experiment.loss, **experiment.loss_options)
-    return Trainable(model, loss)
-
-
-def loader_workers(recipe: RecipeConfig, dataset: ChangeDetectionDataset, workers: int) -> int:
-    """Loading workers for the training loader (threads or processes, see
-    benchmark/training/batches.py): none when a sample is only a read from the split's
-    decoded-pairs cache (no augmentation, no crop), since then passing batches between
-    processes costs more than making them (BSFNet's recipe on 2 CPU cores: about 5700 pairs/s
-    in the main process, 800 with 2 workers; `cdbench bench`); else `workers`."""
-    plain = recipe.augment == "none" and recipe.crop is None and dataset.cache is not None
-    return 0 if plain else workers
-
-
-def prepared_root(params: Params, dataset: str) -> Path:
-    root = params.data.prepared(dataset)
-    if not (root / "manifest.json").is_file():
-        stage = "synth" if dataset == "synthetic" else f"prepare@{dataset}"
-        raise DataError(
-            f"{root}: no prepared {dataset} dataset (no manifest.json); "
-            f"run `dvc repro {stage}` first"
-        )
-    return root
-
-
-def selection_score(scores: SplitScores, metric: str) -> dict[str, float]:
-    """The recipe's selection metric and the validation figures logged with it."""
-    counts = scores.fixed.counts()[0]
-    fixed = counts.scores()
-    best_threshold, best_counts = scores.histogram.best_threshold()
-    union_unchanged = counts.tn + counts.fp + counts.fn
-    iou_unchanged = counts.tn / union_unchanged if union_unchanged else 0.0
-    figures = {
-        "f1": fixed["f1"],
-        "iou": fixed["iou"],
-        "precision": fixed["precision"],
-        "recall": fixed["recall"],
-        "max_f1": best_counts.scores()["f1"],
-        "max_f1_threshold": best_threshold,
-        "miou": (fixed["iou"] + iou_unchanged) / 2,
-    }
-    figures["selection"] = figures[metric]
-    return figures
+    loss_sum: Tensor
+    bad_step: Tensor
+    bad_loss: Tensor
+    step: int = 0
+    best_score: float = -math.inf
+    best_step: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    run_id: str | None = None
+    loss_count: int = 0
+    saved_step: int | None = None
+    saved_pending: int = 0
+    interval_start: float = 0.0
+    interval_steps: int = 0
 
 
 def lock_path(out: Path) -> Path:
@@ -270,13 +203,62 @@ def _train_run(
     runtime: RuntimeConfig | None,
     tracking: bool,
 ) -> TrainResult:
-    """`train_run`'s work, under the run's lock."""
+    """`train_run`'s work, under the run's lock: set up, resume, train, summarise."""
     runtime = runtime or params.runtime
     started = time.perf_counter()
+    run = setup(params, spec, out, runtime)
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.clean_scratch(out)
+    saved = _resume_state(out / "last.pt", run.digest, run.world.is_main)
+    state = resume(run, saved)
+    resumed_from = state.step
+    tracker = _tracker(run.config, spec, state.run_id, runtime, tracking and run.world.is_main)
+    state.run_id = tracker.run_id if tracker is not None else state.run_id
+    start_logging(tracker, run.config, saved)
+
+    bar = tqdm(
+        total=run.data.total,
+        initial=state.step,
+        desc=spec.name,
+        unit="step",
+        disable=not (runtime.progress and run.world.is_main),
+        dynamic_ncols=True,
+    )
+    state.interval_start, state.interval_steps = time.perf_counter(), 0
+    status = "FAILED"
+    try:
+        train(run, state, tracker, bar)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        bar.close()
+        finish_logging(run, state, tracker, status)
+
+    result = TrainResult(
+        run=spec.name,
+        out=out,
+        steps=state.step,
+        best_step=state.best_step,
+        best_score=state.best_score,
+        mlflow_run_id=state.run_id,
+        resumed_from=resumed_from,
+        seconds=time.perf_counter() - started,
+    )
+    if run.world.is_main:
+        write_summary(run, result, state.history)
+    run.world.barrier()
+    return result
+
+
+def setup(params: Params, spec: RunSpec, out: Path, runtime: RuntimeConfig) -> Training:
+    """Resolve the run, pick the device, seed torch, build the model, loss, data, optimiser
+    and schedule (in this order: the order torch's random numbers are drawn in)."""
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
     config = resolved_config(params, spec, runtime)
-    digest = _digest(config)
     root = prepared_root(params, experiment.dataset)
 
     wants_cuda = runtime.device.startswith("cuda") or (
@@ -289,34 +271,15 @@ def _train_run(
     _set_determinism(runtime.deterministic)
 
     torch.manual_seed(spec.seed)
-    weights_dir = Path(params.data.weights_dir)
-    trainable = build_trainable(experiment, recipe, weights_dir).to(device)
+    trainable: Trainable = build_trainable(experiment, recipe, Path(params.data.weights_dir))
+    trainable = trainable.to(device)
     if runtime.channels_last:
         trainable = trainable.to(memory_format=torch.channels_last)
-    kind = score_kind(trainable.model, trainable.loss)
-    threshold = getattr(recipe.thresholds, kind)
+    kind = score_kind(trainable.loss)
+    data = training_data(root, experiment.recipe, recipe, spec.seed, runtime, world)
 
-    train_pairs = ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole)
-    train_set = training_samples(recipe, train_pairs, spec.seed)  # uint8: normalised on device
-    train_workers = loader_workers(recipe, train_pairs, runtime.workers)
-    steps_per_epoch = len(train_set) // recipe.batch_size
-    if steps_per_epoch == 0:
-        raise DataError(
-            f"{root}/train: {len(train_set)} pairs, fewer than one batch of "
-            f"{recipe.batch_size} (recipes.{experiment.recipe}.batch_size)"
-        )
-    total = recipe.iterations or recipe.epochs * steps_per_epoch
-    val_interval = recipe.val_every * (steps_per_epoch if recipe.epochs else 1)
-    val_set: Any = ChangeDetectionDataset(
-        root, recipe.selection_split, normalizer(recipe), whole=recipe.train_on_whole
-    )
-    if recipe.max_val_pairs is not None:
-        val_set = Subset(val_set, range(min(recipe.max_val_pairs, len(val_set))))
-    val_shard = Subset(val_set, range(world.rank, len(val_set), world.world_size))
-
-    normalize = normalizer(recipe)
     optimizer = build_optimizer(recipe, trainable.parameters(), fused=runtime.fused_optimizer)
-    scheduler = build_scheduler(recipe, optimizer, total)
+    scheduler = build_scheduler(recipe, optimizer, data.total)
     model: nn.Module = trainable
     if world.enabled:
         if device.type == "cuda":
@@ -324,279 +287,344 @@ def _train_run(
         model = DistributedDataParallel(
             trainable, device_ids=[device.index] if device.type == "cuda" else None
         )
-    forward = torch.compile(model) if runtime.compile else model
+    return Training(
+        spec=spec,
+        recipe_name=experiment.recipe,
+        recipe=recipe,
+        runtime=runtime,
+        config=config,
+        digest=digest(config),
+        out=out,
+        world=world,
+        device=device,
+        trainable=trainable,
+        forward=torch.compile(model) if runtime.compile else model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        normalize=normalizer(recipe),
+        kind=kind,
+        threshold=getattr(recipe.thresholds, kind),
+        data=data,
+    )
 
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint.clean_scratch(out)
-    state = _resume_state(out / "last.pt", digest, world.is_main)
-    step, best_score, best_step, history, run_id = 0, -math.inf, -1, [], None
-    if state is not None:
-        trainable.load_state_dict(state["model_and_loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
-        history, run_id = state["history"], state["mlflow_run_id"]
-    resumed_from = step
-    loss_sum = torch.zeros((), device=device)  # training loss since the last logged record
-    loss_count = 0
-    if state is not None:
-        loss_sum += state["loss_sum"].to(device)
-        loss_count = state["loss_count"]
 
-    tracker = _tracker(config, spec, run_id, runtime, tracking and world.is_main)
-    run_id = tracker.run_id if tracker is not None else run_id
-    if tracker is not None and state is None:
+def training_data(
+    root: Path,
+    recipe_name: str,
+    recipe: RecipeConfig,
+    seed: int,
+    runtime: RuntimeConfig,
+    world: Distributed,
+) -> TrainingData:
+    """The training samples (uint8: normalised on the device) under the recipe's seeded
+    augmentation, and this rank's shard of the selection split (normalised)."""
+    train_pairs = ChangeDetectionDataset(root, "train", whole=recipe.train_on_whole)
+    train_set = training_samples(recipe, train_pairs, seed)
+    steps_per_epoch = len(train_set) // recipe.batch_size
+    if steps_per_epoch == 0:
+        raise DataError(
+            f"{root}/train: {len(train_set)} pairs, fewer than one batch of "
+            f"{recipe.batch_size} (recipes.{recipe_name}.batch_size)"
+        )
+    val_set: Any = ChangeDetectionDataset(
+        root, recipe.selection_split, normalizer(recipe), whole=recipe.train_on_whole
+    )
+    if recipe.max_val_pairs is not None:
+        val_set = Subset(val_set, range(min(recipe.max_val_pairs, len(val_set))))
+    return TrainingData(
+        train_set=train_set,
+        workers=loader_workers(recipe, train_pairs, runtime.workers),
+        steps_per_epoch=steps_per_epoch,
+        total=recipe.iterations or recipe.epochs * steps_per_epoch,
+        val_interval=recipe.val_every * (steps_per_epoch if recipe.epochs else 1),
+        val_shard=Subset(val_set, range(world.rank, len(val_set), world.world_size)),
+    )
+
+
+def resume(run: Training, saved: dict[str, Any] | None) -> LoopState:
+    """The loop's state: fresh, or restored from `saved` (last.pt) with the model, loss,
+    optimiser, scheduler and RNG states, so the run continues from the next batch."""
+    device = run.device
+    state = LoopState(
+        loss_sum=torch.zeros((), device=device),  # training loss since the last record
+        bad_step=torch.full((), -1, dtype=torch.long, device=device),
+        bad_loss=torch.zeros((), device=device),
+    )
+    if saved is None:
+        return state
+    run.trainable.load_state_dict(saved["model_and_loss"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    checkpoint.set_rng_state(saved["rng"])
+    state.step, state.best_score, state.best_step = (
+        saved["step"],
+        saved["best_score"],
+        saved["best_step"],
+    )
+    state.history, state.run_id = saved["history"], saved["mlflow_run_id"]
+    state.loss_sum += saved["loss_sum"].to(device)
+    state.loss_count = saved["loss_count"]
+    state.saved_step = state.step
+    state.saved_pending = _pending_count(saved.get("mlflow_pending", {}))
+    return state
+
+
+def start_logging(tracker: Any, config: dict[str, Any], saved: dict[str, Any] | None) -> None:
+    """A new MLflow run gets the configuration; a resumed one the records an earlier process
+    could not log (MLflow unavailable) before its checkpoint."""
+    if tracker is not None and saved is None:
         tracker.log_params(config)
         tracker.log_text(json.dumps(config, indent=2), "config.json")
-    if tracker is not None and state is not None:
-        # Records an earlier process could not log (MLflow unavailable) before its checkpoint.
-        tracker.restore_pending(state.get("mlflow_pending", {}))
+    if tracker is not None and saved is not None:
+        tracker.restore_pending(saved.get("mlflow_pending", {}))
         tracker.flush()
-    # The first step whose training loss was not finite (-1: none yet) and that loss, kept on
-    # the device so that checking every step costs no synchronisation.
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)
-    bad_loss = torch.zeros((), device=device)
-    saved_step: int | None = step if state is not None else None  # the step of last.pt
-    saved_pending = _pending_count(state.get("mlflow_pending", {})) if state is not None else 0
 
-    def model_payload() -> dict[str, Any]:
-        """What both checkpoints hold: the configuration and the model and loss weights."""
-        return {
-            "config": config,
-            "digest": digest,
-            "step": step,
-            "model_and_loss": trainable.state_dict(),
-        }
 
-    def stop_if_not_finite(at: str) -> None:
-        """Raise when a training loss so far was not finite or a weight is not: nothing
-        non-finite is ever validated or saved, and the last finite last.pt is kept."""
-        first = int(bad_step)
-        if first < 0 and checkpoint.finite_weights(trainable.state_dict()):
-            return
-        optimiser = recipe.optimizer
-        if first >= 0:
-            what = f"the training loss was {float(bad_loss)} at step {first}"
-        else:
-            what = f"the weights became non-finite by step {step} (the loss was finite)"
-        kept = (
-            f"{out / 'last.pt'} of step {saved_step} (finite) is kept"
-            if saved_step is not None
-            else "No last.pt was written"
+def train(run: Training, state: LoopState, tracker: Any, bar: tqdm[Any]) -> None:
+    """Train from `state.step` to the last step, epoch by epoch in the seeded order, with
+    the records, validations and checkpoints of `after_step`."""
+    data = run.data
+    while state.step < data.total:
+        epoch, start_batch = divmod(state.step, data.steps_per_epoch)
+        items = epoch_indices(
+            len(data.train_set),
+            run.spec.seed,
+            epoch,
+            run.recipe.batch_size,
+            start_batch,
+            run.world.rank,
+            run.world.world_size,
         )
-        raise CdbenchError(
-            f"{spec.name}: {what}; training stopped {at}. Likely cause: "
-            f"recipes.{experiment.recipe}.optimizer.lr = {optimiser.lr} or "
-            f"weight_decay = {optimiser.weight_decay} too large (or not finite), or bad input "
-            f"data. {kept}; lower the setting and rerun (a changed recipe starts afresh and "
-            f"sets the old checkpoint aside)"
+        loader = training_batches(
+            data.train_set,
+            items,
+            run.recipe.batch_size // run.world.world_size,
+            data.workers,
+            pin_memory=run.device.type == "cuda",
         )
+        run.trainable.train()
+        for batch in loader:
+            loss = train_step(run, state, batch)
+            bar.update(1)
+            after_step(run, state, tracker, bar, loss)
+            if state.step >= data.total:
+                break
 
-    def save_last() -> None:
-        stop_if_not_finite(f"before saving {out / 'last.pt'}")
-        write_last()
-        world.barrier()
 
-    def write_last() -> None:
-        """Write last.pt (rank 0), with MLflow records still waiting to be logged."""
-        nonlocal saved_step, saved_pending
-        if world.is_main:
-            checkpoint.save_atomic(
-                {
-                    **model_payload(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": checkpoint.rng_state(),
-                    "best_score": best_score,
-                    "best_step": best_step,
-                    "history": history,
-                    "loss_sum": loss_sum,
-                    "loss_count": loss_count,
-                    "mlflow_run_id": run_id or "",
-                    "mlflow_pending": tracker.pending_state() if tracker is not None else {},
-                },
-                out / "last.pt",
-            )
-            saved_step = step
-            saved_pending = tracker.pending_count if tracker is not None else 0
+def train_step(run: Training, state: LoopState, batch: dict[str, Tensor]) -> Tensor:
+    """One optimiser step on `batch`; returns its (detached) training loss, which is
+    accumulated and checked for finiteness on the device."""
+    device, runtime = run.device, run.runtime
+    image = batch["image"].to(device, non_blocking=True)
+    if "colour" in batch:  # open-cd's photometric distortion, drawn by the loader
+        colour = batch["colour"].to(device, non_blocking=True)
+        image = photometric_distortion(image, colour)
+    image = run.normalize.images(image)
+    mask = batch["mask"].to(device, non_blocking=True)
+    t0, t1 = image[:, 0], image[:, 1]
+    if runtime.channels_last:
+        t0 = t0.contiguous(memory_format=torch.channels_last)
+        t1 = t1.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=runtime.bf16):
+        total_loss, _parts = run.forward(t0, t1, mask)
+    run.optimizer.zero_grad(set_to_none=True)
+    total_loss.backward()
+    run.optimizer.step()
+    if not isinstance(run.scheduler, ReduceLROnPlateau):
+        run.scheduler.step()
+    state.step += 1
+    state.interval_steps += 1
+    loss: Tensor = total_loss.detach()
+    first_bad = (state.bad_step < 0) & ~torch.isfinite(loss)
+    state.bad_step = torch.where(first_bad, state.step, state.bad_step)
+    state.bad_loss = torch.where(first_bad, loss.float(), state.bad_loss)
+    state.loss_sum += loss
+    state.loss_count += 1
+    return loss
 
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc=spec.name,
-        unit="step",
-        disable=not (runtime.progress and world.is_main),
-        dynamic_ncols=True,
-    )
-    interval_start, interval_steps = time.perf_counter(), 0
-    status = "FAILED"
-    try:
-        while step < total:
-            epoch, start_batch = divmod(step, steps_per_epoch)
-            items = epoch_indices(
-                len(train_set),
-                spec.seed,
-                epoch,
-                recipe.batch_size,
-                start_batch,
-                world.rank,
-                world.world_size,
-            )
-            loader = training_batches(
-                train_set,
-                items,
-                recipe.batch_size // world.world_size,
-                train_workers,
-                pin_memory=device.type == "cuda",
-            )
-            trainable.train()
-            for batch in loader:
-                image = batch["image"].to(device, non_blocking=True)
-                if "colour" in batch:  # open-cd's photometric distortion, drawn by the loader
-                    colour = batch["colour"].to(device, non_blocking=True)
-                    image = photometric_distortion(image, colour)
-                image = normalize.images(image)
-                mask = batch["mask"].to(device, non_blocking=True)
-                t0, t1 = image[:, 0], image[:, 1]
-                if runtime.channels_last:
-                    t0 = t0.contiguous(memory_format=torch.channels_last)
-                    t1 = t1.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=runtime.bf16):
-                    total_loss, _parts = forward(t0, t1, mask)
-                optimizer.zero_grad(set_to_none=True)
-                total_loss.backward()
-                optimizer.step()
-                if not isinstance(scheduler, ReduceLROnPlateau):
-                    scheduler.step()
-                step += 1
-                interval_steps += 1
-                first_bad = (bad_step < 0) & ~torch.isfinite(total_loss.detach())
-                bad_step = torch.where(first_bad, step, bad_step)
-                bad_loss = torch.where(first_bad, total_loss.detach().float(), bad_loss)
-                loss_sum += total_loss.detach()
-                loss_count += 1
-                bar.update(1)
-                end_of_epoch = step % steps_per_epoch == 0
-                validate_now = step % val_interval == 0 or step == total
-                if step % 10 == 0 or end_of_epoch or validate_now:
-                    stop_if_not_finite(f"at step {step}")
-                if step % 10 == 0 or step == total:
-                    current = float(total_loss.detach())
-                    rate = bar.format_dict.get("rate") or 0.0
-                    bar.set_postfix(
-                        loss=f"{current:.4f}",
-                        lr=f"{_lr(optimizer):.2e}",
-                        pairs_per_s=f"{rate * recipe.batch_size:.1f}",
-                    )
-                if end_of_epoch or validate_now:
-                    seconds = time.perf_counter() - interval_start
-                    record: dict[str, float] = {
-                        "train/loss": float(loss_sum) / max(loss_count, 1),
-                        "train/lr": _lr(optimizer),
-                        "train/pairs_per_s": interval_steps * recipe.batch_size / seconds,
-                        "train/epoch": step / steps_per_epoch,
-                    }
-                    loss_sum.zero_()
-                    loss_count = 0
-                    if validate_now:
-                        trainable.eval()
-                        scores = new_split_scores(kind, [threshold], device)
-                        score_split(
-                            trainable.model,
-                            trainable.loss,
-                            _eval_loader(val_shard, recipe, runtime, device),
-                            scores,
-                            device,
-                            bf16=runtime.bf16,
-                            channels_last=runtime.channels_last,
-                        )
-                        world.all_reduce_(scores.tensors())
-                        figures = selection_score(scores, recipe.selection_metric)
-                        split = recipe.selection_split
-                        record.update({f"{split}/{k}": v for k, v in figures.items()})
-                        if isinstance(scheduler, ReduceLROnPlateau):
-                            scheduler.step(figures["selection"])
-                        if figures["selection"] > best_score:
-                            best_score, best_step = figures["selection"], step
-                            if world.is_main:
-                                checkpoint.save_atomic(
-                                    {
-                                        **model_payload(),
-                                        "selection": {
-                                            "split": split,
-                                            "metric": recipe.selection_metric,
-                                            "score": best_score,
-                                        },
-                                    },
-                                    out / "best.pt",
-                                )
-                        record[f"{split}/best_selection"] = best_score
-                        trainable.train()
-                    history.append({"step": step, **record})
-                    if tracker is not None:
-                        tracker.log_metrics(record, step=step)
-                    interval_start, interval_steps = time.perf_counter(), 0
-                if validate_now or step % runtime.checkpoint_every == 0:
-                    save_last()
-                if step >= total:
-                    break
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        bar.close()
+
+def after_step(run: Training, state: LoopState, tracker: Any, bar: tqdm[Any], loss: Tensor) -> None:
+    """After a step: check finiteness every 10 steps, show progress; at the end of an epoch
+    log a record, validating every `val_every`; save last.pt at validations and every
+    `runtime.checkpoint_every` steps."""
+    step, data = state.step, run.data
+    end_of_epoch = step % data.steps_per_epoch == 0
+    validate_now = step % data.val_interval == 0 or step == data.total
+    if step % 10 == 0 or end_of_epoch or validate_now:
+        stop_if_not_finite(run, state, f"at step {step}")
+    if step % 10 == 0 or step == data.total:
+        rate = bar.format_dict.get("rate") or 0.0
+        bar.set_postfix(
+            loss=f"{float(loss):.4f}",
+            lr=f"{_lr(run.optimizer):.2e}",
+            pairs_per_s=f"{rate * run.recipe.batch_size:.1f}",
+        )
+    if end_of_epoch or validate_now:
+        record = training_record(run, state)
+        if validate_now:
+            record.update(validate(run, state))
+        state.history.append({"step": step, **record})
         if tracker is not None:
-            tracker.finish(status)
-            if status == "FINISHED" and tracker.pending_count != saved_pending:
-                write_last()  # what is still pending, for the next `cdbench train` of this run
-            if status == "FINISHED" and tracker.pending_count:
-                print(
-                    f"{spec.name}: {tracker.pending_count} MLflow record(s) could not be logged "
-                    f"yet; kept in {out / 'last.pt'} and logged when `cdbench train "
-                    f"{spec.experiment} --seed {spec.seed}` runs again"
-                )
+            tracker.log_metrics(record, step=step)
+        state.interval_start, state.interval_steps = time.perf_counter(), 0
+    if validate_now or step % run.runtime.checkpoint_every == 0:
+        save_last(run, state, tracker)
 
-    seconds = time.perf_counter() - started
-    result = TrainResult(
-        run=spec.name,
-        out=out,
-        steps=step,
-        best_step=best_step,
-        best_score=best_score,
-        mlflow_run_id=run_id,
-        resumed_from=resumed_from,
-        seconds=seconds,
+
+def training_record(run: Training, state: LoopState) -> dict[str, float]:
+    """The training figures since the last record (mean loss, lr, speed, epoch); resets the
+    loss sum."""
+    seconds = time.perf_counter() - state.interval_start
+    record: dict[str, float] = {
+        "train/loss": float(state.loss_sum) / max(state.loss_count, 1),
+        "train/lr": _lr(run.optimizer),
+        "train/pairs_per_s": state.interval_steps * run.recipe.batch_size / seconds,
+        "train/epoch": state.step / run.data.steps_per_epoch,
+    }
+    state.loss_sum.zero_()
+    state.loss_count = 0
+    return record
+
+
+def validate(run: Training, state: LoopState) -> dict[str, float]:
+    """Score the selection split (each rank its shard; the counts summed), step a plateau
+    schedule, keep a better model in best.pt; the `<split>/<figure>` record entries."""
+    recipe = run.recipe
+    run.trainable.eval()
+    scores = new_split_scores(run.kind, [run.threshold], run.device)
+    score_split(
+        run.trainable.model,
+        run.trainable.loss,
+        eval_loader(run.data.val_shard, recipe.train_on_whole, recipe, run.runtime, run.device),
+        scores,
+        run.device,
+        bf16=run.runtime.bf16,
+        channels_last=run.runtime.channels_last,
     )
-    if world.is_main:
-        summary = {
-            **{k: v for k, v in dataclasses.asdict(result).items() if k != "out"},
-            "selection_split": recipe.selection_split,
-            "selection_metric": recipe.selection_metric,
-            "score_kind": kind,
-            "history": history,
-        }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    world.barrier()
-    return result
+    run.world.all_reduce_(scores.tensors())
+    figures = selection_score(scores, recipe.selection_metric)
+    split = recipe.selection_split
+    record = {f"{split}/{k}": v for k, v in figures.items()}
+    if isinstance(run.scheduler, ReduceLROnPlateau):
+        run.scheduler.step(figures["selection"])
+    if figures["selection"] > state.best_score:
+        state.best_score, state.best_step = figures["selection"], state.step
+        if run.world.is_main:
+            save_best(run, state)
+    record[f"{split}/best_selection"] = state.best_score
+    run.trainable.train()
+    return record
+
+
+def model_payload(run: Training, state: LoopState) -> dict[str, Any]:
+    """What both checkpoints hold: the configuration and the model and loss weights."""
+    return {
+        "config": run.config,
+        "digest": run.digest,
+        "step": state.step,
+        "model_and_loss": run.trainable.state_dict(),
+    }
+
+
+def save_best(run: Training, state: LoopState) -> None:
+    """Write best.pt: the selected model and how it was selected."""
+    selection = {
+        "split": run.recipe.selection_split,
+        "metric": run.recipe.selection_metric,
+        "score": state.best_score,
+    }
+    checkpoint.save_atomic(
+        {**model_payload(run, state), "selection": selection}, run.out / "best.pt"
+    )
+
+
+def save_last(run: Training, state: LoopState, tracker: Any) -> None:
+    """Write last.pt once every rank reaches here, after checking nothing is non-finite."""
+    stop_if_not_finite(run, state, f"before saving {run.out / 'last.pt'}")
+    write_last(run, state, tracker)
+    run.world.barrier()
+
+
+def write_last(run: Training, state: LoopState, tracker: Any) -> None:
+    """Write last.pt (rank 0), with MLflow records still waiting to be logged."""
+    if not run.world.is_main:
+        return
+    checkpoint.save_atomic(
+        {
+            **model_payload(run, state),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "best_score": state.best_score,
+            "best_step": state.best_step,
+            "history": state.history,
+            "loss_sum": state.loss_sum,
+            "loss_count": state.loss_count,
+            "mlflow_run_id": state.run_id or "",
+            "mlflow_pending": tracker.pending_state() if tracker is not None else {},
+        },
+        run.out / "last.pt",
+    )
+    state.saved_step = state.step
+    state.saved_pending = tracker.pending_count if tracker is not None else 0
+
+
+def stop_if_not_finite(run: Training, state: LoopState, at: str) -> None:
+    """Raise when a training loss so far was not finite or a weight is not: nothing
+    non-finite is ever validated or saved, and the last finite last.pt is kept."""
+    first = int(state.bad_step)
+    if first < 0 and checkpoint.finite_weights(run.trainable.state_dict()):
+        return
+    optimiser = run.recipe.optimizer
+    if first >= 0:
+        what = f"the training loss was {float(state.bad_loss)} at step {first}"
+    else:
+        what = f"the weights became non-finite by step {state.step} (the loss was finite)"
+    kept = (
+        f"{run.out / 'last.pt'} of step {state.saved_step} (finite) is kept"
+        if state.saved_step is not None
+        else "No last.pt was written"
+    )
+    raise CdbenchError(
+        f"{run.spec.name}: {what}; training stopped {at}. Likely cause: "
+        f"recipes.{run.recipe_name}.optimizer.lr = {optimiser.lr} or "
+        f"weight_decay = {optimiser.weight_decay} too large (or not finite), or bad input "
+        f"data. {kept}; lower the setting and rerun (a changed recipe starts afresh and "
+        f"sets the old checkpoint aside)"
+    )
+
+
+def finish_logging(run: Training, state: LoopState, tracker: Any, status: str) -> None:
+    """End the MLflow run with `status`; a finished run keeps in last.pt what MLflow could
+    not take yet, for the next `cdbench train` of it."""
+    if tracker is None:
+        return
+    tracker.finish(status)
+    if status == "FINISHED" and tracker.pending_count != state.saved_pending:
+        write_last(run, state, tracker)
+    if status == "FINISHED" and tracker.pending_count:
+        spec = run.spec
+        print(
+            f"{spec.name}: {tracker.pending_count} MLflow record(s) could not be logged "
+            f"yet; kept in {run.out / 'last.pt'} and logged when `cdbench train "
+            f"{spec.experiment} --seed {spec.seed}` runs again"
+        )
+
+
+def write_summary(run: Training, result: TrainResult, history: list[dict[str, Any]]) -> None:
+    """`<out>/summary.json`: the result, how the model was selected, and the history."""
+    summary = {
+        **{k: v for k, v in dataclasses.asdict(result).items() if k != "out"},
+        "selection_split": run.recipe.selection_split,
+        "selection_metric": run.recipe.selection_metric,
+        "score_kind": run.kind,
+        "history": history,
+    }
+    (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
-
-
-def _eval_loader(
-    dataset: Any, recipe: RecipeConfig, runtime: RuntimeConfig, device: torch.device
-) -> DataLoader:
-    batch = 1 if recipe.train_on_whole else recipe.batch_size
-    return DataLoader(
-        dataset,
-        batch_size=batch,
-        shuffle=False,
-        num_workers=runtime.workers,
-        pin_memory=device.type == "cuda",
-    )
 
 
 def _set_determinism(deterministic: bool) -> None:

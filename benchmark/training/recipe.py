@@ -47,17 +47,9 @@ from torchvision.transforms import v2
 from benchmark.config import RecipeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import OpenCDAugment
-from benchmark.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PairNormalize,
-    PairTransform,
-    Sample,
-)
+from benchmark.data.transforms import PairTransform, Sample
+from benchmark.run import normalizer
 from benchmark.training.sampler import SeededCrops, SeededSamples
-
-BSFNET_CDD_MEAN_BGR = ((87.54, 99.83, 90.29), (119.69, 127.33, 120.79))
-"""BSFNet's per-date channel means (B, G, R; 0..255) of CDD train+val: date A, date B."""
 
 Scheduler = LRScheduler | ReduceLROnPlateau
 
@@ -144,13 +136,6 @@ class _WarmupPolyFactor:
         remaining = 1 - (step - self.warmup) / max(self.total - self.warmup - 1, 1)
         factor: float = max(remaining, 0.0) ** self.power
         return factor
-
-
-def normalizer(recipe: RecipeConfig) -> PairNormalize:
-    """The recipe's input normalisation (uint8 -> float32)."""
-    if recipe.normalize == "bsfnet-cdd":
-        return PairNormalize(BSFNET_CDD_MEAN_BGR, std=None, bgr=True, divide_by_255=False)
-    return PairNormalize((IMAGENET_MEAN, IMAGENET_MEAN), (IMAGENET_STD, IMAGENET_STD))
 
 
 def opencd_augment(recipe: RecipeConfig) -> OpenCDAugment:
