@@ -57,6 +57,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy benchmark
 
 format: setup
 	$(BIN)/ruff check --fix .
