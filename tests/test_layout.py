@@ -67,11 +67,11 @@ def test_missing_counterpart_and_bad_manifest_name_the_file(tmp_path: Path) -> N
         layout.read_manifest(tmp_path)
 
 
-# --- issue 15: file-name numbers are ASCII digits only ------------------------------------------
+# --- file-name numbers are ASCII digits only ---------------------------------------------------
 
 
 def test_a_scratch_folder_with_unicode_digits_is_not_a_scratch_folder(tmp_path: Path) -> None:
-    """Its number is no process id of ours: the folder is left alone (it used to be deleted)."""
+    """Its number is no process id of ours: the folder is left alone, not deleted."""
     arabic = str(DEAD_PID).translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
     foreign = tmp_path / f".synthetic.partial-{arabic}"
     foreign.mkdir()

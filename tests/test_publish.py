@@ -260,7 +260,7 @@ def test_staging_dir_of_a_relative_path_stages_beside_it(
     }
 
 
-# --- `cdbench evaluate` publishes its four outputs as one set (issue 15, point 3) ----------
+# --- `cdbench evaluate` publishes its four outputs as one set ------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 checks of recipes/experiments and the generated train/evaluate stages of dvc.yaml.
 
 Expected numbers are written out by hand from the sources the recipes reproduce
-(../shared/reference/bsfnet.md "Training recipe as coded", ifn.md "Training recipes"), not
+(BSFNet's released training code; open-cd's IFN config for LEVIR-CD, CDLab's for CDD), not
 recomputed with the code under test.
 """
 
@@ -431,7 +431,7 @@ def test_normalizer_bsfnet_cdd_is_bgr_minus_per_date_means() -> None:
     out = norm({"image": image, "mask": torch.zeros(1, 2, 2, dtype=torch.uint8), "name": "n"})
     x = out["image"]
     assert x.dtype == torch.float32
-    # bsfnet.md: B, G, R means on 0..255, date A [87.54, 99.83, 90.29], B [119.69, 127.33, 120.79]
+    # BSFNet's released code: B, G, R means on 0..255, A [87.54, 99.83, 90.29], B [119.69, ...]
     expected_a = [10 - 87.54, 100 - 99.83, 200 - 90.29]
     expected_b = [10 - 119.69, 100 - 127.33, 200 - 120.79]
     assert x[0, :, 0, 0].tolist() == pytest.approx(expected_a, abs=1e-4)

@@ -127,7 +127,7 @@ def test_every_released_key_is_mapped_aliased_or_dropped(
     released = expected()  # type: ignore[operator]
     assert len(released) == len(set(released)) == sum(counts.values())
     if name == "bsfnet":
-        assert len(released) == 726  # the count bsfnet.md gives for the released file
+        assert len(released) == 726  # the entries of the released file's net_CD state dict
     # Key by key: the table knows exactly the released keys, each once.
     assert sorted(table.released_keys()) == sorted(released)
     assert {k: v for k, v in table.coverage().items() if k != "total"} == counts

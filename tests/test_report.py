@@ -882,8 +882,8 @@ def test_a_stale_checkpoints_run_is_marked_and_fails_the_check_unless_allowed(
 def test_report_interrupted_keeps_the_previous_report_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A report killed while drawing left the new tables with 3 of its figures deleted; now the
-    previous tables and figures stay as they were until the new set is complete."""
+    """A report killed while drawing leaves the previous tables and figures as they were until
+    the new set is complete (never new tables with some of their figures deleted)."""
     from benchmark import publish
     from benchmark.reporting import figures
 

@@ -53,8 +53,9 @@ def test_every_stage_of_the_repository_lists_every_module_it_imports() -> None:
     check_stages(load_params(REPO / "params.yaml"), REPO / "dvc.yaml")
 
 
-def test_the_modules_the_issue_found_missing_are_deps_now() -> None:
-    """The modules issue 14 named as missing from train's deps, covered by a file or folder."""
+def test_train_deps_cover_the_modules_it_reads_indirectly() -> None:
+    """Modules train reads only through others (config, data, evaluation) are in its deps, as
+    a file or a folder."""
     deps = _definition(_stages(), "train")["deps"]
     for module in (
         "benchmark/config.py",
@@ -407,7 +408,7 @@ def test_dvc_dry_runs_the_weights_stage_for_pretrained_runs_only(tmp_path: Path)
     assert "weights" not in ran and "check" not in ran
 
 
-# --- issue 15: no value of params.yaml reaches the shell ----------------------------------------
+# --- no value of params.yaml reaches the shell -------------------------------------------------
 
 
 def test_no_command_interpolates_a_value_of_params_yaml() -> None:
@@ -436,8 +437,8 @@ def test_dvc_repro_does_not_run_a_command_written_in_a_path_param(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`dvc repro` of prepare@cdd in a scratch copy whose params.yaml sets
-    `prepared_dir: data/$(touch MARKER)prepared`: the shell used to run the touch (and then
-    cdbench); now the command holds no param and cdbench refuses the path, naming the key."""
+    `prepared_dir: data/$(touch MARKER)prepared`: the command holds no param, so the shell
+    never runs the touch, and cdbench refuses the path, naming the key."""
     root = tmp_path / "repo"
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")

@@ -45,7 +45,7 @@ from benchmark.run import prepared_root, to_scoring_device, untrained
 from benchmark.speed.measure import optimised
 
 TOLERANCE = 0.5
-"""Points of validation F1 by which the two runtimes may differ (the issue's bound)."""
+"""Points of validation F1 by which the two runtimes may differ."""
 
 
 def runtimes(
