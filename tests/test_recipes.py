@@ -37,13 +37,13 @@ from benchmark.config import (
 )
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from benchmark.errors import ConfigError, DataError
+from benchmark.run import normalizer
 from benchmark.stages import BEGIN, END, check_stages, render_stages, write_stages
 from benchmark.training.recipe import (
     CatMaxRatioCrop,
     bsfnet_step_lr,
     build_optimizer,
     build_scheduler,
-    normalizer,
     train_transform,
 )
 from benchmark.training.sampler import SeededSamples, epoch_indices
