@@ -553,6 +553,21 @@ CONFIG_ERRORS = [
         {"dicee": True},
         "experiments.ifn-ds-synthetic.loss_options: unknown option(s) dicee",
     ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["experiments", "bsfnet-sisb-synthetic", "loss"],
+        "ifn_ds",
+        "experiments.bsfnet-sisb-synthetic.loss: loss 'ifn_ds' does not fit model 'bsfnet': it "
+        "needs the output(s) logit, side_logits, which bsfnet does not return (it returns "
+        "distance, embeddings); losses that fit bsfnet: sisb, contrastive, bce",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["experiments", "bsfnet-sisb-synthetic", "model_options"],
+        {"dropout": 0.5},
+        "experiments.bsfnet-sisb-synthetic.model_options: unknown option(s) dropout for model "
+        "'bsfnet'",
+    ),
 ]
 
 
