@@ -53,13 +53,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from benchmark.config import SynthConfig
 from benchmark.data.cache import write_caches
 from benchmark.data.datasets.synthetic import SYNTHETIC
 from benchmark.data.layout import (
@@ -73,6 +72,9 @@ from benchmark.data.layout import (
     write_png,
 )
 from benchmark.data.workers import map_in_workers
+
+if TYPE_CHECKING:  # a type only: benchmark.config reads the dataset registry of this package
+    from benchmark.config import SynthConfig
 
 GENERATOR_VERSION = 1
 """Bumped whenever a change to this module changes the generated pixels."""
