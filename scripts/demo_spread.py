@@ -80,18 +80,25 @@ def train_and_score(experiment: str, seed: int, params_path: str, folder: str) -
 PROTOCOLS = {"val_threshold": "val_threshold_f1", "fixed": "fixed_f1"}
 
 
-def summarise(paths: list[str], params_path: str) -> str:
-    """The `demo:` rows of references.yaml for the runs listed in `paths` (JSON lines)."""
-    import math
-
-    from benchmark.config import load_params
-
+def read_runs(paths: list[str]) -> dict[tuple[str, int, str], dict[str, object]]:
+    """The run lines of `paths` by (experiment, seed, kernel path); a later line replaces an
+    earlier one."""
     runs: dict[tuple[str, int, str], dict[str, object]] = {}
     for path in paths:
         for line in Path(path).read_text().splitlines():
             if line.startswith("{"):
                 run = json.loads(line)
                 runs[(str(run["experiment"]), int(run["seed"]), str(run["path"]))] = run
+    return runs
+
+
+def summarise(paths: list[str], params_path: str) -> str:
+    """The `demo:` rows of references.yaml for the runs listed in `paths` (JSON lines)."""
+    import math
+
+    from benchmark.config import load_params
+
+    runs = read_runs(paths)
     by_experiment: dict[str, list[dict[str, object]]] = {}
     for (experiment, _, _), run in sorted(runs.items()):
         by_experiment.setdefault(experiment, []).append(run)
@@ -145,12 +152,7 @@ def check_paths(paths: list[str], params_path: str, gain: float = 10.0) -> tuple
     from benchmark.reporting.check import pixel_difference_baseline
     from benchmark.reporting.references import for_profile, load_references, tolerance_for
 
-    runs: dict[tuple[str, int, str], dict[str, object]] = {}
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith("{"):
-                run = json.loads(line)
-                runs[(str(run["experiment"]), int(run["seed"]), str(run["path"]))] = run
+    runs = read_runs(paths)
     params = load_params(params_path)
     with tempfile.TemporaryDirectory(prefix="demo-spread-baseline-") as tmp:
         prepared = Path(tmp) / "synthetic"
