@@ -25,6 +25,7 @@ from benchmark.config import (
 )
 from benchmark.data.datasets import DATASETS, REAL_DATASETS
 from benchmark.errors import CdbenchError
+from benchmark.progress import configure_output
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -439,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--params", default="params.yaml", help="parameters file (default: params.yaml)"
     )
+    chat = parser.add_mutually_exclusive_group()
+    chat.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    chat.add_argument(
+        "-v", "--verbose", action="store_true", help="show libraries' INFO lines (MLflow's too)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("download", help="fetch and verify a dataset's archives")
@@ -644,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_output(quiet=args.quiet, verbose=args.verbose)
     try:
         status: int = args.func(args)
         return status

@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from benchmark.config import Params, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
@@ -61,6 +63,7 @@ from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
 from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.models.released import RUN_SUFFIX, LoadedWeights, load_weights, sha256_of
+from benchmark.progress import progress_bar
 from benchmark.publish import StagedOutputs
 from benchmark.run import (
     Trainable,
@@ -264,12 +267,13 @@ def _score_and_write(
     thumbnail_threshold = threshold
     for prefix, whole in views:
         val, _ = score_named_split(
-            trainable, root, "val", whole, kind, threshold, recipe, runtime, device
+            trainable, root, "val", whole, kind, threshold, recipe, runtime, device, label=run
         )
         keep = 0 if whole else THUMBNAILS
         test, kept = score_named_split(
-            trainable, root, "test", whole, kind, threshold, recipe, runtime, device, keep, True
-        )
+            trainable, root, "test", whole, kind, threshold, recipe, runtime, device, keep, True,
+            label=run,
+        )  # fmt: skip
         val_threshold, _ = val.histogram.best_threshold()
         test_threshold, test_best = test.histogram.best_threshold()
         if kept:
@@ -409,22 +413,33 @@ def score_named_split(
     device: torch.device,
     keep: int = 0,
     per_image: bool = False,
+    label: str = "",
 ) -> tuple[SplitScores, list[torch.Tensor]]:
-    """Score one split; also return the score maps of its first `keep` pairs (thumbnails)."""
+    """Score one split; also return the score maps of its first `keep` pairs (thumbnails).
+    A progress bar `evaluate <label> <split> [whole]` counts the pairs (`runtime.progress`)."""
     scores = new_split_scores(kind, [threshold], device, per_image)
     dataset = ChangeDetectionDataset(root, split, normalizer(recipe), whole=whole)
     loader = eval_loader(dataset, whole, recipe, runtime, device)
-    kept = score_split(
-        trainable.model,
-        trainable.loss,
-        loader,
-        scores,
-        device,
-        bf16=runtime.bf16,
-        channels_last=runtime.channels_last,
-        keep=keep,
-    )
+    desc = " ".join(part for part in ("evaluate", label, split, "whole" if whole else "") if part)
+    with progress_bar(desc=desc, total=len(dataset), unit="pair", enabled=runtime.progress) as bar:
+        kept = score_split(
+            trainable.model,
+            trainable.loss,
+            _advancing(loader, bar),
+            scores,
+            device,
+            bf16=runtime.bf16,
+            channels_last=runtime.channels_last,
+            keep=keep,
+        )
     return scores, kept
+
+
+def _advancing(batches: Iterable[dict[str, Any]], bar: tqdm[Any]) -> Iterator[dict[str, Any]]:
+    """`batches`, advancing `bar` by each batch's number of pairs once it has been scored."""
+    for batch in batches:
+        yield batch
+        bar.update(len(batch["name"]))
 
 
 def _rounded(curve: dict[str, list[float]]) -> dict[str, list[float]]:
