@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import field
 from pathlib import Path
@@ -16,8 +17,11 @@ from pydantic.dataclasses import dataclass
 from benchmark.cli import main
 from benchmark.config import (
     STRICT,
+    ExperimentConfig,
     Float,
+    OptimizerConfig,
     Params,
+    RunSpec,
     RuntimeConfig,
     SynthConfig,
     load_params,
@@ -437,3 +441,125 @@ def test_an_experiment_overrides_its_recipes_loss_options(tmp_path: Path) -> Non
         ConfigError, match=r"recipes\.tiny\.loss_options\.weights\[1\]: expected a finite number"
     ):
         load_params(_params(tmp_path, recipes=bad, experiments={"inherits": experiment}))
+
+
+def _params_copy(tmp_path: Path, edit: Any) -> Path:
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(data)
+    path = tmp_path / "edited-params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _set(data: dict[str, Any], dotted: list[str], value: Any) -> None:
+    for key in dotted[:-1]:
+        data = data[key]
+    data[dotted[-1]] = value
+
+
+CONFIG_ERRORS = [
+    (
+        "bsfnet-sisb-synthetic",
+        ["recipes", "demo", "learning_rate"],
+        0.1,
+        "recipes.demo.learning_rate",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["recipes", "demo", "batch_size"],
+        "8",
+        "recipes.demo.batch_size: expected an integer",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["recipes", "demo", "optimizer", "lr"],
+        -1e-3,
+        "recipes.demo.optimizer.lr: expected a learning rate > 0",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["recipes", "demo", "epochs"],
+        3,
+        "recipes.demo: expected exactly one of epochs and iterations",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["experiments", "bsfnet-sisb-synthetic", "recipe"],
+        "demoo",
+        "experiments.bsfnet-sisb-synthetic.recipe: unknown recipe 'demoo'",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["experiments", "bsfnet-sisb-synthetic", "model"],
+        "bsfnett",
+        "experiments.bsfnet-sisb-synthetic.model: unknown model 'bsfnett'",
+    ),
+    (
+        "ifn-ds-synthetic",
+        ["experiments", "ifn-ds-synthetic", "loss_options"],
+        {"dicee": True},
+        "experiments.ifn-ds-synthetic.loss_options: unknown option(s) dicee",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["experiments", "bsfnet-sisb-synthetic", "loss"],
+        "ifn_ds",
+        "experiments.bsfnet-sisb-synthetic.loss: loss 'ifn_ds' does not fit model 'bsfnet': it "
+        "needs the output(s) logit, side_logits, which bsfnet does not return (it returns "
+        "distance, embeddings); losses that fit bsfnet: sisb, contrastive, bce",
+    ),
+    (
+        "bsfnet-sisb-synthetic",
+        ["experiments", "bsfnet-sisb-synthetic", "model_options"],
+        {"dropout": 0.5},
+        "experiments.bsfnet-sisb-synthetic.model_options: unknown option(s) dropout for model "
+        "'bsfnet'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("experiment", "key", "value", "message"), CONFIG_ERRORS)
+def test_config_errors_stop_train_naming_the_key(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    experiment: str,
+    key: list[str],
+    value: Any,
+    message: str,
+) -> None:
+    path = _params_copy(tmp_path, lambda data: _set(data, key, value))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--params", str(path), "train", experiment, "--no-tracking"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cdbench train: error:")
+    assert message in err
+    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_recipe_floats_written_as_yaml_strings_are_numbers() -> None:
+    # PyYAML (YAML 1.1) reads `1e-5` (no dot) as the string "1e-5".
+    assert yaml.safe_load("lr: 1e-5") == {"lr": "1e-5"}
+    text = "name: adam\nlr: 1e-5\nweight_decay: 5e-2"
+    optimizer = validate(OptimizerConfig, yaml.safe_load(text), "o")
+    assert optimizer.lr == 1e-5 and optimizer.weight_decay == 0.05
+    with pytest.raises(ConfigError, match=r"o\.lr: expected a number, got str 'fast'"):
+        validate(OptimizerConfig, {"name": "adam", "lr": "fast"}, "o")
+
+
+def test_params_with_string_lr_load(tmp_path: Path) -> None:
+    path = _params(tmp_path)
+    text = path.read_text().replace("lr: 0.001", "lr: 3e-4")  # YAML 1.1 reads 3e-4 as a string
+    assert "lr: 3e-4" in text
+    path.write_text(text)
+    assert load_params(path).recipes["tiny"].optimizer.lr == 3e-4
+
+
+def test_run_spec_names() -> None:
+    single = ExperimentConfig(model="ifn", loss="ifn_ds", dataset="synthetic", recipe="demo")
+    assert RunSpec.of("e", single, 0) == RunSpec(experiment="e", seed=0, name="e")
+    several = dataclasses.replace(single, seeds=[3, 7])
+    assert RunSpec.of("e", several, 7) == RunSpec(experiment="e", seed=7, name="e-s7")
+    with pytest.raises(ConfigError, match=r"experiments\.e\.seeds: seed 5 is not listed"):
+        RunSpec.of("e", several, 5)

@@ -26,18 +26,14 @@ from torchvision.transforms import v2
 
 from benchmark.cli import main
 from benchmark.config import (
-    ExperimentConfig,
     OptimizerConfig,
     Params,
     RecipeConfig,
-    RunSpec,
     ScheduleConfig,
     load_params,
-    validate,
 )
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from benchmark.errors import ConfigError, DataError
-from benchmark.run import normalizer
+from benchmark.errors import ConfigError
 from benchmark.stages import BEGIN, END, check_stages, render_stages, write_stages
 from benchmark.training.recipe import (
     CatMaxRatioCrop,
@@ -46,7 +42,6 @@ from benchmark.training.recipe import (
     build_scheduler,
     train_transform,
 )
-from benchmark.training.sampler import SeededSamples, epoch_indices
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,96 +226,6 @@ def test_build_optimizer_skips_frozen_parameters() -> None:
     assert len(params) == 1 and params[0] is layer.bias
 
 
-# --- 4. epoch order ---------------------------------------------------------------------------
-
-SIZE, BATCH = 37, 4  # 9 full batches (36 items), one item dropped
-
-
-def test_epoch_indices_two_ranks_interleave_to_the_single_process_order() -> None:
-    full = epoch_indices(SIZE, seed=3, epoch=2, global_batch=BATCH)
-    ranks = [
-        epoch_indices(SIZE, seed=3, epoch=2, global_batch=BATCH, rank=r, world_size=2)
-        for r in (0, 1)
-    ]
-    assert len(full) == 36 and all(len(r) == 18 for r in ranks)
-    merged = []
-    for batch in range(9):
-        for rank in ranks:
-            merged += rank[2 * batch : 2 * batch + 2]
-    assert merged == full
-
-
-def test_epoch_indices_resume_gives_the_suffix() -> None:
-    full = epoch_indices(SIZE, seed=3, epoch=1, global_batch=BATCH)
-    for k in (0, 1, 5, 8, 9):
-        assert (
-            epoch_indices(SIZE, seed=3, epoch=1, global_batch=BATCH, start_batch=k)
-            == full[k * BATCH :]
-        )
-    rank1 = epoch_indices(SIZE, seed=3, epoch=1, global_batch=BATCH, rank=1, world_size=2)
-    resumed = epoch_indices(
-        SIZE, seed=3, epoch=1, global_batch=BATCH, start_batch=4, rank=1, world_size=2
-    )
-    assert resumed == rank1[4 * 2 :]
-
-
-def test_epoch_indices_encoding_drop_last_and_determinism() -> None:
-    epoch = 3
-    items = epoch_indices(SIZE, seed=0, epoch=epoch, global_batch=BATCH)
-    assert all(epoch * SIZE <= item < (epoch + 1) * SIZE for item in items)
-    indices = [item - epoch * SIZE for item in items]
-    assert len(indices) == SIZE - SIZE % BATCH == 36
-    assert len(set(indices)) == 36 and set(indices) <= set(range(SIZE))
-    assert epoch_indices(SIZE, seed=0, epoch=epoch, global_batch=BATCH) == items
-    other_epoch = [i - 4 * SIZE for i in epoch_indices(SIZE, 0, 4, BATCH)]
-    other_seed = [i - epoch * SIZE for i in epoch_indices(SIZE, 1, epoch, BATCH)]
-    assert other_epoch != indices and other_seed != indices
-
-
-def test_epoch_indices_refuses_a_batch_not_divisible_by_world_size() -> None:
-    with pytest.raises(ValueError, match="not divisible"):
-        epoch_indices(SIZE, seed=0, epoch=0, global_batch=5, world_size=2)
-
-
-# --- 5. seeded samples ------------------------------------------------------------------------
-
-
-def _random_sample(generator: torch.Generator, size: int = 96, name: str = "x") -> dict[str, Any]:
-    image = torch.randint(0, 256, (2, 3, size, size), generator=generator, dtype=torch.uint8)
-    mask = (torch.rand(1, size, size, generator=generator) > 0.7).to(torch.uint8)
-    return {"image": image, "mask": mask, "name": name}
-
-
-def _seeded_samples() -> SeededSamples:
-    generator = torch.Generator().manual_seed(11)
-    data = [_random_sample(generator, name=f"p{i}") for i in range(3)]
-    transform = train_transform(_recipe(crop=64, augment="flips"))
-    return SeededSamples(data, transform, seed=7)  # type: ignore[arg-type]
-
-
-def test_seeded_samples_ignore_and_keep_the_global_rng() -> None:
-    samples = _seeded_samples()
-    torch.manual_seed(1)
-    first = samples[4]  # epoch 1, index 1
-    torch.manual_seed(2)
-    torch.rand(17)
-    state = torch.get_rng_state()
-    second = samples[4]
-    assert torch.equal(torch.get_rng_state(), state)
-    assert first["name"] == second["name"] == "p1"
-    assert torch.equal(first["image"], second["image"])
-    assert torch.equal(first["mask"], second["mask"])
-
-
-def test_seeded_samples_differ_between_epochs() -> None:
-    samples = _seeded_samples()
-    assert len(samples) == 3
-    epoch0, epoch1 = samples[1], samples[3 + 1]
-    assert epoch0["name"] == epoch1["name"] == "p1"
-    assert epoch0["image"].shape == epoch1["image"].shape == (2, 3, 64, 64)
-    assert not torch.equal(epoch0["image"], epoch1["image"])
-
-
 # --- 6. training transforms -------------------------------------------------------------------
 
 
@@ -424,33 +329,6 @@ def test_opencd_photometric_distortion_differs_between_dates() -> None:
     assert differ >= 5  # each date draws its own jitter (identical dates in, different out)
 
 
-def test_normalizer_bsfnet_cdd_is_bgr_minus_per_date_means() -> None:
-    norm = normalizer(_recipe(normalize="bsfnet-cdd"))
-    image = torch.empty(2, 3, 2, 2, dtype=torch.uint8)
-    image[:, 0], image[:, 1], image[:, 2] = 200, 100, 10  # R, G, B
-    out = norm({"image": image, "mask": torch.zeros(1, 2, 2, dtype=torch.uint8), "name": "n"})
-    x = out["image"]
-    assert x.dtype == torch.float32
-    # BSFNet's released code: B, G, R means on 0..255, A [87.54, 99.83, 90.29], B [119.69, ...]
-    expected_a = [10 - 87.54, 100 - 99.83, 200 - 90.29]
-    expected_b = [10 - 119.69, 100 - 127.33, 200 - 120.79]
-    assert x[0, :, 0, 0].tolist() == pytest.approx(expected_a, abs=1e-4)
-    assert x[1, :, 1, 1].tolist() == pytest.approx(expected_b, abs=1e-4)
-    assert train_transform(_recipe(normalize="bsfnet-cdd"))(
-        {"image": image, "mask": torch.zeros(1, 2, 2, dtype=torch.uint8), "name": "n"}
-    )["image"].allclose(x)
-
-
-def test_normalizer_imagenet_cross_checked_with_torchvision() -> None:
-    image = torch.randint(0, 256, (2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
-    image = image.to(torch.uint8)
-    out = normalizer(_recipe(normalize="imagenet"))(
-        {"image": image, "mask": torch.zeros(1, 8, 8, dtype=torch.uint8), "name": "n"}
-    )["image"]
-    reference = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(image.float() / 255)
-    assert torch.allclose(out, reference, atol=1e-6)
-
-
 # --- 7. cat_max_ratio crop --------------------------------------------------------------------
 
 
@@ -493,122 +371,12 @@ def test_cat_max_ratio_crop_refuses_a_small_image() -> None:
         CatMaxRatioCrop(256)(sample)
 
 
-# --- 8. config errors -------------------------------------------------------------------------
-
-
 def _params_copy(tmp_path: Path, edit: Any) -> Path:
     data = yaml.safe_load((REPO / "params.yaml").read_text())
     edit(data)
     path = tmp_path / "edited-params.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def _set(data: dict[str, Any], dotted: list[str], value: Any) -> None:
-    for key in dotted[:-1]:
-        data = data[key]
-    data[dotted[-1]] = value
-
-
-CONFIG_ERRORS = [
-    (
-        "bsfnet-sisb-synthetic",
-        ["recipes", "demo", "learning_rate"],
-        0.1,
-        "recipes.demo.learning_rate",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["recipes", "demo", "batch_size"],
-        "8",
-        "recipes.demo.batch_size: expected an integer",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["recipes", "demo", "optimizer", "lr"],
-        -1e-3,
-        "recipes.demo.optimizer.lr: expected a learning rate > 0",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["recipes", "demo", "epochs"],
-        3,
-        "recipes.demo: expected exactly one of epochs and iterations",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["experiments", "bsfnet-sisb-synthetic", "recipe"],
-        "demoo",
-        "experiments.bsfnet-sisb-synthetic.recipe: unknown recipe 'demoo'",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["experiments", "bsfnet-sisb-synthetic", "model"],
-        "bsfnett",
-        "experiments.bsfnet-sisb-synthetic.model: unknown model 'bsfnett'",
-    ),
-    (
-        "ifn-ds-synthetic",
-        ["experiments", "ifn-ds-synthetic", "loss_options"],
-        {"dicee": True},
-        "experiments.ifn-ds-synthetic.loss_options: unknown option(s) dicee",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["experiments", "bsfnet-sisb-synthetic", "loss"],
-        "ifn_ds",
-        "experiments.bsfnet-sisb-synthetic.loss: loss 'ifn_ds' does not fit model 'bsfnet': it "
-        "needs the output(s) logit, side_logits, which bsfnet does not return (it returns "
-        "distance, embeddings); losses that fit bsfnet: sisb, contrastive, bce",
-    ),
-    (
-        "bsfnet-sisb-synthetic",
-        ["experiments", "bsfnet-sisb-synthetic", "model_options"],
-        {"dropout": 0.5},
-        "experiments.bsfnet-sisb-synthetic.model_options: unknown option(s) dropout for model "
-        "'bsfnet'",
-    ),
-]
-
-
-@pytest.mark.parametrize(("experiment", "key", "value", "message"), CONFIG_ERRORS)
-def test_config_errors_stop_train_naming_the_key(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    experiment: str,
-    key: list[str],
-    value: Any,
-    message: str,
-) -> None:
-    path = _params_copy(tmp_path, lambda data: _set(data, key, value))
-    monkeypatch.chdir(tmp_path)
-    assert main(["--params", str(path), "train", experiment, "--no-tracking"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("cdbench train: error:")
-    assert message in err
-    assert not (tmp_path / "checkpoints").exists()
-    assert not (tmp_path / "mlflow.db").exists()
-
-
-def test_recipe_floats_written_as_yaml_strings_are_numbers() -> None:
-    # PyYAML (YAML 1.1) reads `1e-5` (no dot) as the string "1e-5".
-    assert yaml.safe_load("lr: 1e-5") == {"lr": "1e-5"}
-    text = "name: adam\nlr: 1e-5\nweight_decay: 5e-2"
-    optimizer = validate(OptimizerConfig, yaml.safe_load(text), "o")
-    assert optimizer.lr == 1e-5 and optimizer.weight_decay == 0.05
-    with pytest.raises(ConfigError, match=r"o\.lr: expected a number, got str 'fast'"):
-        validate(OptimizerConfig, {"name": "adam", "lr": "fast"}, "o")
-
-
-def test_params_with_string_lr_load(tmp_path: Path) -> None:
-    path = tmp_path / "params.yaml"
-    path.write_text(
-        "recipes:\n  r:\n    source: s\n    optimizer: {name: adamw, lr: 3e-4}\n"
-        "    schedule: {name: constant}\n    batch_size: 2\n    iterations: 5\n"
-    )
-    recipe = load_params(path).recipes["r"]
-    assert recipe.optimizer.lr == 3e-4 and recipe.optimizer.name == "adamw"
 
 
 # --- 9. stages of dvc.yaml --------------------------------------------------------------------
@@ -693,20 +461,3 @@ def test_dvc_lists_the_generated_stages(tmp_path: Path) -> None:
     names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     assert {f"train@{NEW}-s0", f"train@{NEW}-s1", f"evaluate@{NEW}-s1"} <= names
     assert "train@bsfnet-sisb-cdd-s0" in names and f"train@{NEW}" not in names
-
-
-def test_run_spec_names() -> None:
-    single = ExperimentConfig(model="ifn", loss="ifn_ds", dataset="synthetic", recipe="demo")
-    assert RunSpec.of("e", single, 0) == RunSpec(experiment="e", seed=0, name="e")
-    several = dataclasses.replace(single, seeds=[3, 7])
-    assert RunSpec.of("e", several, 7) == RunSpec(experiment="e", seed=7, name="e-s7")
-    with pytest.raises(ConfigError, match=r"experiments\.e\.seeds: seed 5 is not listed"):
-        RunSpec.of("e", several, 5)
-
-
-def test_a_training_split_smaller_than_one_batch_is_an_error_not_an_endless_loop() -> None:
-    """Batches drop the last incomplete one: 8 pairs never fill a batch of 16, so every epoch
-    would be empty and a loop asking for steps would spin forever."""
-    assert len(epoch_indices(16, 0, 0, 16)) == 16
-    with pytest.raises(DataError, match=r"8 training samples cannot fill one batch of 16"):
-        epoch_indices(8, 0, 0, 16)
