@@ -1,26 +1,19 @@
 """open-cd's augmentation computed on the crop window (benchmark/data/opencd.py), checked
 against a plain transcription of open-cd's pipeline (rotate the whole image with OpenCV as
-mmcv.imrotate does, crop, flip), its photometric draws, and the threaded loader that runs it
-(benchmark/training/batches.py). The photometric distortion itself: tests/test_photometric.py."""
+mmcv.imrotate does, crop, flip) and its photometric draws. The photometric distortion itself:
+tests/test_photometric.py; the seeded crops and the threaded loader that run it:
+tests/test_sampler.py and tests/test_batches.py."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from benchmark.data import photometric as colour_steps
-from benchmark.data.cache import write_caches
-from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import CHECK_STRIDE, IGNORE, Draws, OpenCDAugment, _balanced, _Window
 from benchmark.data.photometric import COLOUR_PARAMS, photometric_distortion
-from benchmark.speed.loader import write_stand_in
-from benchmark.training.batches import ThreadedBatches, training_batches
-from benchmark.training.sampler import SeededCrops, SeededSamples, sample_seed
 
 
 def _planes(size: int = 320, seed: int = 0) -> np.ndarray:
@@ -222,95 +215,3 @@ def test_augment_on_a_sample_dict_keeps_the_other_keys() -> None:
     assert out["name"] == "p"
     assert out["image"].shape == (2, 3, 64, 64) and out["image"].dtype == torch.uint8
     assert out["mask"].shape == (1, 64, 64) and set(out["mask"].unique().tolist()) <= {0, 1}
-
-
-@pytest.fixture(scope="module")
-def whole_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("opencd") / "levir-cd"
-    write_stand_in(root, 320, 5, whole=True)
-    write_caches(root, progress=False)
-    return root
-
-
-def test_seeded_crops_are_a_function_of_seed_epoch_and_pair(whole_pairs: Path) -> None:
-    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
-    assert pairs.cache is not None
-    crops = SeededCrops(pairs, OpenCDAugment(), seed=3)
-    first, again = crops[2], crops[2]
-    assert first["name"] == pairs.names[2]
-    assert torch.equal(first["image"], again["image"])
-    assert torch.equal(first["mask"], again["mask"])
-    assert not torch.equal(crops[2]["image"], crops[len(pairs) + 2]["image"])  # next epoch
-    assert not torch.equal(first["image"], SeededCrops(pairs, OpenCDAugment(), 4)[2]["image"])
-    # the memory-mapped cache and the PNGs give the same samples
-    png = ChangeDetectionDataset(whole_pairs, "train", whole=True, use_cache=False)
-    from_png = SeededCrops(png, OpenCDAugment(), seed=3)[2]
-    assert torch.equal(first["image"], from_png["image"])
-    assert torch.equal(first["mask"], from_png["mask"])
-
-
-@pytest.mark.parametrize("rotate_prob", [0.0, 1.0])
-def test_crops_written_into_batch_slots_equal_fresh_arrays(
-    whole_pairs: Path, rotate_prob: float
-) -> None:
-    # the batch path reuses each thread's work arrays and writes into the batch: the same
-    # crops as augmenting each pair into new arrays, whatever came before
-    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
-    augment = OpenCDAugment(rotate_prob=rotate_prob)
-    items = [0, 4, 2, len(pairs) + 2, 0]
-    batch = SeededCrops(pairs, augment, seed=5).batch(items)
-    assert batch["image"].shape == (5, 2, 3, 256, 256) and batch["mask"].shape == (5, 1, 256, 256)
-    for slot, item in enumerate(items):
-        epoch, index = divmod(item, len(pairs))
-        generator = torch.Generator().manual_seed(sample_seed(5, epoch, index))
-        image, mask, colour = augment.planes(np.array(pairs.planes(index)), generator)  # no map
-        assert np.array_equal(batch["image"][slot].numpy(), image)
-        assert np.array_equal(batch["mask"][slot].numpy(), mask)
-        assert np.array_equal(batch["colour"][slot].numpy(), colour)
-    assert torch.equal(batch["image"][0], batch["image"][4])
-    with pytest.raises(ValueError, match="expected out arrays"):
-        wrong = (
-            np.empty((2, 3, 8, 8), np.uint8),
-            np.empty((1, 8, 8), np.uint8),
-            np.empty((2, COLOUR_PARAMS), np.float32),
-        )
-        augment.planes(pairs.planes(0), torch.Generator(), wrong)
-    right_size = (np.empty((2, 3, 256, 256), np.uint8), np.empty((1, 256, 256), np.uint8))
-    with pytest.raises(ValueError, match=r"expected out arrays .* and \(2, 7\)"):
-        augment.planes(pairs.planes(0), torch.Generator(), (*right_size, np.empty(7, np.float32)))
-
-
-def test_threaded_batches_equal_the_dataloader_in_order(whole_pairs: Path) -> None:
-    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
-    crops = SeededCrops(pairs, OpenCDAugment(), seed=0)
-    items = [7, 1, 3, 0, 9, 4, 2]  # two epochs' items, 2 full batches and a partial one
-    reference = list(DataLoader(crops, batch_size=3, sampler=items, num_workers=0))
-    for threads in (1, 3):
-        batches = list(ThreadedBatches(crops, items, 3, threads))
-        assert len(batches) == len(reference) == 3
-        for got, expected in zip(batches, reference, strict=True):
-            assert got["name"] == expected["name"]
-            assert torch.equal(got["image"], expected["image"])
-            assert torch.equal(got["mask"], expected["mask"])
-            assert torch.equal(got["colour"], expected["colour"])
-
-
-def test_training_batches_uses_threads_only_for_thread_safe_datasets(whole_pairs: Path) -> None:
-    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
-    crops = SeededCrops(pairs, OpenCDAugment(), seed=0)
-    assert isinstance(training_batches(crops, [0, 1], 2, workers=2), ThreadedBatches)
-    assert isinstance(training_batches(crops, [0, 1], 2, workers=0), DataLoader)
-    seeded = SeededSamples(pairs, OpenCDAugment(), seed=0)  # global generator: processes
-    assert isinstance(training_batches(seeded, [0, 1], 2, workers=2), DataLoader)
-
-
-def test_threaded_batches_stop_cleanly_when_the_consumer_stops(whole_pairs: Path) -> None:
-    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
-    crops = SeededCrops(pairs, OpenCDAugment(), seed=0)
-    iterator = iter(ThreadedBatches(crops, list(range(40)), 2, threads=2))
-    next(iterator)
-    iterator.close()  # what a `for` loop left by an exception or a break does
-    with pytest.raises(StopIteration):
-        next(iterator)
-    with pytest.raises(ValueError, match="at least one thread"):
-        ThreadedBatches(crops, [0], 1, threads=0)

@@ -1,17 +1,24 @@
-"""The resumable, seeded data order of training (benchmark/training/sampler.py)."""
+"""The resumable, seeded data order and samples of training (benchmark/training/sampler.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from benchmark.config import OptimizerConfig, RecipeConfig, ScheduleConfig
+from benchmark.data.cache import write_caches
+from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.opencd import OpenCDAugment
+from benchmark.data.photometric import COLOUR_PARAMS
 from benchmark.errors import DataError
+from benchmark.speed.loader import write_stand_in
 from benchmark.training.recipe import train_transform
-from benchmark.training.sampler import SeededSamples, epoch_indices
+from benchmark.training.sampler import SeededCrops, SeededSamples, epoch_indices, sample_seed
 
 
 def _recipe(**changes: Any) -> RecipeConfig:
@@ -117,3 +124,59 @@ def test_a_training_split_smaller_than_one_batch_is_an_error_not_an_endless_loop
     assert len(epoch_indices(16, 0, 0, 16)) == 16
     with pytest.raises(DataError, match=r"8 training samples cannot fill one batch of 16"):
         epoch_indices(8, 0, 0, 16)
+
+
+@pytest.fixture(scope="module")
+def whole_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("opencd") / "levir-cd"
+    write_stand_in(root, 320, 5, whole=True)
+    write_caches(root, progress=False)
+    return root
+
+
+def test_seeded_crops_are_a_function_of_seed_epoch_and_pair(whole_pairs: Path) -> None:
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    assert pairs.cache is not None
+    crops = SeededCrops(pairs, OpenCDAugment(), seed=3)
+    first, again = crops[2], crops[2]
+    assert first["name"] == pairs.names[2]
+    assert torch.equal(first["image"], again["image"])
+    assert torch.equal(first["mask"], again["mask"])
+    assert not torch.equal(crops[2]["image"], crops[len(pairs) + 2]["image"])  # next epoch
+    assert not torch.equal(first["image"], SeededCrops(pairs, OpenCDAugment(), 4)[2]["image"])
+    # the memory-mapped cache and the PNGs give the same samples
+    png = ChangeDetectionDataset(whole_pairs, "train", whole=True, use_cache=False)
+    from_png = SeededCrops(png, OpenCDAugment(), seed=3)[2]
+    assert torch.equal(first["image"], from_png["image"])
+    assert torch.equal(first["mask"], from_png["mask"])
+
+
+@pytest.mark.parametrize("rotate_prob", [0.0, 1.0])
+def test_crops_written_into_batch_slots_equal_fresh_arrays(
+    whole_pairs: Path, rotate_prob: float
+) -> None:
+    # the batch path reuses each thread's work arrays and writes into the batch: the same
+    # crops as augmenting each pair into new arrays, whatever came before
+    pairs = ChangeDetectionDataset(whole_pairs, "train", whole=True)
+    augment = OpenCDAugment(rotate_prob=rotate_prob)
+    items = [0, 4, 2, len(pairs) + 2, 0]
+    batch = SeededCrops(pairs, augment, seed=5).batch(items)
+    assert batch["image"].shape == (5, 2, 3, 256, 256) and batch["mask"].shape == (5, 1, 256, 256)
+    for slot, item in enumerate(items):
+        epoch, index = divmod(item, len(pairs))
+        generator = torch.Generator().manual_seed(sample_seed(5, epoch, index))
+        image, mask, colour = augment.planes(np.array(pairs.planes(index)), generator)  # no map
+        assert np.array_equal(batch["image"][slot].numpy(), image)
+        assert np.array_equal(batch["mask"][slot].numpy(), mask)
+        assert np.array_equal(batch["colour"][slot].numpy(), colour)
+    assert torch.equal(batch["image"][0], batch["image"][4])
+    with pytest.raises(ValueError, match="expected out arrays"):
+        wrong = (
+            np.empty((2, 3, 8, 8), np.uint8),
+            np.empty((1, 8, 8), np.uint8),
+            np.empty((2, COLOUR_PARAMS), np.float32),
+        )
+        augment.planes(pairs.planes(0), torch.Generator(), wrong)
+    right_size = (np.empty((2, 3, 256, 256), np.uint8), np.empty((1, 256, 256), np.uint8))
+    with pytest.raises(ValueError, match=r"expected out arrays .* and \(2, 7\)"):
+        augment.planes(pairs.planes(0), torch.Generator(), (*right_size, np.empty(7, np.float32)))
