@@ -204,6 +204,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """`cdbench predict <experiment> A B` -> `benchmark.evaluation.infer.predict_pair`."""
+    params = load_params(args.params)
+    experiment = params.experiment(args.experiment)
+    seed = args.seed if args.seed is not None else experiment.seeds[0]
+    spec = RunSpec.of(args.experiment, experiment, seed)
+    runtime = _runtime(params, args)
+    from benchmark.evaluation.infer import default_score_path, predict_pair, write_outputs
+
+    change_path = Path(args.out)
+    score_path = Path(args.out_score) if args.out_score else default_score_path(change_path)
+    prediction = predict_pair(
+        params,
+        spec,
+        Path(args.image_a),
+        Path(args.image_b),
+        Path(args.checkpoints) / spec.name,
+        Path(args.reports),
+        runtime,
+        threshold=args.threshold,
+        tile=args.tile,
+        margin=args.margin,
+        allow_stale_checkpoint=args.allow_stale_checkpoint,
+    )
+    write_outputs(prediction, change_path, score_path)
+    height, width = prediction.score.shape
+    cut = (
+        f"one pass, padded to {prediction.padded[1]} x {prediction.padded[0]}"
+        if prediction.windows == 1
+        else f"{prediction.windows} windows of {args.tile} x {args.tile} "
+        f"(overlap {2 * args.margin})"
+    )
+    low, high = (float(prediction.score.min()), float(prediction.score.max()))
+    print(
+        f"{spec.name}: {prediction.checkpoint} (step {prediction.step}) on {width} x {height} "
+        f"pixels, {cut}, in {prediction.seconds:.1f} s\n"
+        f"threshold: {prediction.kind} > {prediction.threshold.value:g}, "
+        f"{prediction.threshold.source}\n"
+        f"change map: {change_path} ({width} x {height}, 0/255; "
+        f"{100 * float(prediction.change.mean()):.2f} % changed)\n"
+        f"score map: {score_path} ({width} x {height}, {prediction.kind} "
+        f"{low:.3f}..{high:.3f})"
+    )
+    return 0
+
+
 def cmd_stages(args: argparse.Namespace) -> int:
     """`cdbench stages` -> `benchmark.stages.write_stages` (the generated stages of dvc.yaml)."""
     params = load_params(args.params)
@@ -257,6 +303,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         loss_forms={
             name: describe_loss(e.loss, **e.loss_options) for name, e in params.experiments.items()
         },
+        manifests={d: params.data.prepared(d) / "manifest.json" for d in DATASETS},
     )
     _warn_ignored(report.ignored, args.params)
     print(
@@ -378,6 +425,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     write_check(result, out)
     print(format_check(result))
     print(f"written to {out}")
+    from benchmark.tracking.verdict import attach_check
+
+    report_run = attach_check(result.passed, args.profile, out, Path(args.reports))
+    if report_run:
+        print(f"verdict attached to MLflow report run {report_run}")
     return 0 if result.passed else 1
 
 
@@ -505,6 +557,49 @@ def build_parser() -> argparse.ArgumentParser:
         "(downloaded by hand; the error says from where)",
     )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="a trained run's change map for your own pair of images, of any size",
+        description="Score a pair of co-registered RGB images (the first date, then the "
+        "second) with an experiment's selected checkpoint (checkpoints/<run>/best.pt), "
+        "normalised as in training; pad to a multiple of 32, or tile with overlap above "
+        "--tile pixels; write the change map (PNG, 0/255) at the run's validation-chosen "
+        "threshold and the score map (distance or probability).",
+    )
+    p.add_argument("experiment", help="an experiment of params.yaml, e.g. bsfnet-sisb-cdd")
+    p.add_argument("image_a", metavar="A", help="the image of the first date")
+    p.add_argument("image_b", metavar="B", help="the image of the second date, same size")
+    p.add_argument("--seed", type=int, help="one of the experiment's seeds (default: its first)")
+    p.add_argument("--out", default="change.png", help="the change map (default: change.png)")
+    p.add_argument(
+        "--out-score",
+        help="the score map: .npy (float32) or .png (8-bit over the score's range); "
+        "default: <out>-score.npy",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="change where score > this (default: the run's validation-chosen threshold, "
+        "from reports/metrics/<run>.json, else from its training summary)",
+    )
+    p.add_argument(
+        "--tile", type=int, default=1024, help="largest window side, a multiple of 32 (1024)"
+    )
+    p.add_argument(
+        "--margin", type=int, default=64, help="context cut from each side of a window (64)"
+    )
+    p.add_argument(
+        "--checkpoints", default="checkpoints", help="checkpoint root (default: checkpoints)"
+    )
+    p.add_argument("--reports", default="reports", help="reports folder (default: reports)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: runtime.device)")
+    p.add_argument(
+        "--allow-stale-checkpoint",
+        action="store_true",
+        help="use a checkpoint trained under another configuration",
+    )
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
         "stages", help="write dvc.yaml's stages: runs from params.yaml, deps from the imports"
