@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor
 
-from benchmark.cli import main
 from benchmark.config import ExperimentConfig, load_params
 from benchmark.errors import ConfigError
 from benchmark.losses import (
@@ -33,8 +31,6 @@ from benchmark.losses import (
     describe_loss,
 )
 from benchmark.models.output import ChangeOutput
-from benchmark.training.options import check_experiments
-from tests.test_report import params_file, same_counts, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 1e-4  # BCL_v2's + 0.0001 on each class count
@@ -198,13 +194,6 @@ def test_dice_form_must_be_named(value: object) -> None:
         build_loss("ifn_ds", dice=value)
 
 
-def test_an_unknown_dice_form_stops_the_configuration_naming_the_experiment() -> None:
-    params = load_params(REPO / "params.yaml")
-    params.experiments["ifn-ds-cdd"].loss_options["dice"] = "cdlabb"
-    with pytest.raises(ConfigError, match=r"experiments\.ifn-ds-cdd\.loss_options: .*'cdlabb'"):
-        check_experiments(params)
-
-
 # ----------------------------------------------------------------------------- contrastive
 
 # d = [[0.05, 0.5], [1.5, 0.3]], y = [[0, 0], [1, 1]], N = 4 pixels
@@ -332,37 +321,3 @@ def test_sisb_equals_the_released_loss_when_the_union_is_not_empty() -> None:
 )
 def test_describe_loss_names_the_form(name: str, options: dict, label: str) -> None:
     assert describe_loss(name, **options) == label
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def test_report_says_which_loss_form_ran(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    reports = tmp_path / "reports"
-    for loss, counts in (("sisb", (4, 1, 1, 10)), ("contrastive", (3, 2, 2, 9))):
-        name = f"bsfnet-{loss}-synthetic"
-        write_run(reports, name, name, 0, same_counts(counts))
-    params_path = params_file(
-        tmp_path, {"bsfnet-sisb-synthetic": [0], "bsfnet-contrastive-synthetic": [0]}
-    )
-    data = yaml.safe_load(params_path.read_text())
-    data["experiments"]["bsfnet-contrastive-synthetic"]["loss_options"] = {"changed_weight": 10.0}
-    params_path.write_text(yaml.safe_dump(data))
-    monkeypatch.chdir(tmp_path)
-    args = ["--params", str(params_path), "report", "--reports", str(reports)]
-    args += ["--references", str(REPO / "references.yaml"), "--resamples", "10", "--no-tracking"]
-    assert main(args) == 0
-    markdown = (reports / "comparison.md").read_text()
-    ablation = markdown.split("## Loss ablation", 1)[1]
-    assert "| synthetic | contrastive (changed ×10, released) " in ablation  # table rows
-    assert "| synthetic | sisb (hard IoU, released) " in ablation
-    assert "contrastive (changed ×10, released)" in (reports / "ablation.csv").read_text()
-    assert r"contrastive (changed $\times$10, released)" in (reports / "ablation.tex").read_text()
-    # and the plain form is named as such
-    data["experiments"]["bsfnet-contrastive-synthetic"]["loss_options"] = {}
-    params_path.write_text(yaml.safe_dump(data))
-    assert main(args) == 0
-    ablation = (reports / "comparison.md").read_text().split("## Loss ablation", 1)[1]
-    assert "| synthetic | contrastive (plain) " in ablation
