@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from benchmark.data.layout import PARTS, SPLITS, WHOLE
+from benchmark.progress import progress_bar
 
 ARRAY = "pairs.npy"
 INDEX = "pairs.json"
@@ -74,7 +74,8 @@ def write_cache(folder: Path, progress: bool = True) -> Path | None:
     )
     sources: list[list[int]] = []
     try:
-        for index in tqdm(range(len(dataset)), desc=f"cache {folder}", disable=not progress):
+        indices = range(len(dataset))
+        for index in progress_bar(indices, desc=f"cache {folder}", unit="pair", enabled=progress):
             # stat before decoding: a file changed while it is read is recorded as the old one
             sources.append(source_stats(folder, dataset.names[index]))
             sample = dataset[index]

@@ -65,6 +65,7 @@ from benchmark.data.extract import RAR_MAGIC, ZIP_MAGIC, list_members
 from benchmark.data.layout import file_digest
 from benchmark.data.sources import Archive
 from benchmark.errors import DataError, DownloadError
+from benchmark.progress import progress_bar
 
 CONNECT_TIMEOUT_S = 15.0
 """Seconds to wait for a server to accept the connection."""
@@ -434,12 +435,11 @@ def _stream(
     written = 0
     with (
         part.open("ab" if start else "wb") as f,
-        tqdm(
+        progress_bar(
             total=total,
             initial=start,
             unit="B",
             unit_scale=True,
-            unit_divisor=1024,
             desc=part.name.removesuffix(".part"),
         ) as bar,
     ):

@@ -68,6 +68,7 @@ import rarfile
 from tqdm import tqdm
 
 from benchmark.errors import DataError
+from benchmark.progress import progress_bar
 
 ArchiveFormat = Literal["zip", "rar"]
 
@@ -485,7 +486,7 @@ def _extract_zip(
 ) -> None:
     with (
         zipfile.ZipFile(archive) as zf,
-        tqdm(total=len(members), desc=f"extract {archive.name}", unit="file") as bar,
+        progress_bar(total=len(members), desc=f"extract {archive.name}", unit="file") as bar,
     ):
         made: set[Path] = set()  # folders already created (one mkdir each, not one per file)
         for member in members:
@@ -618,7 +619,8 @@ def _extract_rar(
             failures.append(f"{tool}: not installed")
             continue
         command = _rar_command(tool, executable, archive, scratch, prefix)
-        with tqdm(total=len(members), desc=f"extract {archive.name} ({tool})", unit="file") as bar:
+        desc = f"extract {archive.name} ({tool})"
+        with progress_bar(total=len(members), desc=desc, unit="file") as bar:
             returncode, output = _run_tool(command, bar, max_file_bytes)
         problem = _tree_problem(archive, scratch, members)
         if returncode == 0 and problem is None:

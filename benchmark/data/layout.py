@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from benchmark.data.datasets.base import SPLITS as SPLITS
 from benchmark.errors import DataError
+from benchmark.progress import progress_bar
 from benchmark.publish import remove_stale_scratch as remove_stale_scratch
 from benchmark.publish import scratch_dir as scratch_dir
 from benchmark.publish import staging_dir as staging_dir
@@ -90,14 +90,13 @@ def file_digest(path: Path, algorithm: str = "sha256", progress: bool = False) -
     digest = hashlib.new(algorithm, usedforsecurity=False)
     with (
         open(path, "rb") as f,
-        tqdm(
+        progress_bar(
             total=path.stat().st_size,
             unit="B",
             unit_scale=True,
-            unit_divisor=1024,
             desc=f"{algorithm} {path.name}",
             leave=False,
-            disable=not progress,
+            enabled=progress,
         ) as bar,
     ):
         while block := f.read(1 << 20):
@@ -112,7 +111,7 @@ def summarise_split(split_dir: Path) -> dict[str, Any]:
     files: dict[str, str] = {}
     changed = 0
     total = 0
-    for name in tqdm(names, desc=f"hash {split_dir.name}", unit="pair", leave=False):
+    for name in progress_bar(names, desc=f"hash {split_dir.name}", unit="pair", leave=False):
         for part in PARTS:
             files[f"{part}/{name}.png"] = file_digest(split_dir / part / f"{name}.png")
         label = np.asarray(Image.open(split_dir / "label" / f"{name}.png"))

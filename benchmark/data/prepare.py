@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from benchmark.data import layout
 from benchmark.data.cache import write_caches
 from benchmark.data.datasets import DATASETS, REAL_DATASETS, Dataset
@@ -58,6 +56,7 @@ from benchmark.data.images import (
 )
 from benchmark.data.workers import map_in_workers
 from benchmark.errors import DataError
+from benchmark.progress import progress_bar
 
 FORMAT_VERSION = 1
 SPLITS = layout.SPLITS
@@ -149,7 +148,9 @@ def prepare_dataset(
             jobs = _jobs(dataset, pairs, roots, archives, stage, fix, allow_partial)
             verb = "tile" if dataset.tile else "convert"
             converted = map_in_workers(convert_pair, jobs, workers, chunksize=4)
-            results = list(tqdm(converted, total=len(jobs), desc=f"{verb} {name}", unit="pair"))
+            results = list(
+                progress_bar(converted, total=len(jobs), desc=f"{verb} {name}", unit="pair")
+            )
             if dataset.tile:
                 _write_lists(stage, results)
             manifest = {
@@ -349,9 +350,10 @@ def _sources(archives: Iterable[Path]) -> dict[str, dict[str, Any]]:
             "md5": layout.file_digest(path, "md5", progress=True),
             "bytes": path.stat().st_size,
         }
-        for path in tqdm(list(archives), desc="md5 of archives", unit="archive")
+        for path in progress_bar(list(archives), desc="md5 of archives", unit="archive")
     }
 
 
 def _summaries(root: Path, desc: str) -> dict[str, dict[str, Any]]:
-    return {split: layout.summarise_split(root / split) for split in tqdm(SPLITS, desc=desc)}
+    splits = progress_bar(SPLITS, desc=desc, unit="split")
+    return {split: layout.summarise_split(root / split) for split in splits}

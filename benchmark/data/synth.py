@@ -57,7 +57,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from benchmark.data.cache import write_caches
 from benchmark.data.datasets.synthetic import SYNTHETIC
@@ -72,6 +71,7 @@ from benchmark.data.layout import (
     write_png,
 )
 from benchmark.data.workers import map_in_workers
+from benchmark.progress import progress_bar
 
 if TYPE_CHECKING:  # a type only: benchmark.config reads the dataset registry of this package
     from benchmark.config import SynthConfig
@@ -677,8 +677,7 @@ def generate_synthetic(
         results = map_in_workers(
             _generate, tasks, workers, chunksize=8, context=get_context("fork")
         )
-        progress = tqdm(results, total=len(tasks), desc="synth", unit="pair")
-        for result in progress:
+        for result in progress_bar(results, total=len(tasks), desc="synth", unit="pair"):
             if result is not None:
                 (values, counts), (u_values, u_counts) = result
                 np.add.at(changed, values, counts)
