@@ -15,6 +15,7 @@ from PIL import Image
 from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.reporting import figures
 from benchmark.reporting.figures import colour_of, error_map, write_figures
+from benchmark.reporting.tables import Baseline
 
 METRICS = ("precision", "recall", "f1", "iou", "oa")
 TILE_PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
@@ -361,3 +362,91 @@ def test_colour_of_is_stable_and_distinct() -> None:
     assert colours == [colour_of(name, list(reversed(names))) for name in names]
     with pytest.raises(ValueError, match="bsfnet / dice"):
         colour_of("bsfnet / dice", names)
+
+
+# --- baseline, legends and panel titles ---------------------------------------------------
+
+
+def _kept_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Make `figures._save` keep each figure (closed, not written) for inspection."""
+    from matplotlib import pyplot
+
+    kept: list[Any] = []
+
+    def keep(figure: Any, path: Path, rect: Any = None) -> None:
+        kept.append(figure)
+        pyplot.close(figure)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return kept
+
+
+def _legend_texts(figure: Any) -> list[str]:
+    legends = [axes.get_legend() for axes in figure.axes if axes.get_legend()]
+    legends += list(figure.legends)
+    return [text.get_text() for legend in legends for text in legend.get_texts()]
+
+
+def test_baseline_is_a_dashed_line_in_the_bar_figures_and_an_iso_f1_curve_in_the_pr_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary, runs, curves, _ = _inputs(tmp_path)
+    summary, runs = _synthetic(summary), _synthetic(runs)
+    colours = figures._experiment_colours(summary, runs)
+    baseline = Baseline(f1=31.5, method="pixel differencing", source="manifest.json")
+    kept = _kept_figures(monkeypatch)
+    assert figures._f1_figure(summary, "synthetic", tmp_path / "f1.png", baseline)
+    assert figures._ablation_figure(summary, "synthetic", colours, tmp_path / "a.png", baseline)
+    assert figures._pr_figure(runs, curves, "synthetic", colours, tmp_path / "pr.png", "", baseline)
+    assert figures._f1_figure(summary, "synthetic", tmp_path / "plain.png")
+    label = "pixel-difference baseline, F1 31.5 % (threshold best on test)"
+    for figure in kept[:2]:
+        dashed = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == "--"]
+        assert [list(line.get_ydata()) for line in dashed] == [[31.5, 31.5]]
+        assert label in _legend_texts(figure)
+    (curve,) = [line for line in kept[2].axes[0].get_lines() if line.get_linestyle() == "--"]
+    recall, precision = curve.get_xdata(), curve.get_ydata()
+    np.testing.assert_allclose(2 * precision * recall / (precision + recall), 31.5)
+    assert label in _legend_texts(kept[2])
+    assert not any("baseline" in text for text in _legend_texts(kept[3]))
+
+
+def test_pr_legend_shows_only_what_is_drawn_in_colours_unlike_the_protocols(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.colors import to_rgb
+
+    _, runs, curves, _ = _inputs(tmp_path)
+    runs = _synthetic(runs)
+    colours = figures._experiment_colours(runs, runs)
+    kept = _kept_figures(monkeypatch)
+    figures._pr_figure(runs, curves, "synthetic", colours, tmp_path / "pr.png")
+    first_seeds = runs[runs["seed"] == 0]
+    figures._pr_figure(first_seeds, curves, "synthetic", colours, tmp_path / "pr0.png")
+    several, single = (_legend_texts(figure) for figure in kept)
+    assert "further seeds (thin)" in several  # bsfnet-sisb-synthetic has seeds 0 and 1
+    assert "further seeds (thin)" not in single
+    assert "iso-F1 curves" in single
+    # No experiment colour can be mistaken for a protocol's (f1 figure) or the iso-F1 grey.
+    for colour in figures.TAB10:
+        for other in (*figures.PROTOCOL_COLOURS.values(), figures.ISO_F1_COLOUR):
+            distance = np.linalg.norm(np.subtract(to_rgb(colour), to_rgb(other)))
+            assert distance > 0.25, (colour, other)
+
+
+def test_qualitative_panels_are_titled_with_what_they_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, runs, _, predictions = _inputs(tmp_path)
+    runs = _synthetic(runs)
+    thumbnails = figures._thumbnails(runs, predictions)
+    kept = _kept_figures(monkeypatch)
+    assert figures._qualitative_figure(runs, thumbnails, "synthetic", tmp_path / "q.png")
+    titles = [axes.get_title() for axes in kept[0].axes if axes.get_title()]
+    experiments = figures._experiments(runs)
+    assert titles == [
+        "T0 (image A)",
+        "T1 (image B)",
+        "ground truth",
+        *(f"{e}\nerror map: prediction vs truth" for e in experiments),
+    ]

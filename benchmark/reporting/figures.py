@@ -6,6 +6,8 @@
   the published value where a source gives one;
 - `ablation-<dataset>.png`: BSFNet's F1 by loss (only when the dataset has more than one loss);
 - `pr-<dataset>.png`: test precision-recall curves of every run with its operating points;
+  in these three the dataset's pixel-difference baseline (when its data manifest records one)
+  is a dashed black line (in the PR figure: the curve of equal F1 through it);
 - `training-<dataset>.png`: validation F1 and training loss against the step;
 - `qualitative-<dataset>.png`: a few test pairs with each experiment's prediction coloured
   against the ground truth (`error_map`);
@@ -21,8 +23,10 @@ percent; `runs`: one row per run, figures as fractions), the runs' curve files a
 thumbnails written by `cdbench evaluate` (`<run>.npz`: arrays, benchmark/evaluation/
 thumbnails.py). A figure whose inputs are absent is skipped; a malformed thumbnails file raises
 `ValueError` naming the file.
-Colours: one per experiment ("model / loss", matplotlib's colour-blind-friendly "tab10"), the
-same in every figure; protocols use the Okabe-Ito palette, `whole_*` protocols hatched.
+Every figure is in percent. Colours: one per experiment ("model / loss", from matplotlib's
+"tab10" without its orange, olive, green and grey, so that no experiment looks like a protocol
+or an iso-F1 curve), the same in every figure; protocols use the Okabe-Ito palette, `whole_*`
+protocols hatched.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import pandas as pd
 from benchmark.evaluation.thumbnails import Thumbnails, load_thumbnails
 from benchmark.reporting.references import PROTOCOLS
 from benchmark.reporting.results import LOSS_ORDER
-from benchmark.reporting.tables import ABLATION_LOSSES, ABLATION_PROTOCOLS
+from benchmark.reporting.tables import ABLATION_LOSSES, ABLATION_PROTOCOLS, Baseline
 
 DPI = 120
 MODEL_ORDER = ("bsfnet", "ifn")
@@ -50,18 +54,18 @@ PROTOCOL_COLOURS = {
 }
 """Bar colour of each protocol; a `whole_*` protocol takes its base colour, hatched."""
 TAB10 = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
+    "#d62728",  # red
+    "#9467bd",  # purple
+    "#1f77b4",  # blue
+    "#8c564b",  # brown
+    "#e377c2",  # pink
+    "#17becf",  # cyan
 )
-"""matplotlib's "tab10" colours (copied so that colours need no pyplot import)."""
+"""Experiment colours: matplotlib's "tab10" without orange, olive, green and grey (near the
+protocols' Okabe-Ito orange and green, and the iso-F1 curves' grey), copied so that colours
+need no pyplot import."""
+BASELINE_STYLE: dict[str, Any] = {"color": "black", "linestyle": "--", "linewidth": 1.2}
+"""The pixel-difference baseline's line."""
 
 TRUE_POSITIVE = (255, 255, 255)
 TRUE_NEGATIVE = (0, 0, 0)
@@ -135,6 +139,7 @@ def write_figures(
     curves: Mapping[str, Mapping[str, Any]],
     predictions: Path,
     out_dir: Path,
+    baselines: Mapping[str, Baseline] | None = None,
 ) -> list[Path]:
     """Write every figure of every dataset of `summary` into `out_dir`; return their paths.
 
@@ -147,6 +152,7 @@ def write_figures(
         curves: run name -> that run's curves JSON (`test`, optionally `whole_test`, `training`).
         predictions: folder of `<run>.npz` thumbnails; may be absent.
         out_dir: created when absent.
+        baselines: dataset -> its pixel-difference baseline (F1 in percent), drawn as a line.
 
     Raises:
         ValueError: a table lacks a required column, or a thumbnails file is malformed.
@@ -163,14 +169,20 @@ def write_figures(
     for dataset in sorted(summary["dataset"].unique()):
         rows = summary[summary["dataset"] == dataset]
         of_dataset = runs[runs["dataset"] == dataset] if not runs.empty else runs
+        baseline = (baselines or {}).get(dataset)
         with _closing_new_figures():
             drawn = {  # False: the dataset lacks that figure's inputs
-                "f1": _f1_figure(rows, dataset, out_dir / f"f1-{dataset}.png"),
+                "f1": _f1_figure(rows, dataset, out_dir / f"f1-{dataset}.png", baseline),
                 "ablation": _ablation_figure(
-                    rows, dataset, colours, out_dir / f"ablation-{dataset}.png"
+                    rows, dataset, colours, out_dir / f"ablation-{dataset}.png", baseline
                 ),
                 "pr": _pr_figure(
-                    of_dataset, curves, dataset, colours, out_dir / f"pr-{dataset}.png"
+                    of_dataset,
+                    curves,
+                    dataset,
+                    colours,
+                    out_dir / f"pr-{dataset}.png",
+                    baseline=baseline,
                 ),
                 "training": _training_figure(
                     of_dataset, curves, dataset, colours, out_dir / f"training-{dataset}.png"
@@ -378,6 +390,20 @@ def _interval_legend(shown: set[str], sources: list[str]) -> list[Any]:
     return handles
 
 
+def _baseline_line(axes: Any, baseline: Baseline | None) -> list[Any]:
+    """The baseline's F1 as a dashed horizontal line across a bar chart; its legend handle."""
+    from matplotlib.lines import Line2D
+
+    if baseline is None:
+        return []
+    axes.axhline(baseline.f1, zorder=1.5, **BASELINE_STYLE)
+    return [Line2D([], [], **BASELINE_STYLE, label=_baseline_label(baseline))]
+
+
+def _baseline_label(baseline: Baseline) -> str:
+    return f"pixel-difference baseline, F1 {baseline.f1:.1f} % (threshold best on test)"
+
+
 def _reference_label(sources: list[str]) -> str:
     """Demo references are recorded scores, not publications: say which the marker is."""
     if all("synthetic demo" in source for source in sources):
@@ -388,7 +414,9 @@ def _reference_label(sources: list[str]) -> str:
 # --- f1-<dataset>.png ----------------------------------------------------------------------
 
 
-def _f1_figure(rows: pd.DataFrame, dataset: str, path: Path) -> bool:
+def _f1_figure(
+    rows: pd.DataFrame, dataset: str, path: Path, baseline: Baseline | None = None
+) -> bool:
     """Mean F1 per experiment (groups) and protocol (bars), with the published values."""
     from matplotlib.patches import Patch
 
@@ -419,7 +447,8 @@ def _f1_figure(rows: pd.DataFrame, dataset: str, path: Path) -> bool:
     axes.set_xlabel("model / loss")
     axes.set_title(f"F1 on the {dataset} test split: ours (mean over seeds) vs references")
     handles = [Patch(label=_protocol_name(p), **_protocol_style(p)) for p in protocols]
-    _finish_bars(figure, axes, handles + _interval_legend(shown, sources), "protocol", path)
+    handles += _interval_legend(shown, sources) + _baseline_line(axes, baseline)
+    _finish_bars(figure, axes, handles, "protocol", path)
     return True
 
 
@@ -468,7 +497,13 @@ def _draw_reference(
 # --- ablation-<dataset>.png ----------------------------------------------------------------
 
 
-def _ablation_figure(rows: pd.DataFrame, dataset: str, colours: dict[str, str], path: Path) -> bool:
+def _ablation_figure(
+    rows: pd.DataFrame,
+    dataset: str,
+    colours: dict[str, str],
+    path: Path,
+    baseline: Baseline | None = None,
+) -> bool:
     """BSFNet's F1 by loss (bars, one colour per loss) grouped by protocol; False if < 2 losses."""
     from matplotlib.patches import Patch
 
@@ -498,7 +533,8 @@ def _ablation_figure(rows: pd.DataFrame, dataset: str, colours: dict[str, str], 
     axes.set_xticklabels([_protocol_name(p) for p in protocols])
     axes.set(ylim=(0, 100), xlim=(-0.6, len(protocols) - 0.4), ylabel="F1 (%)", xlabel="protocol")
     axes.set_title(f"BSFNet loss ablation on {dataset}")
-    _finish_bars(figure, axes, handles + _interval_legend(shown, []), "loss", path)
+    handles += _interval_legend(shown, []) + _baseline_line(axes, baseline)
+    _finish_bars(figure, axes, handles, "loss", path)
     return True
 
 
@@ -533,10 +569,14 @@ def _pr_figure(
     colours: dict[str, str],
     path: Path,
     title: str = "",
+    baseline: Baseline | None = None,
 ) -> bool:
     """Test precision-recall curve of every run, with its fixed and val_threshold points.
 
-    `title` names what is drawn (the dataset when empty)."""
+    `title` names what is drawn (the dataset when empty); `baseline`: the pixel-difference
+    baseline's F1, drawn as the dashed curve of equal F1 through it. The legend shows each
+    element as drawn: experiments in their colour, operating points as markers filled in the
+    run's colour, thinner lines only when an experiment has several seeds."""
     from matplotlib.lines import Line2D
 
     if runs.empty or not any(run in curves for run in runs["run"]):
@@ -544,6 +584,9 @@ def _pr_figure(
     pyplot = _pyplot()
     figure, axes = pyplot.subplots(figsize=(6.5, 5.2))
     _iso_f1(axes)
+    if baseline is not None:
+        recall, precision = _iso_f1_curve(baseline.f1 / 100)
+        axes.plot(100 * recall, 100 * precision, zorder=2, **BASELINE_STYLE)
     lowest = _lowest_seeds(runs)
     views = (("test", "", "-"), ("whole_test", "whole_", "--"))
     whole_drawn = False
@@ -575,39 +618,55 @@ def _pr_figure(
                     markeredgewidth=1.6 if whole else 1.0,
                 )  # fmt: skip
                 whole_drawn = whole_drawn or whole
-    handles = [Line2D([], [], color=colours[e], linewidth=1.8, label=e) for e in _experiments(runs)]
-    if len(runs) > 1:
+    experiments = _experiments(runs)
+    handles = [Line2D([], [], color=colours[e], linewidth=1.8, label=e) for e in experiments]
+    if runs.groupby("experiment")["run"].nunique().max() > 1:
+        first = colours[experiments[0]]
         handles.append(
-            Line2D([], [], color="grey", linewidth=1.0, alpha=0.5, label="further seeds (thin)")
+            Line2D([], [], color=first, linewidth=1.0, alpha=0.5, label="further seeds (thin)")
         )
-    handles += [
-        Line2D([], [], color="grey", marker="o", linestyle="none", markeredgecolor="black",
-               label="fixed threshold"),
-        Line2D([], [], color="grey", marker="s", linestyle="none", markeredgecolor="black",
-               label="val-chosen threshold"),
+    handles += [  # neutral markers: in the plot each is filled in its run's colour
+        Line2D([], [], marker="o", linestyle="none", markerfacecolor="#555555",
+               markeredgecolor="black", label="fixed threshold (run's colour)"),
+        Line2D([], [], marker="s", linestyle="none", markerfacecolor="#555555",
+               markeredgecolor="black", label="val-chosen threshold (run's colour)"),
     ]  # fmt: skip
     if whole_drawn:
         handles += [
-            Line2D([], [], color="grey", linestyle="-", label="tiles (filled markers)"),
-            Line2D([], [], color="grey", linestyle="--", label="whole images (open markers)"),
+            Line2D([], [], color="black", linestyle="-", label="tiles (filled markers)"),
+            Line2D([], [], color="black", linestyle="--", label="whole images (open markers)"),
         ]
+    handles.append(Line2D([], [], color=ISO_F1_COLOUR, linestyle=":", label="iso-F1 curves"))
+    if baseline is not None:
+        handles.append(Line2D([], [], **BASELINE_STYLE, label=_baseline_label(baseline)))
     axes.set(xlim=(0, 101), ylim=(0, 101), xlabel="recall (%)", ylabel="precision (%)")
-    axes.set_title(f"Test precision-recall: {title or dataset} (grey: iso-F1)")
+    axes.set_title(f"Test precision-recall: {title or dataset}")
     axes.set_aspect("equal")
     axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     _save(figure, path)
     return True
 
 
+ISO_F1_COLOUR = "#aaaaaa"
+
+
+def _iso_f1_curve(f1: float) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) as fractions along the curve of equal F1 `f1` (precision <= 1)."""
+    recall = np.linspace(f1 / 2 + 1e-3, 1.0, 200)
+    precision = f1 * recall / (2 * recall - f1)
+    keep = precision <= 1.0
+    return recall[keep], precision[keep]
+
+
 def _iso_f1(axes: Any) -> None:
-    """Faint curves of equal F1 (20 ... 80 %), labelled at their right end, under the data."""
+    """Faint dotted curves of equal F1 (20 ... 80 %), labelled at their right end, under the
+    data."""
     for f1 in (0.2, 0.4, 0.6, 0.8):
-        recall = np.linspace(f1 / 2 + 1e-3, 1.0, 200)
-        precision = f1 * recall / (2 * recall - f1)
-        keep = precision <= 1.0
+        recall, precision = _iso_f1_curve(f1)
         axes.plot(
-            100 * recall[keep], 100 * precision[keep], color="#bbbbbb", linewidth=0.7, zorder=1
-        )
+            100 * recall, 100 * precision, color=ISO_F1_COLOUR, linestyle=":", linewidth=0.9,
+            zorder=1,
+        )  # fmt: skip
         axes.text(
             99, 100 * precision[-1] + 1, f"F1 {100 * f1:.0f} %", color="#777777", fontsize=7,
             ha="right", va="bottom", zorder=1,
@@ -698,7 +757,8 @@ def _shown_runs(runs: pd.DataFrame, thumbnails: Mapping[str, Thumbnails]) -> lis
 def _qualitative_figure(
     runs: pd.DataFrame, thumbnails: Mapping[str, Thumbnails], dataset: str, path: Path
 ) -> bool:
-    """Test pairs (rows): T0, T1, ground truth, then each experiment's coloured prediction."""
+    """Test pairs (rows): T0 (image A), T1 (image B), ground truth, then each experiment's
+    prediction coloured against the ground truth (`error_map`), each panel titled so."""
     if runs.empty:
         return False
     shown = _shown_runs(runs, thumbnails)
@@ -709,7 +769,9 @@ def _qualitative_figure(
     if not pairs:
         return False
     rows = [_qualitative_row(thumbnails, pair, shown) for pair in pairs]
-    titles = ["T0", "T1", "ground truth"] + [experiment for experiment, _ in shown]
+    titles = ["T0 (image A)", "T1 (image B)", "ground truth"] + [
+        f"{experiment}\nerror map: prediction vs truth" for experiment, _ in shown
+    ]
     figure, height = _panel_grid(rows, pairs, titles, small_from=3)
     figure.suptitle(
         f"Test predictions on {dataset} (first seed of each experiment, "

@@ -22,9 +22,12 @@ were drawn, not how the threshold was picked; training noise is the seeds' std, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 RESAMPLES = 10_000
 """Bootstrap resamples of the test images for the paired test."""
@@ -132,3 +135,64 @@ def paired_bootstrap(
 def p_cell(p_value: float) -> str:
     """`0.032`, or `< 0.001` (with B = 10,000 the least p is 1 / 10,001)."""
     return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+def ablation_tests(
+    runs: pd.DataFrame,
+    per_image_dir: Path,
+    base_loss: str,
+    losses: Sequence[str],
+    protocol: str = "val_threshold",
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> pd.DataFrame:
+    """The paired test of each loss in `losses` against `base_loss`, per dataset, for BSFNet's
+    trained runs under `protocol`: one row (dataset, loss, base, protocol, delta, low, high,
+    p_value, resamples, seed, images, seeds) per loss that has a base on its dataset.
+
+    Only the seeds both experiments evaluated are paired; a pair without per-image files is
+    left out (no row). The images are those of `reports/per_image/<run>.csv`
+    (`results.per_image_counts`, which refuses runs scored on different test images).
+    """
+    from benchmark.reporting.results import TRAINED, per_image_counts
+
+    trained = runs
+    if "weights_provenance" in runs:
+        trained = runs[runs["weights_provenance"] == TRAINED]
+    bsfnet = trained[trained["model"] == "bsfnet"]
+    rows = []
+    for dataset in dict.fromkeys(bsfnet["dataset"]):
+        of_dataset = bsfnet[bsfnet["dataset"] == dataset]
+        base = _first_experiment(of_dataset, base_loss)
+        if base is None:
+            continue
+        for loss in losses:
+            other = _first_experiment(of_dataset, loss) if loss != base_loss else None
+            if other is None:
+                continue
+            seeds = sorted(set(base["seed"]) & set(other["seed"]))
+            if not seeds:
+                continue
+            names = [_run_of(base, s) for s in seeds] + [_run_of(other, s) for s in seeds]
+            counts = per_image_counts(per_image_dir, names, protocol)
+            if counts is None:
+                continue
+            result = paired_bootstrap(counts[: len(seeds)], counts[len(seeds) :], resamples, seed)
+            rows.append(
+                {"dataset": dataset, "loss": loss, "base": base_loss, "protocol": protocol}
+                | asdict(result)
+            )
+    return pd.DataFrame(rows)
+
+
+def _first_experiment(runs: pd.DataFrame, loss: str) -> pd.DataFrame | None:
+    """The runs of the first experiment (by name) with `loss` among `runs`, or None."""
+    of_loss = runs[runs["loss"] == loss]
+    if of_loss.empty:
+        return None
+    first: pd.DataFrame = of_loss[of_loss["experiment"] == sorted(of_loss["experiment"])[0]]
+    return first
+
+
+def _run_of(runs: pd.DataFrame, seed: int) -> str:
+    return str(runs[runs["seed"] == seed]["run"].iloc[0])
