@@ -180,6 +180,14 @@ def progress_bar(
     return LineProgress(iterable, **options)
 
 
+def print_above(line: str, bar: tqdm[Any]) -> None:
+    """Print `line` on stdout (flushed) above `bar`, which then advances by one: tqdm.write
+    clears a terminal bar first, so the line does not land in the middle of it."""
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+    bar.update()
+
+
 def _is_terminal(stream: IO[str]) -> bool:
     try:
         return stream.isatty()

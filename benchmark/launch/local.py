@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmark.errors import CdbenchError
 from benchmark.launch.pending import Outcome, TrainStage
+from benchmark.progress import print_above, progress_bar
 
 
 def visible_devices() -> list[str]:
@@ -127,10 +128,13 @@ def run_local(
         return Outcome(stage.name, describe(slot), time.monotonic() - started, state, log)
 
     outcomes = []
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+    with (
+        ThreadPoolExecutor(max_workers=len(slots)) as pool,
+        progress_bar(total=len(stages), desc="launch", unit="run") as bar,
+    ):
         futures: dict[Future[Outcome], TrainStage] = {pool.submit(work, s): s for s in stages}
         for future in as_completed(futures):
             outcome = on_end(futures[future], future.result())
-            print(outcome.line(), flush=True)
+            print_above(outcome.line(), bar)
             outcomes.append(outcome)
     return outcomes

@@ -21,6 +21,7 @@ from submitit.helpers import Checkpointable
 from benchmark.errors import CdbenchError
 from benchmark.launch.local import command_env
 from benchmark.launch.pending import Outcome, TrainStage
+from benchmark.progress import print_above, progress_bar
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 
@@ -109,6 +110,7 @@ def run_submitit(
         print(f"{stage.name}: submitted as job {job.job_id} (logs {job.paths.stdout})", flush=True)
     outcomes = []
     pending = dict(jobs)
+    bar = progress_bar(total=len(jobs), desc="launch", unit="run")
     while pending:
         ended = [job for job in pending if job.done()]
         if not ended:
@@ -125,6 +127,7 @@ def run_submitit(
                 outcome = Outcome(stage.name, "job " + str(job.job_id), 0.0, state,
                                   Path(job.paths.stderr))  # fmt: skip
             outcome = on_end(stage, outcome)
-            print(outcome.line(), flush=True)
+            print_above(outcome.line(), bar)
             outcomes.append(outcome)
+    bar.close()
     return outcomes
