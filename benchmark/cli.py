@@ -376,6 +376,18 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """`cdbench doctor` -> `benchmark.doctor.diagnose` (exit 1 when a needed piece is missing)."""
+    params = load_params(args.params)
+    from benchmark.doctor import MISSING, chosen_experiments, diagnose, format_checks
+
+    experiments = chosen_experiments(params, args.experiment or (), args.dataset or ())
+    print(f"checking what {len(experiments)} experiment(s) need: {', '.join(experiments)}")
+    checks = diagnose(params, experiments)
+    print(format_checks(checks))
+    return 1 if any(check.status == MISSING for check in checks) else 0
+
+
 def _warn_ignored(paths: list[Path], params_path: str) -> None:
     if paths:
         print(
@@ -390,6 +402,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     from benchmark.reporting.check import (
         check,
+        default_profile,
         format_check,
         pixel_difference_baseline,
         write_check,
@@ -409,10 +422,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     _warn_ignored(ignored, args.params)
     has_runs = any(path.stem in expected.identities for path in metrics_dir.glob("*.json"))
     runs = load_runs(metrics_dir, expected) if has_runs else None
+    profile = args.profile
+    if profile is None:
+        profile, why = default_profile(runs, references)
+        print(f"profile {profile}: {why} (choose with --profile demo|full)")
     result = check(
         runs,
         references,
-        args.profile,
+        profile,
         tolerance=args.tolerance,
         metrics=tuple(args.metric or ["f1"]),
         fail_missing=args.fail_missing,
@@ -454,8 +471,53 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return status
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="an experiment of params.yaml, e.g. bsfnet-sisb-cdd")
+DESCRIPTIONS = {
+    "download": "Fetch a dataset's archives into data/raw/<dataset>/ and check their md5 where "
+    "one is published; an interrupted download resumes. Offline, the error names each file "
+    "and where to put it.",
+    "prepare": "Extract a dataset's archives safely, check the official split sizes, tile "
+    "LEVIR-CD into 256 x 256 tiles (keeping the whole images) and write the prepared layout "
+    "data/prepared/<dataset>/{train,val,test}/{A,B,label}/ with its manifest.json.",
+    "synth": "Generate the built-in synthetic change-detection dataset (params.yaml synth:) "
+    "and score the pixel-difference baseline on its test split.",
+    "models": "Print every model's parameter count and GFLOPs at a given input size.",
+    "weights": "Fetch the encoders' ImageNet weights (ResNet-50 for BSFNet, VGG16 for IFN) "
+    "into data.weights_dir and check each file's SHA-256 against its name.",
+    "train": "Train one experiment (each seed, or --seed N) under its recipe, saving "
+    "checkpoints/<run>/ and recording the run in MLflow; rerunning resumes from the last "
+    "checkpoint of the same configuration.",
+    "evaluate": "Score a trained run's selected checkpoint on the test split under every "
+    "protocol (fixed threshold, validation-chosen threshold, best on test), writing "
+    "reports/metrics/<run>.json, curves, per-image counts and prediction maps.",
+    "stages": "Regenerate the train/evaluate stages of dvc.yaml from params.yaml's "
+    "experiments, each stage's deps from the modules it imports (--check: only compare).",
+    "runs": "List the runs recorded in MLflow with their test F1, one line per run.",
+    "report": "Compare our results with the published ones: tables (comparison, ablation) and "
+    "figures in reports/, recorded as an MLflow run.",
+    "bench": "Measure training and inference throughput, memory and data-loader speed, and "
+    "project the hours each experiment will take.",
+    "parity": "Train the same seed with and without the optimised settings and compare the F1s.",
+    "check": "Fail (exit 1) when a result falls short of its reference in references.yaml.",
+    "launch": "Train every train stage of dvc.yaml that is not up to date (or the chosen ones), "
+    "each through its own command, then record it with `dvc commit`.",
+}
+"""Each subcommand's description in its --help (the one-line `help` is the command list's)."""
+
+
+def _experiments_help(params_path: str) -> str:
+    """The experiments params.yaml defines, listed for --help; --help must work without the
+    file, so nothing is checked here (each command checks params.yaml first)."""
+    import yaml
+
+    try:
+        names = list(yaml.safe_load(Path(params_path).read_text())["experiments"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return f"an experiment of {params_path}"
+    return f"an experiment of {params_path}: {', '.join(str(name) for name in names)}"
+
+
+def _add_run_arguments(p: argparse.ArgumentParser, experiments: str) -> None:
+    p.add_argument("experiment", help=experiments)
     p.add_argument("--seed", type=int, help="one of the experiment's seeds (default: all)")
     p.add_argument(
         "--checkpoints", default="checkpoints", help="checkpoint root (default: checkpoints)"
@@ -484,7 +546,10 @@ def _add_report_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; `argv` is pre-read for --params, whose experiments the help lists."""
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(
         prog="cdbench",
         description="Reproducibility benchmark for change detection (BSFNet, IFN; CDD, LEVIR-CD).",
@@ -492,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--params", default="params.yaml", help="parameters file (default: params.yaml)"
     )
+    parser.add_argument("--version", action="version", version=f"cdbench {version('cdbench')}")
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--params", default="params.yaml")
+    experiments = _experiments_help(first.parse_known_args(argv)[0].params)
     chat = parser.add_mutually_exclusive_group()
     chat.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     chat.add_argument(
@@ -532,11 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("train", help="train an experiment (resumes from its last checkpoint)")
-    _add_run_arguments(p)
+    _add_run_arguments(p, experiments)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained experiment under every protocol")
-    _add_run_arguments(p)
+    _add_run_arguments(p, experiments)
     p.add_argument("--reports", default="reports", help="reports folder (default: reports)")
     p.add_argument(
         "--allow-stale-checkpoint",
@@ -567,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile pixels; write the change map (PNG, 0/255) at the run's validation-chosen "
         "threshold and the score map (distance or probability).",
     )
-    p.add_argument("experiment", help="an experiment of params.yaml, e.g. bsfnet-sisb-cdd")
+    p.add_argument("experiment", help=experiments)
     p.add_argument("image_a", metavar="A", help="the image of the first date")
     p.add_argument("image_b", metavar="B", help="the image of the second date, same size")
     p.add_argument("--seed", type=int, help="one of the experiment's seeds (default: its first)")
@@ -681,8 +750,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         choices=("demo", "full"),
-        default="full",
-        help="demo: the synthetic references (CI); full: the published ones (default)",
+        help="demo: the synthetic references (CI); full: the published ones; default: full "
+        "when a CDD or LEVIR-CD run is evaluated, else demo when a synthetic one is",
     )
     p.add_argument(
         "--metric",
@@ -740,11 +809,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qos", help="SLURM quality of service")
     p.add_argument("--constraint", help="SLURM node constraint (e.g. a GPU model)")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check that everything a run needs is here, and how to fix what is not",
+        description="Check, one line each, what the chosen experiments (default: all) need "
+        "before a run: Python and torch, the ImageNet weights (SHA-256), bsdtar/unar, the "
+        "datasets, free disk, the GPU, the MLflow store and DVC; each missing piece with the "
+        "command or file that fixes it. Exit status 1 when something needed is missing.",
+    )
+    p.add_argument("--experiment", action="append", help=f"(repeatable) {experiments}")
+    p.add_argument(
+        "--dataset", action="append", choices=tuple(DATASETS), help="its experiments (repeatable)"
+    )
+    p.set_defaults(func=cmd_doctor)
+
+    for name, command in sub.choices.items():
+        command.description = command.description or DESCRIPTIONS[name]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     configure_output(quiet=args.quiet, verbose=args.verbose)
     try:
         status: int = args.func(args)

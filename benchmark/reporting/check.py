@@ -45,6 +45,7 @@ import pandas as pd
 
 from benchmark.errors import DataError
 from benchmark.reporting.references import (
+    PROFILES,
     Reference,
     for_profile,
     tolerance_cell,
@@ -249,6 +250,19 @@ def check(
         floor,
         tuple(floor_rows(runs, floor)) if floor is not None else (),
     )
+
+
+def default_profile(runs: pd.DataFrame | None, references: list[Reference]) -> tuple[str, str]:
+    """The profile `cdbench check` uses when none is named, and why: `full` when a run on a
+    dataset of the published references (CDD, LEVIR-CD) is evaluated, else `demo` when a run
+    on a dataset of the demo references (synthetic) is, else `full` (nothing evaluated)."""
+    evaluated = set() if runs is None else set(runs["dataset"])
+    for profile in PROFILES:
+        datasets = {reference.key[2] for reference in for_profile(references, profile)}
+        found = sorted(evaluated & datasets)
+        if found:
+            return profile, f"evaluated runs on {', '.join(found)}"
+    return PROFILES[0], "no evaluated run yet"
 
 
 def pixel_difference_baseline(prepared: Path, gain: float) -> BaselineFloor:
