@@ -943,3 +943,123 @@ def test_report_interrupted_keeps_the_previous_report_whole(
     assert sorted(after) == sorted(before)
     assert not any(content and content.endswith(b"previous report") for content in after.values())
     assert not list(reports.glob(".report.*"))  # no staging folder left
+
+
+# ------------------------------------- at a glance, per-seed values, baseline, paired ablation
+
+
+def fabricated_runs(
+    per_image_dir: Path, runs: dict[str, tuple[int, list[tuple[int, int, int, int]]]]
+) -> pd.DataFrame:
+    """The frame `load_runs` gives for synthetic runs {name: (seed, per-image counts)} (the same
+    counts under every protocol), and their per-image files in `per_image_dir`."""
+    per_image_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, (seed, images) in runs.items():
+        experiment = name.rsplit("-s", 1)[0]
+        row: dict = {
+            "run": name,
+            "experiment": experiment,
+            "model": "bsfnet",
+            "loss": experiment.split("-")[1],
+            "dataset": "synthetic",
+            "recipe": "demo",
+            "seed": seed,
+            "weights_provenance": "trained run",
+            "stale_checkpoint": None,
+        }
+        pooled = Counts(*np.sum(images, axis=0).tolist())
+        table: dict = {"view": "tiles", "name": [f"test_{i:04d}" for i in range(len(images))]}
+        for protocol in PROTOCOLS:
+            row.update({f"{protocol}/{k}": v for k, v in pooled.as_dict().items()})
+            row.update({f"{protocol}/{k}": v for k, v in pooled.scores().items()})
+            for k, key in enumerate(("tp", "fp", "fn", "tn")):
+                table[f"{protocol}/{key}"] = [image[k] for image in images]
+        pd.DataFrame(table).to_csv(per_image_dir / f"{name}.csv", index=False)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_ablation_rows_carry_the_paired_test_and_comparison_md_opens_at_a_glance(
+    tmp_path: Path,
+) -> None:
+    from benchmark.reporting.paired import ablation_tests, p_cell
+    from benchmark.reporting.tables import Baseline, add_per_seed, render_markdown
+
+    rng = np.random.default_rng(0)
+
+    def images(found: float) -> list[tuple[int, int, int, int]]:
+        changed = rng.integers(20, 60, size=12)
+        tp = rng.binomial(changed, found)
+        return [(int(t), 5, int(c - t), 900) for t, c in zip(tp, changed, strict=True)]
+
+    per_image = tmp_path / "per_image"
+    runs = fabricated_runs(
+        per_image,
+        {
+            "bsfnet-sisb-synthetic-s0": (0, images(0.8)),
+            "bsfnet-sisb-synthetic-s1": (1, images(0.7)),
+            "bsfnet-bce-synthetic-s0": (0, images(0.3)),
+            "bsfnet-bce-synthetic-s1": (1, images(0.4)),
+        },
+    )
+    tests = ablation_tests(runs, per_image, "sisb", ("sisb", "bce", "contrastive"), resamples=400)
+    (test,) = tests.to_dict("records")  # bce against sisb; no contrastive run
+    summary = add_per_seed(summarise(runs, []), runs)
+    f1 = summary.set_index(["experiment", "protocol"])["f1"]
+    observed = (
+        f1["bsfnet-bce-synthetic", "val_threshold"] - f1["bsfnet-sisb-synthetic", "val_threshold"]
+    )
+    assert test["delta"] == pytest.approx(observed)
+    assert test["low"] < test["delta"] < test["high"] < 0
+    assert test["p_value"] < 0.05
+    assert (test["seeds"], test["images"], test["resamples"]) == (2, 12, 400)
+
+    table = ablation_table(summary, tests).set_index("loss")
+    assert table.at["bce", "p (paired)"] == p_cell(test["p_value"])
+    assert table.at["bce", "Δ 95% CI (paired)"] == f"[{test['low']:+.1f}, {test['high']:+.1f}]"
+    assert table.at["sisb", "p (paired)"] == ""
+
+    baseline = Baseline(27.5, "plain differencing", "data/prepared/synthetic/manifest.json")
+    markdown = render_markdown(summary, [], tests=tests, baselines={"synthetic": baseline})
+    glance = markdown[markdown.index("## At a glance") : markdown.index("## How to read")]
+    lines = [line for line in glance.splitlines() if line.startswith("| ")]
+    assert [line.split("|")[1].strip() for line in lines[1:]] == [
+        "bsfnet",
+        "bsfnet",
+        "pixel difference",
+    ]
+    sisb = runs[runs["experiment"] == "bsfnet-sisb-synthetic"]["val_threshold/f1"] * 100
+    cell = f"{sisb.mean():.2f} ± {sisb.std():.2f} ({sisb.iloc[0]:.1f}, {sisb.iloc[1]:.1f})"
+    assert cell in lines[1]  # mean ± std (seed 0, seed 1), val-chosen threshold
+    assert "27.50" in lines[3] and "best on test (optimistic)" in lines[3]
+    assert cell in markdown[markdown.index("## synthetic") :]  # the full table's F1 too
+    assert "| pixel difference" in markdown[markdown.index("## synthetic") :]
+    assert "drawn with replacement 400 times (random seed 0)" in markdown
+
+
+def test_headline_protocol_is_the_published_one_when_val_chosen_has_none() -> None:
+    from benchmark.reporting.tables import headline_protocol
+
+    rows = pd.DataFrame({"protocol": list(PROTOCOLS), "ref_status": ["available", "none", "none"]})
+    assert headline_protocol(rows) == "fixed"
+    assert headline_protocol(rows.assign(ref_status="none")) == "val_threshold"
+    assert headline_protocol(rows.assign(ref_status="available")) == "val_threshold"
+
+
+def test_baselines_are_read_from_the_data_manifests(tmp_path: Path) -> None:
+    from benchmark.reporting.report import read_baselines
+
+    good, none, bad = (tmp_path / name / "manifest.json" for name in ("a", "b", "c"))
+    for path, record in ((good, {"best_f1": 0.25, "method": "diff"}), (none, None)):
+        path.parent.mkdir()
+        path.write_text(json.dumps({"pixel_difference_baseline": record} if record else {}))
+    found = read_baselines({"a": good, "b": none, "missing": tmp_path / "nowhere.json"})
+    assert list(found) == ["a"]
+    assert (found["a"].f1, found["a"].method, found["a"].source) == (25.0, "diff", str(good))
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"pixel_difference_baseline": {"best_f1": 25}}))
+    with pytest.raises(
+        DataError, match=r"c/manifest\.json: pixel_difference_baseline\.best_f1 is 25"
+    ):
+        read_baselines({"c": bad})

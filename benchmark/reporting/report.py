@@ -37,6 +37,7 @@ import pandas as pd
 
 from benchmark.errors import DataError
 from benchmark.publish import StagedOutputs
+from benchmark.reporting.paired import ablation_tests
 from benchmark.reporting.references import Reference, load_references
 from benchmark.reporting.results import (
     RESAMPLES,
@@ -46,7 +47,15 @@ from benchmark.reporting.results import (
     summarise,
     unmatched,
 )
-from benchmark.reporting.tables import TABLE_FILES, write_tables
+from benchmark.reporting.tables import (
+    ABLATION_BASE,
+    ABLATION_LOSSES,
+    ABLATION_PROTOCOL,
+    TABLE_FILES,
+    Baseline,
+    add_per_seed,
+    write_tables,
+)
 
 REPORT_EXPERIMENT = "cdbench-report"
 """The MLflow experiment holding one run per `cdbench report`."""
@@ -74,6 +83,7 @@ def write_report(
     tracking: bool = True,
     expected: ExpectedRuns | None = None,
     loss_forms: Mapping[str, str] | None = None,
+    manifests: Mapping[str, Path] | None = None,
 ) -> Report:
     """Build every table and figure of the report into `reports` (see the module docstring).
 
@@ -82,6 +92,9 @@ def write_report(
     `loss_forms`: experiment -> its loss in words (`benchmark.losses.describe_loss`, e.g.
     "contrastive (changed ×10, released)"), shown in the tables' loss column and kept in the
     summary as `loss_form`; None shows the loss names only.
+    `manifests`: dataset -> its prepared data's manifest.json; a dataset whose manifest
+    records a pixel-difference baseline (`cdbench synth`) gets it as a row of its tables and a
+    line in its figures; None or an absent file: no baseline.
 
     Raises:
         DataError: a metrics or per-image file is refused (nothing is written then).
@@ -94,7 +107,12 @@ def write_report(
     )
     if loss_forms:
         summary["loss_form"] = [loss_forms.get(str(e), "") for e in summary["experiment"]]
+    summary = add_per_seed(summary, runs)
+    tests = ablation_tests(
+        runs, reports / "per_image", ABLATION_BASE, ABLATION_LOSSES, ABLATION_PROTOCOL
+    )
     datasets = set(summary["dataset"])
+    baselines = read_baselines({d: p for d, p in (manifests or {}).items() if d in datasets})
     extra = [
         r for r in unmatched(references, summary) if r.dataset in datasets or r.profile == "full"
     ]
@@ -103,10 +121,10 @@ def write_report(
     curves = _curves(reports / "curves", list(runs["run"]))
     targets = output_paths(reports)
     with StagedOutputs(targets, last="comparison.md", label="report") as staged:
-        staged_tables = write_tables(summary, extra, staged.root)
+        staged_tables = write_tables(summary, extra, staged.root, tests, baselines)
         staged_folder = staged.path("figures")
         staged_figures = write_figures(
-            summary, runs, curves, reports / "predictions", staged_folder
+            summary, runs, curves, reports / "predictions", staged_folder, baselines
         )
         staged.publish()
     tables = [targets[path.name] for path in staged_tables]
@@ -127,6 +145,38 @@ def output_paths(reports: Path) -> dict[str, Path]:
     targets.update({name: reports / name for name in TABLE_FILES if name != "comparison.md"})
     targets["comparison.md"] = reports / "comparison.md"
     return targets
+
+
+def read_baselines(manifests: Mapping[str, Path]) -> dict[str, Baseline]:
+    """dataset -> the pixel-difference baseline its data manifest records
+    (`pixel_difference_baseline`, written by benchmark/data/synth.py), F1 in percent; datasets
+    whose manifest is absent or records none are left out.
+
+    Raises:
+        DataError: a manifest that is not JSON, or whose baseline F1 is not a number in 0..1.
+    """
+    baselines = {}
+    for dataset, path in sorted(manifests.items()):
+        if not path.is_file():
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}: not valid JSON ({exc}); re-run `dvc repro` for {dataset}'s data"
+            ) from None
+        record = manifest.get("pixel_difference_baseline") if isinstance(manifest, dict) else None
+        if not isinstance(record, dict):
+            continue
+        f1 = record.get("best_f1")
+        if isinstance(f1, bool) or not isinstance(f1, int | float) or not 0 <= f1 <= 1:
+            raise DataError(
+                f"{path}: pixel_difference_baseline.best_f1 is {f1!r}, expected an F1 in 0..1; "
+                f"re-run `dvc repro` for {dataset}'s data"
+            )
+        method = str(record.get("method", "pixel differencing"))
+        baselines[dataset] = Baseline(100 * float(f1), method, str(path))
+    return baselines
 
 
 def _curves(folder: Path, runs: list[str]) -> dict[str, dict[str, Any]]:
