@@ -67,7 +67,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     baseline = manifest["pixel_difference_baseline"]["best_f1"]
     print(
         f"synthetic dataset in {out}: {json.dumps(counts)}; "
-        f"best pixel-difference F1 on test = {baseline:.3f}"
+        f"best pixel-difference F1 on test = {100 * baseline:.1f} %"
     )
     return 0
 
