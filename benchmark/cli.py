@@ -197,9 +197,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for prefix in prefixes:
             print(
                 f"{metrics['run']} {prefix or 'tiles_'}test: "
-                f"F1 fixed {metrics[prefix + 'fixed/f1']:.4f}"
-                f" | val threshold {metrics[prefix + 'val_threshold/f1']:.4f}"
-                f" | best on test (optimistic) {metrics[prefix + 'test_best_optimistic/f1']:.4f}"
+                f"F1 (%) fixed {100 * metrics[prefix + 'fixed/f1']:.2f}"
+                f" | val threshold {100 * metrics[prefix + 'val_threshold/f1']:.2f}"
+                f" | best on test (optimistic) "
+                f"{100 * metrics[prefix + 'test_best_optimistic/f1']:.2f}"
             )
     return 0
 
