@@ -80,11 +80,17 @@ def chosen_experiments(
 
 
 def diagnose(params: Params, experiments: Sequence[str], root: Path = Path(".")) -> list[Check]:
-    """Every check for `experiments` (names of params.yaml), run from the repository `root`."""
+    """Every check for `experiments` (names of params.yaml), run from the repository `root`;
+    the disk a run needs is counted for the runs not trained yet (no
+    `root/checkpoints/<run>/summary.json`)."""
     chosen = [params.experiments[name] for name in experiments]
     datasets = list(dict.fromkeys(e.dataset for e in chosen))
     models = sorted({e.model for e in chosen if params.recipes[e.recipe].pretrained})
-    runs = sum(len(e.seeds) for e in chosen)
+    runs = sum(
+        not (root / "checkpoints" / spec.name / "summary.json").is_file()
+        for spec in params.runs()
+        if spec.experiment in experiments
+    )
     real = [name for name in datasets if DATASETS[name].archives]
     checks = [check_python(), check_torch()]
     checks += [check_weights(model, Path(params.data.weights_dir)) for model in models]
@@ -188,8 +194,9 @@ def check_extractor(params: Params, datasets: Sequence[str]) -> Check:
 
 
 def disk_needed(params: Params, datasets: Sequence[str], runs: int) -> int:
-    """Bytes still to write: each unprepared dataset's archives (those not downloaded yet,
-    sizes as published or UNKNOWN_ARCHIVE_BYTES) times PREPARE_FACTOR, plus RUN_BYTES a run."""
+    """Bytes still to write: each unprepared dataset's archives (sizes as published, else
+    UNKNOWN_ARCHIVE_BYTES) times PREPARE_FACTOR (one less for those downloaded already), plus
+    RUN_BYTES for each of `runs` runs still to train."""
     needed = runs * RUN_BYTES
     for name in datasets:
         if (params.data.prepared(name) / "manifest.json").is_file():

@@ -101,3 +101,28 @@ def test_datasets_extractor_and_store_states(repo: Path, monkeypatch: pytest.Mon
     (repo / "mlflow.db").write_text("not a database")
     broken = check_mlflow(repo)
     assert broken.status == MISSING and "is not an MLflow database" in broken.detail
+
+
+def test_disk_needed_counts_what_is_still_to_download_prepare_and_train(repo: Path) -> None:
+    from benchmark.config import load_params
+    from benchmark.data.datasets import DATASETS
+    from benchmark.doctor import PREPARE_FACTOR, RUN_BYTES, diagnose, disk_needed
+
+    params = load_params("params.yaml")
+    archives = {a.filename: a.size or 0 for a in DATASETS["levir-cd"].archives}
+    total = sum(archives.values())
+    assert disk_needed(params, ["levir-cd"], 2) == PREPARE_FACTOR * total + 2 * RUN_BYTES
+    raw = repo / "data" / "raw" / "levir-cd"
+    raw.mkdir(parents=True)
+    (raw / "test.zip").write_bytes(b"")
+    assert disk_needed(params, ["levir-cd"], 0) == PREPARE_FACTOR * total - archives["test.zip"]
+    assert disk_needed(params, ["synthetic"], 0) == 0  # prepared already
+
+    # Runs trained already (their summary.json) need no more room.
+    demo = [name for name, e in params.experiments.items() if e.dataset == "synthetic"]
+    (disk,) = [c for c in diagnose(params, demo, repo) if c.name == "disk"]
+    assert f"{len(demo) * RUN_BYTES / 2**30:.1f} GiB needed" in disk.detail
+    (repo / "checkpoints" / demo[0]).mkdir(parents=True)
+    (repo / "checkpoints" / demo[0] / "summary.json").write_text("{}")
+    (disk,) = [c for c in diagnose(params, demo, repo) if c.name == "disk"]
+    assert f"{(len(demo) - 1) * RUN_BYTES / 2**30:.1f} GiB needed" in disk.detail
