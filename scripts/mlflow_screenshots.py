@@ -52,7 +52,7 @@ def store_uri(store: str) -> str:
 
 
 @contextmanager
-def mlflow_server(uri: str, port: int, log: Path, timeout_s: float = 120.0) -> Iterator[str]:
+def mlflow_server(uri: str, port: int, log: Path, timeout_s: float = 300.0) -> Iterator[str]:
     """Run `mlflow server` on `uri` at 127.0.0.1:`port` for the block; yields its base URL.
 
     Raises:

@@ -129,6 +129,9 @@ class RunTracker:
         enabled: False (non-zero DDP ranks) makes every method a no-op; `run_id` is then None.
         retry_delays_s: Pauses between attempts of a call that fails for a transient reason;
             `RETRY_DELAYS_S` when None.
+        description: The experiment's description (`mlflow.note.content`), set with its kind
+            (model training: `glance.KIND_TAG`) where the experiment has none yet, so that an
+            edit made in the UI stays.
 
     Metrics, params and tags that cannot be logged after the retries wait in a pending queue
     (see the module docstring): `pending_count`, `flush`, `pending_state`, `restore_pending`.
@@ -150,6 +153,7 @@ class RunTracker:
         system_metrics: bool = False,
         enabled: bool = True,
         retry_delays_s: Sequence[float] | None = None,
+        description: str | None = None,
     ) -> None:
         self.run_id: str | None = None
         self.enabled = enabled
@@ -169,6 +173,8 @@ class RunTracker:
         prepare_tracking(self.uri)
         self._client: MlflowClient = MlflowClient(self.uri)
         self.experiment_id = self._experiment_id(experiment)
+        if description is not None:
+            self._describe_experiment(description)
         if run_id is None:
             run = self._call(
                 "create the run",
@@ -216,6 +222,23 @@ class RunTracker:
                 "it for good with `mlflow gc`"
             )
         return found.experiment_id
+
+    def _describe_experiment(self, description: str) -> None:
+        """Set the experiment's description and kind where they are missing (see __init__)."""
+        from benchmark.tracking.glance import KIND_TAG, KIND_TRAINING, NOTE_TAG
+
+        eid = self.experiment_id
+        tags = self._call(
+            "read the experiment's tags", lambda: self._client.get_experiment(eid).tags
+        )
+        for key, value in ((NOTE_TAG, description), (KIND_TAG, KIND_TRAINING)):
+            if key in tags:
+                continue
+
+            def set_tag(key: str = key, value: str = value) -> None:
+                self._client.set_experiment_tag(eid, key, value)
+
+            self._call(f"set the experiment's {key}", set_tag)
 
     def _resume(self, run_id: str, experiment: str, run_name: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -401,6 +424,90 @@ class RunTracker:
         if self.run_id is None:
             return
         self._client.log_text(self.run_id, text, artifact_file)
+
+    def log_dataset(
+        self, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str
+    ) -> None:
+        """Record the dataset the run reads as an MLflow dataset input (the runs table's
+        Dataset column): `name` (e.g. "synthetic"), `digest` (its prepared manifest's sha256;
+        MLflow keeps the first 36 characters), `source` (its folder), `profile` (shown as JSON)
+        and `context` ("train", "test"). Built as `mlflow.entities.Dataset`, what
+        `mlflow.data.meta_dataset.MetaDataset` logs, without reading any data."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name=name,
+            digest=digest[:36],
+            source_type="local",
+            source=json.dumps({"uri": source}),
+            profile=json.dumps(dict(profile)),
+        )
+        entry = DatasetInput(dataset, [InputTag("mlflow.data.context", context)])
+        run_id = self.run_id
+        self._call("log the dataset", lambda: self._client.log_inputs(run_id, [entry]))
+
+    def log_model(
+        self,
+        name: str,
+        checkpoint: Path,
+        sha256: str,
+        step: int | None,
+        description: str,
+        tags: Mapping[str, str],
+    ) -> str | None:
+        """Record a checkpoint as the run's MLflow model and register it as a new version of
+        the registered model `name`, without copying it: the logged model (the run's Models
+        column) carries its path and sha256, and the version's source is its file URI.
+        Returns the version number (None with tracking off).
+
+        Raises:
+            TrackingUnavailable: The store failed through every retry.
+        """
+        if self.run_id is None:
+            return None
+        from mlflow.entities import LoggedModelOutput
+        from mlflow.exceptions import MlflowException
+
+        run_id, path = self.run_id, Path(checkpoint).resolve()
+        model_tags = {"checkpoint": str(path), "checkpoint_sha256": sha256, **tags}
+        model = self._call(
+            f"log model {name}",
+            lambda: self._client.create_logged_model(
+                self.experiment_id,
+                name=name,
+                source_run_id=run_id,
+                tags=model_tags,
+                model_type="change-detection",
+            ),
+        )
+        self._call(
+            "finalise the model",
+            lambda: self._client.finalize_logged_model(model.model_id, "READY"),
+        )
+        output = LoggedModelOutput(model.model_id, step if step is not None else 0)
+        self._call("link the model", lambda: self._client.log_outputs(run_id, [output]))
+        try:
+            self._call(
+                f"register model {name}",
+                lambda: self._client.create_registered_model(name, description=description),
+            )
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = self._call(
+            f"register a version of {name}",
+            lambda: self._client.create_model_version(
+                name,
+                source=path.as_uri(),
+                run_id=run_id,
+                tags=model_tags,
+                description=f"{path} (sha256 {sha256})",
+                model_id=model.model_id,
+            ),
+        )
+        return str(version.version)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) tags on the run."""

@@ -1,0 +1,135 @@
+"""What a run shows in the MLflow UI at a glance: headline metrics, source tags, descriptions.
+
+MLflow's runs table and compare view list metrics by name, so the figures a reader compares
+first get short names that sort before every other metric (`HEADLINE`); the confusion counts,
+which MLflow would draw as single-bar charts, are kept out of the metrics (`confusion_counts`,
+logged as a JSON artifact). The standard `mlflow.source.*` tags fill the runs table's Source
+column (`source_tags`; MLflow's `mlflow/utils/mlflow_tags.py` names them), and
+`mlflow.note.content` on an experiment is the description its page shows
+(`experiment_description`). docs/mlflow.md lists every name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+HEADLINE: dict[str, str] = {
+    "f1": "val_threshold/f1",
+    "iou": "val_threshold/iou",
+    "f1_fixed": "fixed/f1",
+    "iou_fixed": "fixed/iou",
+    "f1_whole": "whole_val_threshold/f1",
+    "iou_whole": "whole_val_threshold/iou",
+    "f1_fixed_whole": "whole_fixed/f1",
+    "iou_fixed_whole": "whole_fixed/iou",
+}
+"""Headline metric -> the metrics-file figure it repeats (benchmark/evaluation/evaluate.py):
+F1 and IoU on the test split at the validation-chosen threshold (`f1`, `iou`) and at the
+source's fixed threshold (`*_fixed`); `*_whole` on LEVIR-CD's whole images. A run logs those
+its metrics file holds."""
+
+COUNT_FIGURES = ("tp", "fp", "fn", "tn")
+"""The pooled confusion counts of each protocol: a JSON artifact, never metrics."""
+
+COUNTS_ARTIFACT = "evaluation/counts.json"
+"""Where a run's confusion counts are logged: {protocol: {threshold, tp, fp, fn, tn}}."""
+
+NOTE_TAG = "mlflow.note.content"
+"""The run's or experiment's description in the MLflow UI (markdown)."""
+
+KIND_TAG = "mlflow.experimentKind"
+KIND_TRAINING = "custom_model_development"
+"""An experiment of this kind opens on MLflow's model-training views (runs, metrics charts),
+not its GenAI ones (traces, evaluations)."""
+
+
+def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The MLflow metrics of an evaluation: the `HEADLINE` figures, then `test/<protocol>/
+    <figure>` for every number of the metrics file but the confusion counts.
+
+    Example: `{"fixed/f1": 0.5, "fixed/tp": 10}` -> `{"f1_fixed": 0.5, "test/fixed/f1": 0.5}`.
+    """
+    numbers = {
+        key: float(value)
+        for key, value in metrics.items()
+        if "/" in key and isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    headline = {name: numbers[key] for name, key in HEADLINE.items() if key in numbers}
+    rest = {
+        f"test/{key}": value
+        for key, value in numbers.items()
+        if key.rsplit("/", 1)[1] not in COUNT_FIGURES
+    }
+    return {**headline, **rest}
+
+
+def confusion_counts(metrics: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Each protocol's threshold and pooled counts from a metrics file: the `COUNTS_ARTIFACT`.
+
+    Example: `{"fixed/threshold": 1.0, "fixed/tp": 10, ...}` -> `{"fixed": {"threshold": 1.0,
+    "tp": 10, ...}}`.
+    """
+    counts: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        protocol, _, figure = key.rpartition("/")
+        if protocol and figure in (*COUNT_FIGURES, "threshold"):
+            counts.setdefault(protocol, {})[figure] = value
+    return counts
+
+
+def source_tags(entry: str, commit: str) -> dict[str, str]:
+    """MLflow's standard source tags for a run started by the command `entry` (e.g.
+    "cdbench train") at `commit` (`git_commit`'s answer; a "-dirty" mark is dropped from the
+    commit tag, the `git_commit` tag keeps it). "unknown" sets no commit tag."""
+    tags = {
+        "mlflow.source.name": entry,
+        "mlflow.source.type": "LOCAL",
+        "mlflow.user": getpass.getuser(),
+    }
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags
+
+
+def experiment_description(experiment: str) -> str:
+    """The description of a cdbench MLflow experiment (`cdbench-<dataset>`, `cdbench-report`)."""
+    if experiment == "cdbench-report":
+        return (
+            "One run per `cdbench report`: the comparison tables and figures as artifacts, the "
+            "mean test F1 per experiment and protocol as metrics, and the verdict of "
+            "`cdbench check` (tags `check.*`, artifact `check/check.json`). Named "
+            "report-<profile>-<date>. See docs/mlflow.md."
+        )
+    dataset = experiment.removeprefix("cdbench-")
+    return (
+        f"Training and evaluation runs on the {dataset} dataset, one per experiment and seed "
+        "(run name <model>-<loss>-<dataset>[-s<seed>]). Headline metrics: f1, iou (test split, "
+        "threshold chosen on validation) and f1_fixed, iou_fixed (the source's fixed "
+        "threshold); test/<protocol>/* holds every figure, train/* and val/* the curves, "
+        "evaluation/counts.json the confusion counts. Each evaluated run's selected checkpoint "
+        "is a registered model <experiment>-s<seed> (its sha256 in the version's tags). "
+        "See docs/mlflow.md."
+    )
+
+
+def model_name(experiment: str, seed: int) -> str:
+    """The registered model of a trained run's selected checkpoint, e.g.
+    "bsfnet-bce-synthetic-s0"."""
+    return f"{experiment}-s{seed}"
+
+
+def report_profile(datasets: set[str]) -> str:
+    """The report's profile, as `cdbench check --profile` names them: "demo" for the
+    synthetic data alone, else "full"."""
+    return "demo" if datasets == {"synthetic"} else "full"
+
+
+def report_run_name(profile: str, day: date) -> str:
+    """The report run's name, e.g. "report-demo-2026-11-30"."""
+    if not re.fullmatch(r"[a-z]+", profile):
+        raise ValueError(f"report profile {profile!r}: expected a lowercase word (demo, full)")
+    return f"report-{profile}-{day.isoformat()}"
