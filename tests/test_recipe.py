@@ -1,5 +1,5 @@
-"""Recipes of params.yaml turned into torch objects, the resumable data order, the config
-checks of recipes/experiments and the generated train/evaluate stages of dvc.yaml.
+"""Recipes of params.yaml turned into torch objects (benchmark/training/recipe.py): learning-rate
+schedules, optimisers, training transforms and the cat_max_ratio crop.
 
 Expected numbers are written out by hand from the sources the recipes reproduce
 (BSFNet's released training code; open-cd's IFN config for LEVIR-CD, CDLab's for CDD), not
@@ -9,22 +9,16 @@ recomputed with the code under test.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import yaml
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from benchmark.cli import main
 from benchmark.config import (
     OptimizerConfig,
     Params,
@@ -33,8 +27,6 @@ from benchmark.config import (
     load_params,
 )
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from benchmark.errors import ConfigError
-from benchmark.stages import BEGIN, END, check_stages, render_stages, write_stages
 from benchmark.training.recipe import (
     CatMaxRatioCrop,
     bsfnet_step_lr,
@@ -369,95 +361,3 @@ def test_cat_max_ratio_crop_refuses_a_small_image() -> None:
     sample = _square_sample()
     with pytest.raises(ValueError, match="smaller than the crop"):
         CatMaxRatioCrop(256)(sample)
-
-
-def _params_copy(tmp_path: Path, edit: Any) -> Path:
-    data = yaml.safe_load((REPO / "params.yaml").read_text())
-    edit(data)
-    path = tmp_path / "edited-params.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-# --- 9. stages of dvc.yaml --------------------------------------------------------------------
-
-NEW = "ifn-ds-synthetic-twice"
-
-
-def _params_with_two_seeds(tmp_path: Path) -> Path:
-    def add(data: dict[str, Any]) -> None:
-        data["experiments"][NEW] = {
-            "model": "ifn",
-            "loss": "ifn_ds",
-            "dataset": "synthetic",
-            "recipe": "demo",
-            "seeds": [0, 1],
-        }
-
-    path = _params_copy(tmp_path, add)
-    return path.rename(tmp_path / "params.yaml")
-
-
-def test_repository_dvc_yaml_matches_params(repo_params: Params) -> None:
-    check_stages(repo_params, REPO / "dvc.yaml")
-
-
-def test_stages_regenerated_for_a_new_experiment(tmp_path: Path) -> None:
-    params = load_params(_params_with_two_seeds(tmp_path))
-    dvc_yaml = tmp_path / "dvc.yaml"
-    # The repository's file ends with the block; hand-written lines after it must survive too.
-    original = (REPO / "dvc.yaml").read_text() + "\n  # hand-written, after the block\n"
-    dvc_yaml.write_text(original)
-    with pytest.raises(ConfigError, match="run `cdbench stages`"):
-        check_stages(params, dvc_yaml)
-    write_stages(params, dvc_yaml)
-    check_stages(params, dvc_yaml)
-    text = dvc_yaml.read_text()
-    block = render_stages(params)
-    assert block in text
-    for seed in (0, 1):
-        line = (
-            f"      {NEW}-s{seed}: {{experiment: {NEW}, seed: {seed}, "
-            f"dataset: synthetic, recipe: demo, weights: '${{data.prepared_dir}}/synthetic'}}\n"
-        )
-        assert line in block
-    assert f"      {NEW}:" not in block
-    # Outside the block, byte for byte the same.
-    head = original[: original.index(BEGIN)]
-    tail = original[original.index(END) + len(END) :]
-    assert tail.endswith("after the block\n")
-    assert text == head + block.removesuffix("\n") + tail
-    # The same through the command line.
-    args = ["--params", str(tmp_path / "params.yaml"), "stages", "--dvc-yaml", str(dvc_yaml)]
-    assert main([*args, "--check"]) == 0
-
-
-def test_stages_check_command_fails_when_out_of_date(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    params_path = _params_with_two_seeds(tmp_path)
-    dvc_yaml = tmp_path / "dvc.yaml"
-    shutil.copyfile(REPO / "dvc.yaml", dvc_yaml)
-    args = ["--params", str(params_path), "stages", "--dvc-yaml", str(dvc_yaml)]
-    assert main([*args, "--check"]) == 1
-    assert "cdbench stages" in capsys.readouterr().err
-    assert main(args) == 0
-    assert main([*args, "--check"]) == 0
-
-
-def test_dvc_lists_the_generated_stages(tmp_path: Path) -> None:
-    params = load_params(_params_with_two_seeds(tmp_path))
-    shutil.copyfile(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    write_stages(params, tmp_path / "dvc.yaml")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "site")}
-    run = [sys.executable, "-m", "dvc"]
-    subprocess.run(
-        [*run, "init", "--no-scm"], cwd=tmp_path, env=env, check=True, capture_output=True
-    )
-    listed = subprocess.run(
-        [*run, "stage", "list"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert listed.returncode == 0, listed.stderr
-    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
-    assert {f"train@{NEW}-s0", f"train@{NEW}-s1", f"evaluate@{NEW}-s1"} <= names
-    assert "train@bsfnet-sisb-cdd-s0" in names and f"train@{NEW}" not in names
