@@ -3,6 +3,8 @@
 A process holds a run's lock; a second one (a real `cdbench train`, `train_run`,
 `evaluate_run`) is refused with a message naming the holder's PID; after kill -9 of the
 holder, the kernel has released the lock and the next process takes it.
+
+End-to-end: real `cdbench` processes, not one module of benchmark/.
 """
 
 from __future__ import annotations

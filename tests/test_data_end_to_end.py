@@ -5,6 +5,8 @@
 worker processes. Every expectation is derived from the fixture generator
 (`tests/data/archives.py`): the pixels it drew, the change masks, the counts, the archives'
 bytes.
+
+End-to-end: the data commands together, not one module of benchmark/.
 """
 
 from __future__ import annotations

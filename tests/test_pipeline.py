@@ -1,5 +1,7 @@
 """The DVC pipeline itself: `dvc repro` runs the synth stage, pins its output, and re-runs only
-what changed. Runs in a scratch copy of the repository so the real `data/` is never touched."""
+what changed. Runs in a scratch copy of the repository so the real `data/` is never touched.
+
+End-to-end: the DVC pipeline across its stages, not one module of benchmark/."""
 
 from __future__ import annotations
 

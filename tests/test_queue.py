@@ -1,5 +1,7 @@
 """Parallel experiments through DVC's queue record their runs in the one MLflow database of the
-real repository (not in the queue's temporary copies, which DVC deletes)."""
+real repository (not in the queue's temporary copies, which DVC deletes).
+
+End-to-end: a whole pipeline through DVC's queue, not one module of benchmark/."""
 
 from __future__ import annotations
 

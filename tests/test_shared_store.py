@@ -5,6 +5,8 @@ log into one `mlflow server` through `MLFLOW_TRACKING_URI`. The server runs with
 backend always, and with a PostgreSQL backend (started here with `initdb` + `pg_ctl`) when
 PostgreSQL's binaries and the psycopg2 driver are installed. The DVC remote is a local folder:
 one workspace pushes a stage's output, a clone pulls it.
+
+End-to-end: whole workspaces, a server and a remote, not one module of benchmark/.
 """
 
 from __future__ import annotations
