@@ -20,47 +20,18 @@ import yaml
 
 from benchmark.cli import main
 from benchmark.config import load_params
-from benchmark.errors import ConfigError
 from benchmark.reporting.check import FAIL, NO_RESULTS, PASS, check, pixel_difference_baseline
 from benchmark.reporting.references import (
-    TOLERANCE_SIGMAS,
     load_references,
     tolerance_for,
 )
 from benchmark.reporting.results import BELOW, WITHIN, ExpectedRuns, load_runs, summarise
 from benchmark.reporting.tables import write_tables
+from tests.test_references import plain_row, spread_row
 from tests.test_report import params_file, references_file, same_counts, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "ifn-ds-synthetic"
-SPREAD: dict[str, Any] = {
-    "std": 4.0,
-    "mean": 87.0,
-    "min": 78.0,
-    "max": 95.0,
-    "runs": 6,
-    "seeds": [0, 1, 2],
-    "kernel_paths": ["default", "ONEDNN_MAX_CPU_ISA=AVX2"],
-    "command": "scripts/measure_spread.sh",
-}
-
-
-def spread_row(**changes: Any) -> dict[str, Any]:
-    """A demo row at F1 87 with the spread above (std 4) and no explicit tolerance."""
-    row = {
-        "model": "ifn",
-        "loss": "ifn_ds",
-        "dataset": "synthetic",
-        "protocol": "val_threshold",
-        "values": {"f1": 87.0},
-        "spread": dict(SPREAD),
-    }
-    return {**row, **changes}
-
-
-def plain_row() -> dict[str, Any]:
-    """The same row without a spread."""
-    return {k: v for k, v in spread_row().items() if k != "spread"}
 
 
 def seeded_runs(tmp_path: Path, seeds: list[int], counts: dict[int, tuple] | None = None) -> Path:
@@ -76,44 +47,6 @@ def seeded_runs(tmp_path: Path, seeds: list[int], counts: dict[int, tuple] | Non
 
 
 # ------------------------------------------------------------------------- derived tolerance
-
-
-def test_tolerance_is_derived_from_the_spread_and_the_seeds_evaluated(tmp_path: Path) -> None:
-    (reference,) = load_references(references_file(tmp_path, {"demo": [spread_row()]}))
-    assert TOLERANCE_SIGMAS == 3.0
-    one, four = tolerance_for(reference, 1, 1.0), tolerance_for(reference, 4, 1.0)
-    assert (one.value, one.origin, one.formula) == (12.0, "spread", "3 x 4.00 / sqrt(1)")
-    assert (four.value, four.formula) == (6.0, "3 x 4.00 / sqrt(4)")  # 3 * 4 / 2
-    assert four.cell() == "6.00 = 3 x 4.00 / sqrt(4)"
-    # No result yet: counted as one seed, the widest.
-    assert tolerance_for(reference, 0, 1.0).value == 12.0
-    # An explicit tolerance wins over the spread; a row with neither takes the default.
-    (explicit,) = load_references(references_file(tmp_path, {"demo": [spread_row(tolerance=2.5)]}))
-    assert (tolerance_for(explicit, 4, 1.0).value, tolerance_for(explicit, 4, 1.0).origin) == (
-        2.5,
-        "references.yaml",
-    )
-    (plain,) = load_references(references_file(tmp_path, {"demo": [plain_row()]}))
-    assert tolerance_for(plain, 4, 1.5).value == 1.5
-    assert tolerance_for(plain, 4, 1.5).origin == "--tolerance"
-    assert tolerance_for(None, 4, 1.5).value == 1.5
-
-
-def test_a_larger_pooled_std_widens_the_tolerance_a_smaller_one_does_not(tmp_path: Path) -> None:
-    """A row measured over few runs may carry the pooled std of all demo rows: the larger of
-    the two is used, so a lucky tight pair of runs cannot make the check brittle."""
-    wide = spread_row(spread={**SPREAD, "pooled_std": 5.0})
-    narrow = spread_row(spread={**SPREAD, "pooled_std": 2.0}, protocol="fixed")
-    by_protocol = {
-        r.protocol: r for r in load_references(references_file(tmp_path, {"demo": [wide, narrow]}))
-    }
-    pooled = tolerance_for(by_protocol["val_threshold"], 1, 1.0)
-    assert (pooled.value, pooled.formula) == (15.0, "3 x 5.00 / sqrt(1)")
-    own = tolerance_for(by_protocol["fixed"], 1, 1.0)
-    assert (own.value, own.formula) == (12.0, "3 x 4.00 / sqrt(1)")
-    bad = spread_row(spread={**SPREAD, "pooled_std": -1.0})
-    with pytest.raises(ConfigError, match=r"demo\[0\]\.spread\.pooled_std: expected points"):
-        load_references(references_file(tmp_path, {"demo": [bad]}))
 
 
 @pytest.mark.parametrize(
@@ -159,49 +92,6 @@ def test_check_command_shows_how_the_tolerance_was_derived(
         (6.0, "spread", "3 x 4.00 / sqrt(4)"),
         (5.0, "references.yaml", ""),
     ]
-
-
-# ------------------------------------------------------------------------- spread validation
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"std": -0.1}, r"demo\[0\]\.spread\.std: expected points of F1 in 0\.\.100, got -0\.1"),
-        ({"max": 100.5}, r"demo\[0\]\.spread\.max: expected points of F1 in 0\.\.100"),
-        ({"std": math.nan}, r"demo\[0\]\.spread\.std: expected a finite number, got nan"),
-        ({"min": 90.0}, r"expected min <= mean <= max, got min 90\.0, mean 87\.0, max 95\.0"),
-        ({"mean": 96.0}, r"expected min <= mean <= max"),
-        (
-            {"runs": 1, "seeds": [0], "kernel_paths": ["default"]},
-            r"spread\.runs: a standard deviation needs at least 2 runs, got 1",
-        ),
-        ({"runs": 7}, r"spread\.runs: 3 seeds on 2 kernel paths are 3 to 6 runs, got 7"),
-        ({"runs": 2}, r"spread\.runs: 3 seeds on 2 kernel paths are 3 to 6 runs, got 2"),
-        ({"seeds": [0, 0, 1]}, r"spread\.seeds: expected distinct seeds, got \[0, 0, 1\]"),
-        ({"kernel_paths": []}, r"spread\.kernel_paths: expected distinct names"),
-        ({"kernel_paths": ["default", "default"]}, r"spread\.kernel_paths: expected distinct"),
-        ({"command": " "}, r"spread\.command: give the command that measured the spread"),
-        ({"median": 86.0}, r"unknown key\(s\) demo\[0\]\.spread\.median; Spread accepts"),
-        ({"runs": 6.5}, r"demo\[0\]\.spread\.runs: expected an integer"),
-    ],
-)
-def test_impossible_spreads_are_refused_naming_the_row(
-    tmp_path: Path, changes: dict[str, Any], message: str
-) -> None:
-    row = spread_row(spread={**SPREAD, **changes})
-    with pytest.raises(ConfigError, match=message):
-        load_references(references_file(tmp_path, {"demo": [row]}))
-
-
-def test_a_reference_outside_its_measured_range_is_refused(tmp_path: Path) -> None:
-    row = spread_row(values={"f1": 70.0})  # measured 78..95
-    with pytest.raises(
-        ConfigError, match=r"demo\[0\]\.values\.f1: 70\.0 lies outside the measured range 78"
-    ):
-        load_references(references_file(tmp_path, {"demo": [row]}))
-    # The same row is accepted once its value is in range (the spread is optional).
-    assert load_references(references_file(tmp_path, {"demo": [spread_row()]}))[0].spread
 
 
 # ------------------------------------------------------------------- the baseline floor
