@@ -560,7 +560,7 @@ def test_report_command_writes_tables_figures_and_an_mlflow_run(
     import mlflow
 
     found = mlflow.search_runs(
-        experiment_names=["cdbench-report"], filter_string="attributes.run_name = 'report'"
+        experiment_names=["cdbench-report"], filter_string="attributes.run_name LIKE 'report%'"
     )
     assert len(found) == 1 and found.iloc[0]["status"] == "FINISHED"
     assert found.iloc[0]["metrics.bsfnet-sisb-synthetic/fixed/f1"] == pytest.approx(70.0)

@@ -66,22 +66,22 @@ class Baseline:
 
 
 HOW_TO_READ = f"""\
-How to read this table. Every figure is the change class in percent, from a confusion matrix
-pooled over the whole test set. Ours is the mean over seeds (`± std` when there are several);
-`F1 95% CI` is a bootstrap interval over test images (the seeds' mean F1 over 1000 resamples of
-the test pairs, thresholds held). Protocols: **fixed threshold** is the threshold of the
-recipe's source (BSFNet: distance > 1; open-cd: probability > 0.3; CDLab: > 0.5); **val-chosen
-threshold** maximises F1 on the validation split and applies it to test (the honest choice);
-**best on test (optimistic)** picks the threshold on the test split itself, as BSFNet's code
-reports it (an upper bound, never a result); **whole images** (LEVIR-CD) scores the 128 whole
-1024 x 1024 test images instead of the 2048 tiles, as open-cd does. A published number is
+Every figure is the change class in percent, from a confusion matrix pooled over the whole test
+set. Ours is the mean over seeds (`± std` and, in brackets, each seed's F1 when there are
+several); `F1 95% CI` is a bootstrap interval over test images (the seeds' mean F1 over 1000
+resamples of the test pairs, thresholds held). Protocols: **fixed threshold** is the threshold
+of the recipe's source (BSFNet: distance > 1; open-cd: probability > 0.3; CDLab: > 0.5);
+**val-chosen threshold** maximises F1 on the validation split and applies it to test (the honest
+choice); **best on test (optimistic)** picks the threshold on the test split itself, as BSFNet's
+code reports it (an upper bound, never a result); **whole images** (LEVIR-CD) scores the 128
+whole 1024 x 1024 test images instead of the 2048 tiles, as open-cd does. A published number is
 compared only with ours under the same protocol: `Δ F1` = ours - published; the verdict is
 *within tolerance* when |Δ| ≤ the tolerance (`tol.`, points), *below* or *above* otherwise, and
 *reference missing* when the source is known but its numbers are not transcribed
 (references.yaml says where to fill them in). Rows with no reference have no verdict. The
-tolerance is the reference row's own; for a row that records its measured spread instead
-(one run's F1 std over seeds and CPU kernel paths) it is {TOLERANCE_SIGMAS:g} x std /
-sqrt(seeds evaluated), {TOLERANCE_SIGMAS:g} standard errors of our mean over seeds; otherwise
+tolerance is the reference row's own; for a row that records its measured spread instead (one
+run's F1 std over seeds and CPU kernel paths) it is {TOLERANCE_SIGMAS:g} x std / sqrt(seeds
+evaluated), {TOLERANCE_SIGMAS:g} standard errors of our mean over seeds; otherwise
 `--tolerance`."""
 
 
