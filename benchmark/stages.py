@@ -314,11 +314,20 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
         - experiments.${{item.experiment}}
         - recipes.${{item.recipe}}
 {_list(evaluate_params, 8)}\
-      metrics:
+      # reports/metrics/: numbers only, DVC's `metrics:` (top level, below); reports/runs/:
+      # each run's record (identity, provenance, counts); pr, training, selection: `plots:`
+      outs:
         - reports/metrics/${{key}}.json:
             cache: false
-      outs:
+        - reports/runs/${{key}}.json:
+            cache: false
         - reports/curves/${{key}}.json:
+            cache: false
+        - reports/pr/${{key}}.csv:
+            cache: false
+        - reports/training/${{key}}.csv:
+            cache: false
+        - reports/selection/${{key}}.csv:
             cache: false
         - reports/per_image/${{key}}.csv:
             cache: false
@@ -333,6 +342,7 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
     cmd: cdbench report
     deps:
       - reports/metrics
+      - reports/runs
       - reports/per_image
       - reports/curves
       - reports/predictions
@@ -365,13 +375,37 @@ def render_stages(params: Params, root: Path = SOURCE_ROOT) -> str:
     deps:
       - reports/comparison.csv
       - reports/metrics
+      - reports/runs
       - references.yaml
 {_list(deps["check"], 6)}\
     params:
       - experiments
-    metrics:
+    # the verdict, row by row (text): an output; the numbers are the runs' metrics below
+    outs:
       - reports/check.json:
           cache: false
+
+# What `dvc metrics show` / `dvc metrics diff` and `dvc plots show` (and VS Code's DVC
+# extension) show: every evaluated run's headline numbers, one line per run, and its curves,
+# one chart per run. Folders, so that runs not evaluated yet are simply absent.
+metrics:
+  - reports/metrics
+plots:
+  - reports/pr:
+      title: Test precision-recall
+      template: simple
+      x: recall
+      y: precision
+  - reports/training:
+      title: Training loss
+      template: linear
+      x: step
+      y: loss
+  - reports/selection:
+      title: Model selection score (the recipe's split and metric)
+      template: simple
+      x: step
+      y: selection
 {END}
 """
 

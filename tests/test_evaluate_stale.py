@@ -76,7 +76,7 @@ def test_a_stale_checkpoint_is_refused_and_the_override_recorded_everywhere(
 
     # Under the configuration it was trained with: scored, and said to be current.
     assert main(["--params", str(trained_params), *evaluate]) == 0
-    metrics = json.loads((reports / "metrics" / f"{RUN}.json").read_text())
+    metrics = json.loads((reports / "runs" / f"{RUN}.json").read_text())
     assert metrics["config_digest"] == digest and metrics["stale_checkpoint"] is None
     capsys.readouterr()
 
@@ -93,7 +93,7 @@ def test_a_stale_checkpoint_is_refused_and_the_override_recorded_everywhere(
     # Overridden: scored, and the metrics file, MLflow, check and report all name it.
     assert main(["--params", str(changed_params), *evaluate, "--allow-stale-checkpoint"]) == 0
     assert "WARNING: scored from a stale checkpoint" in capsys.readouterr().err
-    metrics = json.loads((reports / "metrics" / f"{RUN}.json").read_text())
+    metrics = json.loads((reports / "runs" / f"{RUN}.json").read_text())
     changed = load_params(changed_params)
     current = run.digest(run.resolved_config(changed, spec, changed.runtime))
     assert metrics["config_digest"] == digest

@@ -353,6 +353,6 @@ def test_evaluate_killed_while_writing_keeps_the_previous_set(
     after = evaluation_outputs(reports)
     assert sorted(after) == sorted(before)
     assert not any(content and content.endswith(b"previous set") for content in after.values())
-    metrics = json.loads((reports / "metrics" / f"{RUN}.json").read_text())
+    metrics = json.loads((reports / "runs" / f"{RUN}.json").read_text())
     assert metrics["run"] == RUN
     assert not list(reports.glob(".evaluate-*"))  # no staging folder left

@@ -283,7 +283,7 @@ def test_evaluate_weights_scores_a_released_file_apart_and_records_its_hash(
     assert main([*argv, "--reports", str(reports), "--weights", str(weights)]) == 0
 
     assert not (reports / "metrics" / "bsfnet-bce-synthetic.json").exists()  # no trained run
-    metrics = json.loads((reports / "metrics" / "bsfnet-bce-synthetic-released.json").read_text())
+    metrics = json.loads((reports / "runs" / "bsfnet-bce-synthetic-released.json").read_text())
     assert metrics["run"] == "bsfnet-bce-synthetic-released"
     assert metrics["weights_sha256"] == digest
     assert metrics["weights_provenance"] == RELEASED_PROVENANCE
@@ -309,20 +309,20 @@ def test_evaluate_weights_scores_a_released_file_apart_and_records_its_hash(
     ours = tmp_path / "best.pt"
     checkpoint.save_atomic({"model_and_loss": source.state_dict(), "step": 3}, ours)
     assert main([*argv, "--reports", str(reports), "--weights", str(ours), "--no-tracking"]) == 0
-    mine = json.loads((reports / "metrics" / "bsfnet-bce-synthetic-weights.json").read_text())
+    mine = json.loads((reports / "runs" / "bsfnet-bce-synthetic-weights.json").read_text())
     assert mine["weights_provenance"] == CDBENCH_PROVENANCE
     assert mine["weights_sha256"] == hashlib.sha256(ours.read_bytes()).hexdigest()
     assert mine["selected_step"] == 3
 
 
 def _released_run(reports: Path, run: str, provenance: str) -> None:
-    """What `evaluate --weights` adds to a metrics file: provenance and the file's hash."""
+    """What `evaluate --weights` adds to a run's record: provenance and the file's hash."""
     from tests.test_report import same_counts, write_run
 
     base = run.removesuffix("-released").removesuffix("-weights")
     experiment = base.rsplit("-s", 1)[0]
     write_run(reports, run, experiment, 0, same_counts((1, 1, 5, 9)))
-    path = reports / "metrics" / f"{run}.json"
+    path = reports / "runs" / f"{run}.json"
     metrics = json.loads(path.read_text())
     metrics.update(weights_provenance=provenance, weights_sha256="ab" * 32)
     path.write_text(json.dumps(metrics))

@@ -20,6 +20,7 @@ from benchmark.cli import main
 from benchmark.config import load_params
 from benchmark.errors import ConfigError, DataError
 from benchmark.evaluation.metrics import Counts
+from benchmark.evaluation.outputs import headline
 from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.reporting.check import (
     FAIL,
@@ -92,9 +93,10 @@ def write_run(
             metrics[f"{prefix}{protocol}/threshold"] = 0.5
             metrics.update({f"{prefix}{protocol}/{k}": v for k, v in pooled.as_dict().items()})
             metrics.update({f"{prefix}{protocol}/{k}": v for k, v in pooled.scores().items()})
-    for folder in ("metrics", "per_image", "curves", "predictions"):
+    for folder in ("metrics", "runs", "per_image", "curves", "predictions"):
         (reports / folder).mkdir(parents=True, exist_ok=True)
-    (reports / "metrics" / f"{run}.json").write_text(json.dumps(metrics))
+    (reports / "runs" / f"{run}.json").write_text(json.dumps(metrics))
+    (reports / "metrics" / f"{run}.json").write_text(json.dumps(headline(metrics)))
     pd.DataFrame(rows).to_csv(reports / "per_image" / f"{run}.csv", index=False)
     curve = {"threshold": [0.0, 0.5, 1.0], "precision": [0.1, 0.5, 1.0], "recall": [1.0, 0.5, 0.0]}
     curves = {
@@ -348,17 +350,46 @@ def test_runs_outside_params_are_ignored_and_duplicate_seeds_refused(
 
 
 def test_bad_metrics_files_name_the_file(tmp_path: Path) -> None:
+    metrics, records = tmp_path / "metrics", tmp_path / "runs"
+    metrics.mkdir()
     with pytest.raises(DataError, match="no metrics files"):
-        load_runs(tmp_path)
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(DataError, match=r"broken.json: not valid JSON.*evaluate@broken"):
-        load_runs(tmp_path)
-    (tmp_path / "broken.json").write_text(json.dumps({"run": "broken"}))
-    with pytest.raises(DataError, match=r"broken\.json: missing experiment"):
-        load_runs(tmp_path)
-    (tmp_path / "broken.json").write_text("[1, 2]")
+        load_runs(metrics)
+    (metrics / "broken.json").write_text("{}")
+    with pytest.raises(DataError, match=r"metrics/broken\.json: its record .*runs/broken\.json"):
+        load_runs(metrics)
+    records.mkdir()
+    (records / "broken.json").write_text("{")
+    with pytest.raises(DataError, match=r"runs/broken.json: not valid JSON.*evaluate@broken"):
+        load_runs(metrics)
+    (records / "broken.json").write_text(json.dumps({"run": "broken"}))
+    with pytest.raises(DataError, match=r"runs/broken\.json: missing experiment"):
+        load_runs(metrics)
+    (records / "broken.json").write_text("[1, 2]")
     with pytest.raises(DataError, match=r"broken\.json: expected a JSON object, found list"):
-        load_runs(tmp_path)
+        load_runs(metrics)
+
+
+def test_metrics_file_is_the_records_headline_in_percent(tmp_path: Path) -> None:
+    """The file DVC shows holds numbers only, each the percent the record's counts give; one
+    edited, missing or added figure is refused, naming the file and the expected value."""
+    reports = tmp_path / "reports"
+    run = "bsfnet-sisb-synthetic"
+    write_run(reports, run, run, 0, same_counts((4, 1, 1, 10)))  # F1 8/10, IoU 4/6
+    path = reports / "metrics" / f"{run}.json"
+    shown = json.loads(path.read_text())
+    assert shown["fixed"] == {"f1": 80.0, "iou": 66.67}
+    assert set(shown) == {"fixed", "val_threshold"}  # test_best_optimistic stays in the record
+    assert all(isinstance(v, float) for figures in shown.values() for v in figures.values())
+    (loaded,) = load_runs(reports / "metrics").to_dict("records")
+    assert loaded["fixed/tp"] == 16 and loaded["experiment"] == run  # the record's fields
+    for edited, expected in (
+        ({**shown, "fixed": {"f1": 81.0, "iou": 66.67}}, r"fixed\.f1 is 81\.0, expected 80\.0"),
+        ({"fixed": shown["fixed"]}, r"val_threshold\.f1 is 'absent'"),
+        ({**shown, "seed": 0}, r"seed is not expected"),
+    ):
+        path.write_text(json.dumps(edited))
+        with pytest.raises(DataError, match=rf"metrics/{run}\.json: {expected}.*evaluate@{run}"):
+            load_runs(reports / "metrics")
 
 
 # -------------------------------------------------------------------------------------- tables
@@ -581,6 +612,7 @@ def test_dvc_report_stage_depends_on_every_evaluation_output() -> None:
     assert report["cmd"] == "cdbench report"
     assert {
         "reports/metrics",
+        "reports/runs",
         "reports/per_image",
         "reports/curves",
         "reports/predictions",
@@ -622,8 +654,8 @@ def test_make_demo_evaluates_every_synthetic_run() -> None:
 
 
 def tamper(reports: Path, name: str, changes: dict[str, object]) -> None:
-    """Edit fields of metrics file `name`.json in place (as a hand-edit would)."""
-    path = reports / "metrics" / f"{name}.json"
+    """Edit fields of run record `name`.json in place (as a hand-edit would)."""
+    path = reports / "runs" / f"{name}.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
@@ -675,7 +707,7 @@ def test_tampered_rate_is_refused_by_check_and_by_report(
     assert main(check_args) == 1
     captured = capsys.readouterr()
     message = (
-        f"{reports / 'metrics' / run}.json: protocol fixed: f1 is 0.99 but its counts "
+        f"{reports / 'runs' / run}.json: protocol fixed: f1 is 0.99 but its counts "
         f"tp=16 fp=4 fn=4 tn=40 give 0.8000; the file was edited or is corrupt; re-run "
         f"`dvc repro evaluate@{run}`"
     )

@@ -366,7 +366,7 @@ def test_the_check_stage_follows_the_report() -> None:
     check = _stages()["check"]
     assert check["cmd"] == "cdbench check --profile full"
     assert {"reports/comparison.csv", "reports/metrics", "references.yaml"} <= set(check["deps"])
-    assert check["metrics"] == [{"reports/check.json": {"cache": False}}]
+    assert check["outs"] == [{"reports/check.json": {"cache": False}}]
     report_outs = [next(iter(out)) for out in _stages()["report"]["outs"]]
     assert "reports/comparison.csv" in report_outs
 
@@ -391,7 +391,7 @@ def test_dvc_dry_runs_the_weights_stage_for_pretrained_runs_only(tmp_path: Path)
     )
     params = load_params(root / "params.yaml")
     folders = [params.data.weights_dir, "reports/metrics", "reports/per_image"]
-    folders += ["reports/curves", "reports/predictions"]
+    folders += ["reports/runs", "reports/curves", "reports/predictions"]
     folders += [str(params.data.raw(d)) for d in ("cdd", "levir-cd")]
     folders += [str(params.data.prepared(d)) for d in ("cdd", "levir-cd", "synthetic")]
     folders += [f"checkpoints/{spec.name}" for spec in params.runs()]

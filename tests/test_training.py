@@ -207,8 +207,27 @@ def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: P
     params = tiny_params(tmp_path, prepared)
     (spec,) = params.runs()
     metrics = evaluate_run(params, spec, uninterrupted, tmp_path / "reports", tracking=False)
-    on_disk = json.loads((tmp_path / "reports" / "metrics" / f"{RUN}.json").read_text())
+    on_disk = json.loads((tmp_path / "reports" / "runs" / f"{RUN}.json").read_text())
     assert on_disk == metrics
+    headline = json.loads((tmp_path / "reports" / "metrics" / f"{RUN}.json").read_text())
+    assert headline == {
+        protocol: {
+            figure: round(metrics[f"{protocol}/{figure}"] * 100, 2) for figure in ("f1", "iou")
+        }
+        for protocol in ("val_threshold", "fixed")
+    }
+    pr = pd.read_csv(tmp_path / "reports" / "pr" / f"{RUN}.csv")
+    assert list(pr.columns) == ["threshold", "recall", "precision", "f1"] and len(pr) > 2
+    history = json.loads((uninterrupted / "summary.json").read_text())["history"]
+    training = pd.read_csv(tmp_path / "reports" / "training" / f"{RUN}.csv")
+    assert list(training["step"]) == [r["step"] for r in history if "train/loss" in r]
+    assert list(training["loss"]) == pytest.approx(
+        [r["train/loss"] for r in history if "train/loss" in r]
+    )
+    selection = pd.read_csv(tmp_path / "reports" / "selection" / f"{RUN}.csv")
+    assert list(selection["selection"]) == pytest.approx(
+        [r["val/selection"] for r in history if "val/selection" in r]
+    )
     pixels = 4 * 64 * 64
     for protocol in ("fixed", "val_threshold", "test_best_optimistic"):
         counts = [metrics[f"{protocol}/{k}"] for k in ("tp", "fp", "fn", "tn")]
@@ -277,7 +296,7 @@ def test_report_of_a_real_evaluation(tmp_path: Path, prepared: Path, uninterrupt
     repo = Path(__file__).resolve().parents[1]
     report = write_report(reports, repo / "references.yaml", resamples=50, tracking=False)
     row = report.summary.set_index("protocol").loc["val_threshold"]
-    metrics = json.loads((reports / "metrics" / f"{RUN}.json").read_text())
+    metrics = json.loads((reports / "runs" / f"{RUN}.json").read_text())
     assert row["f1"] == pytest.approx(100 * metrics["val_threshold/f1"])
     assert row["f1_ci_low"] <= row["f1"] <= row["f1_ci_high"]
     assert f"| {row['f1']:.2f} " in (reports / "comparison.md").read_text()

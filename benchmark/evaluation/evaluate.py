@@ -13,16 +13,21 @@ Protocols (all pooled over the split: TP/FP/FN/TN summed over every pixel, then 
 Thresholds are searched on a binned histogram of the score (2000 bins; benchmark/evaluation/
 metrics.py), which keeps memory constant; a pixel is changed when its score is strictly above
 the threshold, everywhere. Outputs, read by `cdbench report`:
-- `reports/metrics/<run>.json`: flat, identity fields, then `<protocol>/<figure>`;
+- `reports/runs/<run>.json`, the run's record: flat, identity and provenance fields, then
+  `<protocol>/<figure>` (threshold, counts, rates); `reports/metrics/<run>.json`, its headline
+  (numbers only, what DVC shows as metrics): benchmark/evaluation/outputs.py;
 - `reports/curves/<run>.json`: the test precision-recall curve(s) (`test`, `whole_test`) and
   the training history (`training`: the records of checkpoints/<run>/summary.json);
+- `reports/pr/<run>.csv`, `reports/training/<run>.csv`, `reports/selection/<run>.csv`: the
+  tiles' test PR curve, the training history and the model-selection scores (validation
+  split unless the recipe selects on test) as CSV tables, which DVC's `plots:` draw;
 - `reports/per_image/<run>.csv`: each test pair's tp/fp/fn/tn at the threshold of each
   protocol (from per-image histograms; the report's bootstrap resamples these rows);
 - `reports/predictions/<run>.npz`: a few test pairs as arrays (images A and B, label, score
   map, prediction at the validation-chosen threshold; benchmark/evaluation/thumbnails.py).
 Evaluation draws nothing: `cdbench report` draws every figure from these files.
 The training run's MLflow record gets the test metrics and these files as artifacts.
-The four are written into a staging folder, then published as one set, the metrics file last
+They are written into a staging folder, then published as one set, the metrics file last
 (`output_paths`; the guarantee is `benchmark.publish.StagedOutputs`'): a reader sees the
 previous evaluation or the new one, never metrics beside another model's prediction maps; an
 evaluation killed while publishing leaves at worst a set without its metrics file, which every
@@ -34,7 +39,7 @@ be the one `cdbench train` would compute now (benchmark/run.py `resolved_config`
 `--bf16` and the like count as at training). Otherwise the run's numbers would be labelled
 with a recipe that did not produce them, so `evaluate` refuses, naming the settings that differ.
 `allow_stale_checkpoint` (`--allow-stale-checkpoint`) scores it anyway, and then every record
-says so: the metrics file's `stale_checkpoint` ({checkpoint_digest, current_digest,
+says so: the run record's `stale_checkpoint` ({checkpoint_digest, current_digest,
 differences}; null otherwise), the MLflow tags `stale_checkpoint`, `checkpoint_digest`,
 `current_config_digest`, and the report's and `cdbench check`'s rows (a mark and a note;
 check fails on them unless told otherwise). `config_digest` is always the checkpoint's.
@@ -60,6 +65,7 @@ from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.datasets import DATASETS
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
+from benchmark.evaluation.outputs import headline
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
 from benchmark.evaluation.thumbnails import Thumbnails
 from benchmark.models.released import RUN_SUFFIX, LoadedWeights, load_weights, sha256_of
@@ -294,17 +300,18 @@ def _score_and_write(
 
     targets = output_paths(reports, run)
     with StagedOutputs(targets, last="metrics", label=f"evaluate-{run}") as staged:
-        staged.path("metrics").write_text(json.dumps(metrics, indent=2) + "\n")
+        staged.path("record").write_text(json.dumps(metrics, indent=2) + "\n")
+        staged.path("metrics").write_text(json.dumps(headline(metrics), indent=2) + "\n")
         staged.path("curves").write_text(json.dumps(curves) + "\n")
+        _write_records(_pr_records(curves["test"]), staged.path("pr"))
+        _write_records(_history_records(curves["training"], "train/"), staged.path("training"))
+        split = f"{metrics['selection_split'] or 'val'}/"
+        _write_records(_history_records(curves["training"], split), staged.path("selection"))
         _write_per_image(per_image, staged.path("per_image"))
         _write_thumbnails(root, thumbnails, thumbnail_threshold, kind, staged.path("predictions"))
         staged.publish()
         if tracking and metrics["mlflow_run_id"]:
-            _log(
-                metrics,
-                [targets[key] for key in ("metrics", "curves", "per_image", "predictions")],
-                spec,
-            )
+            _log(metrics, [targets[key] for key in LOGGED_OUTPUTS], spec)
     return metrics
 
 
@@ -328,10 +335,49 @@ def output_paths(reports: Path, run: str) -> dict[str, Path]:
     """
     return {
         "curves": reports / "curves" / f"{run}.json",
+        "pr": reports / "pr" / f"{run}.csv",
+        "training": reports / "training" / f"{run}.csv",
+        "selection": reports / "selection" / f"{run}.csv",
         "per_image": reports / "per_image" / f"{run}.csv",
         "predictions": reports / "predictions" / f"{run}.npz",
+        "record": reports / "runs" / f"{run}.json",
         "metrics": reports / "metrics" / f"{run}.json",
     }
+
+
+LOGGED_OUTPUTS = ("record", "metrics", "curves", "per_image", "predictions")
+"""The outputs attached to the run's MLflow record (the CSVs for DVC's plots repeat `curves`)."""
+
+
+def _pr_records(curve: dict[str, list[float]]) -> list[dict[str, float]]:
+    """The test split's precision-recall curve (tiles; `curves["test"]`) as one record per
+    threshold, the list-of-records shape `dvc plots` draws (x: recall, y: precision)."""
+    keys = ("threshold", "recall", "precision", "f1")
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in zip(*(curve[k] for k in keys), strict=True)
+    ]
+
+
+def _history_records(history: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """The training history's records that hold `prefix` figures (`train/`: loss, lr, ... at
+    every logged step; `val/`, or the recipe's selection split: the figures of each model
+    selection, `selection` among them), prefix dropped, with their step: one CSV row each."""
+    rows = []
+    for record in history:
+        figures = {k.removeprefix(prefix): v for k, v in record.items() if k.startswith(prefix)}
+        if figures:
+            rows.append({"step": record["step"], **figures})
+    return rows
+
+
+def _write_records(rows: list[dict[str, Any]], path: Path) -> None:
+    """`rows` as CSV with a header (the columns of every row, first seen first)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or ["step"]
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def stale_checkpoint(best: dict[str, Any], current: dict[str, Any]) -> dict[str, Any] | None:

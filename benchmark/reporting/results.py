@@ -1,7 +1,9 @@
 """Our results, aggregated: one row per experiment and protocol, beside its reference.
 
-Reads what `cdbench evaluate` wrote (benchmark/evaluation/evaluate.py):
-`reports/metrics/<run>.json` (one per experiment x seed) and `reports/per_image/<run>.csv`.
+Reads what `cdbench evaluate` wrote (benchmark/evaluation/evaluate.py): per run (experiment x
+seed) the headline `reports/metrics/<run>.json` (its presence means "evaluated"), the record
+`reports/runs/<run>.json` beside it (identity, provenance, counts; benchmark/evaluation/
+outputs.py) and `reports/per_image/<run>.csv`. A run's data is its record.
 
 For each experiment and protocol: the mean and sample standard deviation over seeds of every
 figure (percent), the number of seeds, and a 95 % bootstrap interval of F1 over TEST IMAGES:
@@ -28,6 +30,8 @@ refuses, naming the file, the protocol or field, and the fix:
   counts tp/fp/fn/tn give (`Counts.scores`, benchmark/evaluation/metrics.py: the one formula)
   by more than `RATE_RTOL` relative: the file was edited or is corrupt. Every rate the report
   and `cdbench check` use is the recomputed one, never the stored one;
+- a headline metrics file without its record, or whose numbers are not those the record's
+  counts give (`outputs.headline` of the recomputed rates);
 and `per_image_counts` refuses a per-image file whose counts do not add up to the metrics
 file's pooled counts (the bootstrap resamples those rows).
 Metrics files of runs that params.yaml does not list are not read at all: the commands list
@@ -64,6 +68,7 @@ from benchmark.config import Params
 from benchmark.data.datasets import DATASETS
 from benchmark.errors import DataError
 from benchmark.evaluation.metrics import Counts
+from benchmark.evaluation.outputs import headline, record_path
 from benchmark.reporting.references import METRICS, PROTOCOLS, Reference, tolerance_for
 
 IDENTITY = ("run", "experiment", "model", "loss", "dataset", "recipe", "seed")
@@ -194,20 +199,22 @@ def _sort_key(column: pd.Series) -> pd.Series:
     return column
 
 
-def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[str, Any]:
-    """One metrics file, its identity checked and every rate replaced by the one its counts
-    give (a stored rate that differs is refused); `stale_checkpoint` is None when absent.
+def verified_metrics(metrics_path: Path, expected: ExpectedRuns | None = None) -> dict[str, Any]:
+    """The record of headline file `metrics_path` (`outputs.record_path`), its identity
+    checked and every rate replaced by the one its counts give (a stored rate that differs is
+    refused), the headline checked against those rates; `stale_checkpoint` is None when absent.
 
     Raises:
         DataError: see `load_runs`.
     """
+    path = record_path(metrics_path)
     rerun = f"re-run `dvc repro evaluate@{path.stem}`"
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); {rerun}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}; {rerun}")
+    if not path.exists():
+        raise DataError(
+            f"{metrics_path}: its record {path} (identity, provenance, counts) is missing, so "
+            f"its numbers cannot be checked and are not credited; {rerun}"
+        )
+    data = _json_object(path, rerun)
     missing = [key for key in (*IDENTITY, *(f"fixed/{c}" for c in COUNTS)) if key not in data]
     if missing:
         raise DataError(
@@ -217,6 +224,7 @@ def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[s
     _check_identity(path, data, expected)
     for protocol in sorted({key.split("/")[0] for key in data if key.count("/") == 1}):
         _recompute_rates(path, data, protocol)
+    _check_headline(metrics_path, _json_object(metrics_path, rerun), data, rerun)
     stale = data.setdefault("stale_checkpoint", None)
     if stale is not None and not isinstance(stale, dict):
         raise DataError(
@@ -224,6 +232,47 @@ def verified_metrics(path: Path, expected: ExpectedRuns | None = None) -> dict[s
             f"{{checkpoint_digest, current_digest, differences}}; {rerun}"
         )
     return data
+
+
+def _json_object(path: Path, rerun: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); {rerun}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}; {rerun}")
+    return data
+
+
+def _check_headline(path: Path, found: dict[str, Any], record: dict[str, Any], rerun: str) -> None:
+    """Refuse headline file `path` unless it holds exactly `outputs.headline(record)` (the
+    record's rates already recomputed from its counts), up to float rounding."""
+    want = headline(record)
+    flat_found = _flat_numbers(found)
+    flat_want = _flat_numbers(want)
+    wrong = [
+        f"{key} is {flat_found.get(key, 'absent')!r}, expected {value!r}"
+        for key, value in flat_want.items()
+        if not isinstance(flat_found.get(key), int | float)
+        or not math.isclose(flat_found[key], value, abs_tol=1e-9)
+    ]
+    wrong += [f"{key} is not expected" for key in flat_found.keys() - flat_want.keys()]
+    if wrong:
+        raise DataError(
+            f"{path}: {'; '.join(wrong)} (the percent its record {record_path(path)}'s counts "
+            f"give); the file was edited or is stale; {rerun}"
+        )
+
+
+def _flat_numbers(nested: dict[str, Any]) -> dict[str, Any]:
+    """`{protocol: {figure: value}}` as `{"protocol.figure": value}` (as DVC names them)."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _check_identity(path: Path, data: dict[str, Any], expected: ExpectedRuns | None) -> None:
