@@ -445,7 +445,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"written to {out}")
     from benchmark.tracking.verdict import attach_check
 
-    report_run = attach_check(result.passed, args.profile, out, Path(args.reports))
+    report_run = attach_check(result.passed, profile, out, Path(args.reports))
     if report_run:
         print(f"verdict attached to MLflow report run {report_run}")
     return 0 if result.passed else 1
