@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 # Stage commands in dvc.yaml call `cdbench`, which lives in the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup sysdeps demo test test-fast lint format lock clean-demo
+.PHONY: setup sysdeps demo demo-snapshot test test-fast lint format lock clean-demo
 
 # The virtual environment, rebuilt when the pins change: every version (direct and transitive)
 # is in constraints.txt.
@@ -47,6 +47,13 @@ demo: setup
 	$(BIN)/dvc repro --single-item report
 	$(BIN)/cdbench runs --dataset synthetic
 	$(BIN)/cdbench check --profile demo --min-gain-over-baseline 10
+
+# reports/ is not in git (docs/pipeline.md): after `make demo`, copy its report into the
+# committed snapshot that docs/demo.md shows, and commit that when it should change.
+demo-snapshot:
+	mkdir -p docs/demo-report/figures
+	cp reports/comparison.md reports/ablation.csv docs/demo-report/
+	cp reports/figures/*-synthetic.png docs/demo-report/figures/
 
 test: setup
 	$(BIN)/python -m pytest
