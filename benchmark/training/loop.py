@@ -76,6 +76,7 @@ from benchmark.evaluation.predict import (
     selection_score,
 )
 from benchmark.losses import ScoreKind
+from benchmark.progress import progress_bar
 from benchmark.run import (
     Trainable,
     build_trainable,
@@ -217,13 +218,12 @@ def _train_run(
     state.run_id = tracker.run_id if tracker is not None else state.run_id
     start_logging(tracker, run.config, saved)
 
-    bar = tqdm(
+    bar = progress_bar(
         total=run.data.total,
         initial=state.step,
         desc=spec.name,
         unit="step",
-        disable=not (runtime.progress and run.world.is_main),
-        dynamic_ncols=True,
+        enabled=runtime.progress and run.world.is_main,
     )
     state.interval_start, state.interval_steps = time.perf_counter(), 0
     status = "FAILED"
