@@ -466,6 +466,9 @@ class RuntimeConfig:
     deterministic: StrictBool = True
     workers: StrictInt = 2
     checkpoint_every: StrictInt = 500
+    # Optimiser steps between MLflow points of the training loss and learning rate; only
+    # reports, like system_metrics and progress.
+    log_every: StrictInt = 10
     system_metrics: StrictBool = True
     progress: StrictBool = True
 
@@ -477,6 +480,11 @@ class RuntimeConfig:
     @field_validator("checkpoint_every")
     @classmethod
     def _checkpoint_every(cls, value: int) -> int:
+        return _at_least(1, value, ">= 1 step")
+
+    @field_validator("log_every")
+    @classmethod
+    def _log_every(cls, value: int) -> int:
         return _at_least(1, value, ">= 1 step")
 
 

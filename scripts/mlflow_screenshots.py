@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,10 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 VIEWS = ("runs-table", "compare", "run-overview", "run-metrics")
 """The views saved, in order: `<view>.png` and `<view>.txt` each."""
@@ -64,7 +69,10 @@ def mlflow_server(uri: str, port: int, log: Path, timeout_s: float = 300.0) -> I
         "--backend-store-uri", uri, "--workers", "1",
     ]  # fmt: skip
     with open(log, "w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # Its own process group: the server's workers and job runner end with it.
+        server = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -82,11 +90,11 @@ def mlflow_server(uri: str, port: int, log: Path, timeout_s: float = 300.0) -> I
             time.sleep(0.5)
         yield base
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 
 
@@ -126,11 +134,56 @@ def view_urls(base: str, uri: str, experiment: str, run_name: str | None) -> dic
     }
 
 
+def show_columns(page: Page, columns: list[str]) -> None:
+    """Tick `columns` in the runs table's "Columns" menu, as a reader would: MLflow's table
+    shows no metric until asked, and keeps the choice per browser. A column the menu lacks
+    is reported and skipped."""
+    if not columns:
+        return
+    page.get_by_role("button", name="Columns").click()
+    search = page.get_by_placeholder("Search columns")
+    for column in columns:
+        search.fill(column)
+        page.wait_for_timeout(500)
+        item = page.get_by_text(column, exact=True)
+        if item.count() == 0:
+            print(f"runs table: no column {column!r} to show", file=sys.stderr)
+            continue
+        item.first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(1000)
+
+
+def close_assistant(page: Page) -> None:
+    """Close MLflow 3's assistant side panel when it is open (it takes a third of the window)."""
+    panel = page.get_by_text("MLflow Assistant", exact=True)
+    if panel.count() == 0:
+        return
+    title = panel.first.bounding_box()
+    if title is None:
+        return
+    on_title_row = []  # the panel's header buttons; the last one closes it
+    for button in page.locator("button").all():
+        box = button.bounding_box()
+        if box and abs(box["y"] - title["y"]) < 20 and box["x"] > title["x"] + 200:
+            on_title_row.append(button)
+    if on_title_row:
+        on_title_row[-1].click()
+        page.wait_for_timeout(500)
+
+
 def screenshots(
-    urls: dict[str, str], out: Path, chromium: Path, width: int, height: int, settle_s: float
+    urls: dict[str, str],
+    out: Path,
+    chromium: Path,
+    width: int,
+    height: int,
+    settle_s: float,
+    columns: list[str],
 ) -> list[Path]:
     """Open each URL in headless Chromium, wait for the page to settle, and save
-    `<view>.png` (the window) and `<view>.txt` (the page's visible text) in `out`."""
+    `<view>.png` (the window) and `<view>.txt` (the page's visible text) in `out`; the runs
+    table with `columns` shown."""
     from playwright.sync_api import sync_playwright
 
     saved: list[Path] = []
@@ -143,6 +196,9 @@ def screenshots(
             page.goto(url, wait_until="load")
             # The UI keeps polling, so the network never idles: wait a fixed time instead.
             page.wait_for_timeout(settle_s * 1000)
+            close_assistant(page)
+            if view == "runs-table":
+                show_columns(page, columns)
             png = out / f"{view}.png"
             page.screenshot(path=str(png))
             (out / f"{view}.txt").write_text(page.inner_text("body") + "\n")
@@ -161,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--settle", type=float, default=8.0, help="seconds to let each view draw")
+    parser.add_argument(
+        "--columns",
+        default="f1,iou,f1_fixed,iou_fixed",
+        help="metric columns to tick in the runs table (comma-separated; '' for none)",
+    )
     args = parser.parse_args(argv)
     if not args.chromium.is_file():
         raise SystemExit(f"{args.chromium}: no Chromium; `apt-get install -y chromium`")
@@ -168,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with mlflow_server(uri, free_port(), args.out / "server.log") as base:
         urls = view_urls(base, uri, args.experiment, args.run)
-        for png in screenshots(urls, args.out, args.chromium, args.width, args.height, args.settle):
+        columns = [c for c in args.columns.split(",") if c]
+        shots = screenshots(
+            urls, args.out, args.chromium, args.width, args.height, args.settle, columns
+        )
+        for png in shots:
             print(f"{png} ({png.stat().st_size // 1024} kB)")
     return 0
 

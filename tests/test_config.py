@@ -358,8 +358,8 @@ def test_every_problem_is_one_line_naming_the_file_and_the_key(tmp_path: Path) -
         "recipes.tiny.batch_size: expected >= 1, got 0",
         "runtime.workers: expected >= 0, got -1",
         "unknown key(s) runtime.progres; RuntimeConfig accepts: bf16, channels_last, "
-        "checkpoint_every, compile, deterministic, device, fused_optimizer, progress, "
-        "system_metrics, workers",
+        "checkpoint_every, compile, deterministic, device, fused_optimizer, log_every, "
+        "progress, system_metrics, workers",
     ]
 
 

@@ -216,6 +216,7 @@ def _trained(
         "weights": None,
         "weights_sha256": sha256_of(best_path),
         "weights_provenance": "trained run",
+        "checkpoint": best_path,  # registered in MLflow (`_log`), not written to the files
     }
     return trainable, best, summary, identity
 
@@ -311,7 +312,8 @@ def _score_and_write(
         _write_thumbnails(root, thumbnails, thumbnail_threshold, kind, staged.path("predictions"))
         staged.publish()
         if tracking and metrics["mlflow_run_id"]:
-            _log(metrics, [targets[key] for key in LOGGED_OUTPUTS], spec)
+            files = [targets[key] for key in LOGGED_OUTPUTS]
+            _log(metrics, files, spec, identity.get("checkpoint"))
     return metrics
 
 
@@ -319,9 +321,11 @@ def _new_mlflow_run(metrics: dict[str, Any]) -> str:
     """A new MLflow run for a checkpoint file scored with --weights (named like its metrics
     file, `<run>-released` / `<run>-weights`): its id; `_log` then fills it."""
     from benchmark.tracking import RunTracker
+    from benchmark.tracking.glance import source_tags
 
+    tags = source_tags("cdbench evaluate --weights", metrics["git_commit"])
     with RunTracker(
-        experiment=f"cdbench-{metrics['dataset']}", run_name=metrics["run"], tags={}
+        experiment=f"cdbench-{metrics['dataset']}", run_name=metrics["run"], tags=tags
     ) as tracker:
         return tracker.run_id or ""
 
@@ -555,14 +559,21 @@ def _git_commit() -> str:
     return git_commit(Path.cwd())
 
 
-def _log(metrics: dict[str, Any], files: list[Path], spec: RunSpec) -> None:
+def _log(
+    metrics: dict[str, Any], files: list[Path], spec: RunSpec, checkpoint: Path | None
+) -> None:
+    """Add the evaluation to the run's MLflow record: the headline and test metrics
+    (`benchmark.tracking.glance.evaluation_metrics`), the confusion counts as a JSON artifact,
+    the output files as artifacts, tags saying what was scored, and the scored `checkpoint` of
+    a trained run as its MLflow model, registered as `<experiment>-s<seed>`."""
     from benchmark.tracking import RunTracker
+    from benchmark.tracking.glance import (
+        COUNTS_ARTIFACT,
+        confusion_counts,
+        evaluation_metrics,
+        model_name,
+    )
 
-    numbers = {
-        f"test/{key}": float(value)
-        for key, value in metrics.items()
-        if "/" in key and isinstance(value, int | float)
-    }
     stale = metrics["stale_checkpoint"]
     tags = {
         "evaluated": "true",
@@ -583,6 +594,18 @@ def _log(metrics: dict[str, Any], files: list[Path], spec: RunSpec) -> None:
         tags=tags,
         run_id=metrics["mlflow_run_id"],
     ) as tracker:
-        tracker.log_metrics(numbers)
+        tracker.log_metrics(evaluation_metrics(metrics))
+        tracker.log_text(json.dumps(confusion_counts(metrics), indent=2), COUNTS_ARTIFACT)
         for path in files:  # evaluation/{metrics,curves,per_image,predictions}/<run>.*
             tracker.log_artifact(path, f"evaluation/{path.parent.name}")
+        if checkpoint is not None:
+            name = model_name(metrics["experiment"], metrics["seed"])
+            tracker.log_model(
+                name,
+                checkpoint,
+                metrics["weights_sha256"],
+                metrics["selected_step"],
+                f"The selected checkpoint (best.pt) of {metrics['experiment']}, seed "
+                f"{metrics['seed']}: one version per evaluation, its source the file.",
+                {"experiment": metrics["experiment"], "seed": str(metrics["seed"])},
+            )

@@ -202,10 +202,35 @@ def _log(
     figures: list[Path],
     figures_root: Path,
 ) -> str | None:
-    from benchmark.tracking import RunTracker, git_commit
+    """Record the report as one MLflow run named by profile and date (`cdbench check` adds
+    its verdict later: benchmark/tracking/verdict.py); returns its id."""
+    from datetime import date
 
-    tags = {"cdbench_stage": "report", "git_commit": git_commit(Path.cwd()), "dvc_stage": "report"}
-    with RunTracker(experiment=REPORT_EXPERIMENT, run_name="report", tags=tags) as tracker:
+    from benchmark.tracking import RunTracker, git_commit
+    from benchmark.tracking.glance import (
+        experiment_description,
+        report_profile,
+        report_run_name,
+        source_tags,
+    )
+    from benchmark.tracking.verdict import REPORTS_DIR_TAG
+
+    commit = git_commit(Path.cwd())
+    profile = report_profile(set(runs["dataset"]))
+    tags = {
+        "cdbench_stage": "report",
+        "git_commit": commit,
+        "dvc_stage": "report",
+        "profile": profile,
+        REPORTS_DIR_TAG: str(figures_root.parent.resolve()),
+        **source_tags("cdbench report", commit),
+    }
+    with RunTracker(
+        experiment=REPORT_EXPERIMENT,
+        run_name=report_run_name(profile, date.today()),
+        tags=tags,
+        description=experiment_description(REPORT_EXPERIMENT),
+    ) as tracker:
         tracker.log_params(
             {
                 "runs": " ".join(runs["run"]),

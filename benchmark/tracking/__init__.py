@@ -9,6 +9,9 @@ One module per job:
                 queued so that a tracking outage never costs a training run
     query       `runs_table` / `format_runs_table` (`cdbench runs`)
     provenance  `git_commit`: the code's commit, "-dirty" with local changes
+    glance      what the MLflow UI shows first: headline metric names, confusion counts as
+                an artifact, source tags, experiment descriptions, model and report-run names
+    verdict     `attach_check`: `cdbench check`'s verdict onto the report run it checked
 
 The default store is the embedded SQLite database in the repository root; setting
 `MLFLOW_TRACKING_URI=http://host:5000` sends every run of every machine to one shared

@@ -102,16 +102,16 @@ def experiment_description(experiment: str) -> str:
             "One run per `cdbench report`: the comparison tables and figures as artifacts, the "
             "mean test F1 per experiment and protocol as metrics, and the verdict of "
             "`cdbench check` (tags `check.*`, artifact `check/check.json`). Named "
-            "report-<profile>-<date>. See docs/mlflow.md."
+            "`report-<profile>-<date>`. See docs/mlflow.md."
         )
     dataset = experiment.removeprefix("cdbench-")
     return (
         f"Training and evaluation runs on the {dataset} dataset, one per experiment and seed "
-        "(run name <model>-<loss>-<dataset>[-s<seed>]). Headline metrics: f1, iou (test split, "
+        "(run name `<model>-<loss>-<dataset>[-s<seed>]`). Headline metrics: f1, iou (test split, "
         "threshold chosen on validation) and f1_fixed, iou_fixed (the source's fixed "
-        "threshold); test/<protocol>/* holds every figure, train/* and val/* the curves, "
+        "threshold); `test/<protocol>/*` holds every figure, train/* and val/* the curves, "
         "evaluation/counts.json the confusion counts. Each evaluated run's selected checkpoint "
-        "is a registered model <experiment>-s<seed> (its sha256 in the version's tags). "
+        "is a registered model `<experiment>-s<seed>` (its sha256 in the version's tags). "
         "See docs/mlflow.md."
     )
 

@@ -18,6 +18,8 @@ What a run does, in order:
    code selected on TEST, which the recipe can reproduce with `selection_split: test`, and then
    every record says so), step a plateau schedule, keep the best model in `best.pt`, log to
    MLflow and write `last.pt`. `last.pt` is also written every `runtime.checkpoint_every` steps.
+   The training loss (mean since the last point) and learning rate go to MLflow every
+   `runtime.log_every` steps and at each record, so its curves have many points.
 4. Write `summary.json` (steps, best step and score, MLflow run id, time).
 
 One process at a time: the run holds an exclusive lock on `<out>.lock` (next to the checkpoint
@@ -160,6 +162,7 @@ class LoopState:
     loss_sum: Tensor
     bad_step: Tensor
     bad_loss: Tensor
+    curve_sum: Tensor
     step: int = 0
     best_score: float = -math.inf
     best_step: int = -1
@@ -170,6 +173,7 @@ class LoopState:
     saved_pending: int = 0
     interval_start: float = 0.0
     interval_steps: int = 0
+    curve_count: int = 0
 
 
 def lock_path(out: Path) -> Path:
@@ -349,6 +353,7 @@ def resume(run: Training, saved: dict[str, Any] | None) -> LoopState:
         loss_sum=torch.zeros((), device=device),  # training loss since the last record
         bad_step=torch.full((), -1, dtype=torch.long, device=device),
         bad_loss=torch.zeros((), device=device),
+        curve_sum=torch.zeros((), device=device),  # training loss since the last MLflow point
     )
     if saved is None:
         return state
@@ -375,6 +380,14 @@ def start_logging(tracker: Any, config: dict[str, Any], saved: dict[str, Any] | 
     if tracker is not None and saved is None:
         tracker.log_params(config)
         tracker.log_text(json.dumps(config, indent=2), "config.json")
+        manifest = config["data_manifest"] or "none"
+        tracker.log_dataset(
+            config["dataset"],
+            manifest,
+            config["data_root"],
+            {"manifest_sha256": manifest},
+            "train",
+        )
     if tracker is not None and saved is not None:
         tracker.restore_pending(saved.get("mlflow_pending", {}))
         tracker.flush()
@@ -459,16 +472,33 @@ def after_step(run: Training, state: LoopState, tracker: Any, bar: tqdm[Any], lo
             lr=f"{_lr(run.optimizer):.2e}",
             pairs_per_s=f"{rate * run.recipe.batch_size:.1f}",
         )
+    if tracker is not None:
+        log_curves(run, state, tracker, loss, end_of_epoch or validate_now)
     if end_of_epoch or validate_now:
         record = training_record(run, state)
         if validate_now:
             record.update(validate(run, state))
         state.history.append({"step": step, **record})
-        if tracker is not None:
-            tracker.log_metrics(record, step=step)
+        if tracker is not None:  # train/loss and train/lr: log_curves' points
+            curves = ("train/loss", "train/lr")
+            tracker.log_metrics({k: v for k, v in record.items() if k not in curves}, step=step)
         state.interval_start, state.interval_steps = time.perf_counter(), 0
     if validate_now or step % run.runtime.checkpoint_every == 0:
         save_last(run, state, tracker)
+
+
+def log_curves(run: Training, state: LoopState, tracker: Any, loss: Tensor, record: bool) -> None:
+    """Log `train/loss` (mean since the last point) and `train/lr` to MLflow every
+    `runtime.log_every` steps and at each record (`record`). Reads the loss only then, so it
+    synchronises with the device no more often; the records of `history` are unchanged."""
+    state.curve_sum += loss
+    state.curve_count += 1
+    if state.step % run.runtime.log_every != 0 and not record:
+        return
+    mean = float(state.curve_sum) / state.curve_count
+    tracker.log_metrics({"train/loss": mean, "train/lr": _lr(run.optimizer)}, step=state.step)
+    state.curve_sum.zero_()
+    state.curve_count = 0
 
 
 def training_record(run: Training, state: LoopState) -> dict[str, float]:
@@ -676,7 +706,9 @@ def _tracker(
     if not enabled:
         return None
     from benchmark.tracking import RunTracker, git_commit
+    from benchmark.tracking.glance import experiment_description, source_tags
 
+    commit = git_commit(Path.cwd())
     tags = {
         "model": config["model"],
         "loss": config["loss"],
@@ -684,16 +716,19 @@ def _tracker(
         "recipe": config["recipe_name"],
         "seed": str(spec.seed),
         "experiment": spec.experiment,
-        "git_commit": git_commit(Path.cwd()),
+        "git_commit": commit,
         "dvc_stage": f"train@{spec.name}",
         "selection_split": config["recipe"]["selection_split"],
+        **source_tags("cdbench train", commit),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    experiment = f"cdbench-{config['dataset']}"
     return RunTracker(
-        experiment=f"cdbench-{config['dataset']}",
+        experiment=experiment,
         run_name=spec.name,
         tags=tags,
         run_id=run_id or None,
         system_metrics=runtime.system_metrics,
+        description=experiment_description(experiment),
     )
