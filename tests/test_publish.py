@@ -319,8 +319,16 @@ def test_evaluate_killed_while_writing_keeps_the_previous_set(
         f"metrics/{RUN}.json",
         "per_image",
         f"per_image/{RUN}.csv",
+        "pr",
+        f"pr/{RUN}.csv",
         "predictions",
         f"predictions/{RUN}.npz",
+        "runs",
+        f"runs/{RUN}.json",
+        "selection",
+        f"selection/{RUN}.csv",
+        "training",
+        f"training/{RUN}.csv",
     ]
 
     def killed(*args: object, **kwargs: object) -> list[Path]:
