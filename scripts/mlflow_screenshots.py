@@ -145,7 +145,11 @@ def show_columns(page: Page, columns: list[str]) -> None:
     for column in columns:
         search.fill(column)
         page.wait_for_timeout(500)
-        item = page.get_by_text(column, exact=True)
+        item = page.get_by_role("menuitemcheckbox", name=column, exact=True)
+        if item.count() == 0:
+            item = page.get_by_role("checkbox", name=column, exact=True)
+        if item.count() == 0:
+            item = page.get_by_text(column, exact=True)
         if item.count() == 0:
             print(f"runs table: no column {column!r} to show", file=sys.stderr)
             continue

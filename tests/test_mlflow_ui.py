@@ -177,6 +177,10 @@ def test_screenshot_script_shows_the_headline_column(store: Store, tmp_path: Pat
     )  # fmt: skip
     for view in ("runs-table", "compare", "run-overview", "run-metrics"):
         assert (out / f"{view}.png").stat().st_size > 10_000, view
-    table = (out / "runs-table.txt").read_text().splitlines()
-    assert "f1" in table and "Dataset" in table
-    assert "synthetic" in (out / "run-overview.txt").read_text()
+    table = (out / "runs-table.txt").read_text()
+    assert "Dataset" in table and "synthetic (" in table  # the dataset input, with its digest
+    compare = (out / "compare.txt").read_text().splitlines()
+    assert "f1" in compare and "f1_fixed" in compare  # the headline rows of the metrics table
+    assert compare.index("f1") < min(i for i, line in enumerate(compare) if "test/" in line)
+    overview = (out / "run-overview.txt").read_text()
+    assert "cdbench train" in overview and model_name(store.experiment, store.seed) in overview
