@@ -140,7 +140,7 @@ def show_columns(page: Page, columns: list[str]) -> None:
     is reported and skipped."""
     if not columns:
         return
-    page.get_by_role("button", name="Columns").click()
+    page.get_by_test_id("column-selection-dropdown").click()
     search = page.get_by_placeholder("Search columns")
     for column in columns:
         search.fill(column)
@@ -188,6 +188,7 @@ def screenshots(
     """Open each URL in headless Chromium, wait for the page to settle, and save
     `<view>.png` (the window) and `<view>.txt` (the page's visible text) in `out`; the runs
     table with `columns` shown."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     saved: list[Path] = []
@@ -202,7 +203,10 @@ def screenshots(
             page.wait_for_timeout(settle_s * 1000)
             close_assistant(page)
             if view == "runs-table":
-                show_columns(page, columns)
+                try:
+                    show_columns(page, columns)
+                except PlaywrightError as error:  # the shot is still worth saving
+                    print(f"runs table: could not show {columns}: {error}", file=sys.stderr)
             png = out / f"{view}.png"
             page.screenshot(path=str(png))
             (out / f"{view}.txt").write_text(page.inner_text("body") + "\n")
