@@ -2,11 +2,12 @@
 
 Every section of `params.yaml` is a frozen pydantic dataclass (`pydantic.dataclasses`, so
 `dataclasses.asdict` and `dataclasses.replace` work as on any dataclass). `load_params` checks
-the whole file in one validation pass: unknown keys, wrong types (no silent coercion: `true` is
-not an integer, `5` not a string), non-finite numbers, values out of range and cross-field
-rules (a recipe's training length, an experiment's recipe). Every problem found becomes one
-line of a ConfigError that names the file, the dotted key, what was expected and what was
-given. Nothing starts before the whole file has been checked.
+the whole file in one validation pass: unknown and missing keys (params.yaml is the one source
+of every setting), wrong types (no silent coercion: `true` is not an integer, `5` not a
+string), non-finite numbers, values out of range and cross-field rules (a recipe's training
+length, an experiment's recipe). Every problem found becomes one line of a ConfigError that
+names the file, the dotted key, what was expected and what was given. Nothing starts before
+the whole file has been checked.
 
 Which model and loss fit, and their constructor options, are the registries' to say: the
 commands that build them run `benchmark.training.options.check_experiments` right after
@@ -177,24 +178,24 @@ def _at_least(minimum: int | float, value: T, expected: str = "") -> T:
     return value
 
 
-# Defaults: every value a user may change is written in params.yaml. The dataclasses carry
-# defaults only for keys params.yaml may leave out: whole sections data, synth and runtime (a
-# params.yaml without them gets the repository's values), an optimiser's betas and weight decay
-# (torch's defaults), the settings only one schedule reads, a recipe's optional features (crop,
-# augmentation, thresholds, validation subset, loss options; training length: epochs or
-# iterations), and an experiment's seeds and options. A recipe's source, optimiser name and lr,
-# schedule name and batch size have none: every recipe states them.
+# Defaults: params.yaml is the one source of every value. The sections data, synth and runtime,
+# and the sections themselves, have no default here: a key missing from params.yaml is an error
+# naming it ("add it to params.yaml"). Defaults remain only where a key's absence means
+# something, as each class documents: an optimiser's betas and weight decay (torch.optim.Adam's
+# own), the settings only one schedule reads, a recipe's optional features (no crop, no
+# augmentation, every validation pair, no loss options; training length: epochs or iterations)
+# and an experiment's seeds and options.
 
 
 @dataclass(frozen=True, config=STRICT)
 class DataConfig:
     """Where the datasets (and the encoders' ImageNet weights) live on disk."""
 
-    raw_dir: PlainPath = "data/raw"
-    prepared_dir: PlainPath = "data/prepared"
+    raw_dir: PlainPath
+    prepared_dir: PlainPath
     # torchvision's ImageNet weight files, fetched and hash-checked by `cdbench weights` (the
     # DVC stage `weights`); pretrained training reads them here and never downloads.
-    weights_dir: PlainPath = "data/weights"
+    weights_dir: PlainPath
 
     def raw(self, dataset: str) -> Path:
         return Path(self.raw_dir) / dataset
@@ -207,11 +208,11 @@ class DataConfig:
 class SynthConfig:
     """The built-in synthetic dataset (`cdbench synth`)."""
 
-    seed: StrictInt = 0
-    size: StrictInt = 128
-    train: StrictInt = 320
-    val: StrictInt = 48
-    test: StrictInt = 48
+    seed: StrictInt
+    size: StrictInt
+    train: StrictInt
+    val: StrictInt
+    test: StrictInt
 
     @field_validator("seed")
     @classmethod
@@ -342,6 +343,9 @@ class RecipeConfig:
     (optimiser steps); exactly one is non-zero. `val_every` counts in the same unit.
     `loss_options` are the options of the source's loss (e.g. CDLab's Dice form): a recipe is
     self-contained, and an experiment may override them (`ExperimentConfig.loss_options`).
+    Left out, the optional keys mean: no `crop` (no random crop; `crop_cat_max_ratio` none),
+    `train_on_whole` false (train and validate on the prepared tiles), no `max_val_pairs` (every
+    validation pair), no `loss_options` (the loss's own defaults).
     """
 
     source: StrictStr
@@ -458,19 +462,19 @@ class RuntimeConfig:
     `compile` (floating-point rounding) change the numbers: on the 100-step demo, by up to 12.7
     F1 points (reports/parity-fused-cpu.md), so they are RESULT_RUNTIME."""
 
-    device: Device = "auto"
-    bf16: StrictBool = False
-    channels_last: StrictBool = False
-    fused_optimizer: StrictBool = False
-    compile: StrictBool = False
-    deterministic: StrictBool = True
-    workers: StrictInt = 2
-    checkpoint_every: StrictInt = 500
+    device: Device
+    bf16: StrictBool
+    channels_last: StrictBool
+    fused_optimizer: StrictBool
+    compile: StrictBool
+    deterministic: StrictBool
+    workers: StrictInt
+    checkpoint_every: StrictInt
     # Optimiser steps between MLflow points of the training loss and learning rate; only
     # reports, like system_metrics and progress.
-    log_every: StrictInt = 10
-    system_metrics: StrictBool = True
-    progress: StrictBool = True
+    log_every: StrictInt
+    system_metrics: StrictBool
+    progress: StrictBool
 
     @field_validator("workers")
     @classmethod
@@ -492,11 +496,11 @@ class RuntimeConfig:
 class Params:
     """The whole of `params.yaml`."""
 
-    data: DataConfig = field(default_factory=DataConfig)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    recipes: dict[Name, RecipeConfig] = field(default_factory=dict)
-    experiments: dict[Name, ExperimentConfig] = field(default_factory=dict)
+    data: DataConfig
+    synth: SynthConfig
+    runtime: RuntimeConfig
+    recipes: dict[Name, RecipeConfig]
+    experiments: dict[Name, ExperimentConfig]
 
     @model_validator(mode="after")
     def _experiments_use_recipes(self) -> Params:
@@ -564,9 +568,9 @@ class RunSpec:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and check `params.yaml`. A missing file is an error, never the defaults: a
-    mistyped `--params` would otherwise run the whole pipeline on settings nobody chose. (An
-    empty file gives the defaults.)"""
+    """Read and check `params.yaml`, the one source of every setting: a missing file, and a
+    missing key, are errors, never defaults, since a mistyped `--params` or a forgotten key
+    would otherwise run the pipeline on settings nobody chose."""
     path = Path(path)
     if not path.is_file():
         state = "is not a file" if path.exists() else "not found"
@@ -594,8 +598,26 @@ def validate(cls: type[T], data: Any, where: str = "", file: str = "") -> T:
         return _adapter(cls).validate_python(data)
     except ValidationError as exc:
         prefix = f"{file}: " if file else ""
-        lines = [prefix + _describe(cls, error, where) for error in exc.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        errors = exc.errors()
+        missing = _missing(where, errors, file)
+        lines = missing.splitlines()
+        lines += [_describe(cls, error, where) for error in errors if error["type"] != "missing"]
+        raise ConfigError("\n".join(prefix + line for line in lines)) from None
+
+
+def _missing(where: str, errors: list[ErrorDetails], file: str) -> str:
+    """One line per section listing all of its missing keys (an empty params.yaml misses
+    five sections, not one key at a time), saying where to add them; "" when none is missing."""
+    sections: dict[str, list[str]] = {}
+    for error in errors:
+        if error["type"] == "missing":
+            loc = tuple(part for part in error["loc"] if part != "[key]")
+            sections.setdefault(_dotted(where, loc[:-1]) or "top level", []).append(str(loc[-1]))
+    fix = f"add them to {file} (the repository's params.yaml lists every key)" if file else ""
+    return "\n".join(
+        f"{section}: missing required key(s): {', '.join(keys)}" + (f"; {fix}" if fix else "")
+        for section, keys in sections.items()
+    )
 
 
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}
@@ -632,7 +654,7 @@ def _describe(root: type, error: ErrorDetails, where: str) -> str:
         accepts = [f.name for f in dataclasses.fields(section)] if _is_dataclass(section) else []
         name = getattr(section, "__name__", "this section")
         return f"unknown key(s) {key}; {name} accepts: {', '.join(sorted(accepts))}"
-    if kind == "missing":
+    if kind == "missing":  # for `override`; `validate` groups them (_missing)
         return f"{_dotted(where, loc[:-1]) or 'top level'}: missing required key(s): {loc[-1]}"
     if kind == "literal_error":
         allowed = list(get_args(_hint_at(root, loc)))

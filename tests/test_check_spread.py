@@ -102,7 +102,7 @@ def with_manifest(params_path: Path, tmp_path: Path, best_f1: float | None) -> P
     write the synthetic manifest with that pixel-difference baseline F1 (a fraction)."""
     params = yaml.safe_load(params_path.read_text())
     prepared = tmp_path / "prepared"
-    params["data"] = {"prepared_dir": str(prepared)}
+    params["data"]["prepared_dir"] = str(prepared)
     params_path.write_text(yaml.safe_dump(params))
     if best_f1 is not None:
         (prepared / "synthetic").mkdir(parents=True)

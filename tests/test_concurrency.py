@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import SynthConfig, load_params
+from benchmark.config import load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.errors import CdbenchError
 from benchmark.evaluation.evaluate import evaluate_lock_path, evaluate_run
 from benchmark.runlock import run_lock
 from benchmark.training.loop import lock_path, train_run
+from tests.conftest import synth_config
 from tests.test_training import RUN, write_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ except CdbenchError as error:
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny prepared synthetic dataset: `cdbench train` checks the data before training."""
     root = tmp_path_factory.mktemp("prepared")
-    generate_synthetic(root / "synthetic", SynthConfig(size=64, train=16, val=4, test=4))
+    generate_synthetic(root / "synthetic", synth_config(size=64, train=16, val=4, test=4))
     return root
 
 

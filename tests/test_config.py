@@ -17,6 +17,7 @@ from pydantic.dataclasses import dataclass
 from benchmark.cli import main
 from benchmark.config import (
     STRICT,
+    DataConfig,
     ExperimentConfig,
     Float,
     OptimizerConfig,
@@ -30,6 +31,7 @@ from benchmark.config import (
 )
 from benchmark.data.layout import write_pair
 from benchmark.errors import ConfigError
+from tests.conftest import repo_params, runtime_config, synth_config, write_repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repository_params_file_loads() -> None:
     params = load_params(REPO / "params.yaml")
     assert isinstance(params, Params)
-    assert params.synth == SynthConfig()  # the defaults are the repository's values
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section in ("data", "synth", "runtime"):  # every setting is read from the file
+        assert dataclasses.asdict(getattr(params, section)) == raw[section]
     assert params.recipes["bsfnet-official"].optimizer.lr == 1e-5  # "1.0e-5" in YAML
     # 3 seeds per real experiment: runs named <experiment>-s<seed>
     assert {r.name for r in params.runs()} >= {"bsfnet-sisb-cdd-s0", "ifn-ds-levir-cd-s2"}
@@ -45,41 +49,83 @@ def test_repository_params_file_loads() -> None:
 
 
 def test_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
-    """A mistyped --params must not silently run on the defaults; an empty file still gives
-    them."""
+    """A mistyped --params must not silently run on defaults."""
     with pytest.raises(ConfigError, match=r"params file .*typo\.yaml: not found.*--params"):
         load_params(tmp_path / "typo.yaml")
     with pytest.raises(ConfigError, match="is not a file"):
         load_params(tmp_path)
-    (tmp_path / "empty.yaml").write_text("")
-    assert load_params(tmp_path / "empty.yaml") == Params()
+
+
+def test_an_empty_params_file_names_every_missing_section(tmp_path: Path) -> None:
+    """params.yaml is the one source of every setting: an empty file gives no defaults."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert str(caught.value) == (
+        f"{path}: top level: missing required key(s): data, synth, runtime, recipes, "
+        f"experiments; add them to {path} (the repository's params.yaml lists every key)"
+    )
+
+
+@pytest.mark.parametrize("section", ["data", "synth", "runtime"])
+def test_a_missing_setting_is_named_with_where_to_add_it(tmp_path: Path, section: str) -> None:
+    content = repo_params()
+    first, second, *_ = content[section]
+    del content[section][first], content[section][second]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert str(caught.value) == (
+        f"{path}: {section}: missing required key(s): {first}, {second}; add them to {path} "
+        f"(the repository's params.yaml lists every key)"
+    )
+
+
+@pytest.mark.parametrize("cls", [Params, DataConfig, SynthConfig, RuntimeConfig])
+def test_the_settings_have_no_default_besides_params_yaml(cls: type) -> None:
+    """A default here would be a second source of the value params.yaml holds."""
+    for item in dataclasses.fields(cls):
+        assert item.default is dataclasses.MISSING, f"{cls.__name__}.{item.name}"
+        assert item.default_factory is dataclasses.MISSING, f"{cls.__name__}.{item.name}"
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("key", "value", "message"),
     [
-        ("synth:\n  sede: 1\n", "synth.sede"),
-        ("colour: red\n", "colour"),
-        ("synth:\n  size: big\n", "synth.size: expected an integer"),
-        ("synth:\n  size: 100\n", "synth.size: expected a multiple of 32"),
-        ("synth:\n  train: 0\n", "synth.train: expected at least 1"),
-        ("synth:\n  seed: true\n", "synth.seed: expected an integer"),
-        ("data: [1, 2]\n", "expected a mapping for DataConfig"),
-        ("synth: {seed: 1\n", "not valid YAML"),
+        (["synth", "sede"], 1, "unknown key(s) synth.sede"),
+        (["colour"], "red", "unknown key(s) colour"),
+        (["synth", "size"], "big", "synth.size: expected an integer"),
+        (["synth", "size"], 100, "synth.size: expected a multiple of 32"),
+        (["synth", "train"], 0, "synth.train: expected at least 1"),
+        (["synth", "seed"], True, "synth.seed: expected an integer"),
+        (["data"], [1, 2], "data: expected a mapping for DataConfig"),
     ],
 )
-def test_bad_params_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_params_name_the_key(tmp_path: Path, key: list[str], value: Any, message: str) -> None:
+    """One bad value in the repository's params.yaml: one line, naming its key."""
+    content = repo_params()
+    _set(content, key, value)
     path = tmp_path / "params.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert str(caught.value).startswith(f"{path}: {message}")
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_params_that_are_not_yaml_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("synth: {seed: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: not valid YAML"):
         load_params(path)
 
 
 def test_bad_params_fail_the_command_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "params.yaml"
-    path.write_text("synth:\n  sizee: 64\n")
+    path = write_repo_params(tmp_path / "params.yaml", synth={"sizee": 64})
     out = tmp_path / "synthetic"
     assert main(["--params", str(path), "synth", "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -116,10 +162,6 @@ def test_validate_converts_nested_types() -> None:
         validate(_Outer, {"inner": {"rat": 1.0}}, "p")
 
 
-def test_synth_config_defaults_are_valid() -> None:
-    assert SynthConfig().train > SynthConfig().val > 0
-
-
 # --- one-line errors instead of tracebacks, no silent defaults --------------------------------
 
 RECIPE: dict[str, Any] = {
@@ -136,10 +178,10 @@ RECIPE: dict[str, Any] = {
 EXPERIMENT = "bsfnet-bce-synthetic"
 
 
-def _params(folder: Path, text_changes: str = "", **sections: Any) -> Path:
-    """A small valid params.yaml in `folder` (one recipe, one experiment on `folder/prepared`),
-    with `sections` replacing whole top-level sections and `text_changes` appended."""
-    content: dict[str, Any] = {
+def _params(folder: Path, **sections: Any) -> Path:
+    """folder/params.yaml: the repository's, with one tiny recipe and experiment on
+    `folder/prepared`, then `sections` (a settings section changes the keys it names)."""
+    tiny: dict[str, Any] = {
         "data": {"raw_dir": str(folder / "raw"), "prepared_dir": str(folder / "prepared")},
         "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
         "recipes": {"tiny": RECIPE},
@@ -147,10 +189,7 @@ def _params(folder: Path, text_changes: str = "", **sections: Any) -> Path:
             EXPERIMENT: {"model": "bsfnet", "loss": "bce", "dataset": "synthetic", "recipe": "tiny"}
         },
     }
-    content.update(sections)
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False) + text_changes)
-    return path
+    return write_repo_params(folder / "params.yaml", **{**tiny, **sections})
 
 
 def _recipe(**optimizer: Any) -> dict[str, Any]:
@@ -213,8 +252,8 @@ def test_weight_decay_nan_fails_train_with_one_line(
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
 def test_valid_devices_are_accepted(device: str) -> None:
-    assert RuntimeConfig(device=device).device == device
-    assert override(RuntimeConfig(), "command line", device=device).device == device
+    assert runtime_config(device=device).device == device
+    assert override(runtime_config(), "command line", device=device).device == device
 
 
 @pytest.mark.parametrize("device", ["cpu:abc", "cuda:", "cuda:x", "gpu", "cuda:0:1", " cpu", ""])
@@ -398,10 +437,10 @@ def test_a_missing_key_and_an_unknown_recipe_are_named(tmp_path: Path) -> None:
 
 def test_command_line_overrides_are_checked_like_the_file() -> None:
     with pytest.raises(ConfigError, match=r"^command line\.workers: expected >= 0, got -1$"):
-        override(RuntimeConfig(), "command line", workers=-1)
-    assert override(RuntimeConfig(), "command line", workers=0).workers == 0
+        override(runtime_config(), "command line", workers=-1)
+    assert override(runtime_config(), "command line", workers=0).workers == 0
     with pytest.raises(ValidationError):  # built in code, the check is the same
-        SynthConfig(size=100)
+        SynthConfig(**{**dataclasses.asdict(synth_config()), "size": 100})
 
 
 # --- recipe-owned loss options -------------------------------------------------------------------

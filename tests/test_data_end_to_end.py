@@ -36,6 +36,7 @@ from benchmark.data.layout import PARTS, SPLITS, WHOLE
 from benchmark.data.sources import Archive
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairNormalize, PairTransform
 from benchmark.errors import DataError
+from tests.conftest import write_repo_params
 from tests.data.archives import (
     CDD_ROOT,
     CDD_SMALL,
@@ -59,9 +60,9 @@ pytestmark = pytest.mark.usefixtures("fast_download_retries")
 
 
 def cdbench(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """Run `cdbench <args>` (defaults for params.yaml), require exit 0, return its stdout."""
-    (tmp_path / "absent-params.yaml").write_text("")  # empty: the defaults (absent: an error)
-    code = cli.main(["--params", str(tmp_path / "absent-params.yaml"), *args])
+    """Run `cdbench <args>` (the repository's params.yaml), require exit 0, return its stdout."""
+    params = write_repo_params(tmp_path / "params.yaml")
+    code = cli.main(["--params", str(params), *args])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured.out

@@ -21,6 +21,7 @@ from benchmark.data.datasets import DATASETS
 from benchmark.data.download import download_dataset, sidecar_path
 from benchmark.data.sources import Archive
 from benchmark.errors import DownloadError
+from tests.conftest import write_repo_params
 from tests.httpserver import LocalServer, Route, closed_port_url
 
 HTML = "text/html; charset=utf-8"
@@ -484,8 +485,7 @@ def test_cli_download_success_and_failure(
     data = make_zip(18, payload=1000)
     server.add("/train.zip", Route(data))
     out = tmp_path / "raw"
-    (tmp_path / "absent-params.yaml").write_text("")  # empty: the defaults (absent: an error)
-    params = ["--params", str(tmp_path / "absent-params.yaml")]
+    params = ["--params", str(write_repo_params(tmp_path / "params.yaml"))]
     levir = DATASETS["levir-cd"]
     train = (Archive("train.zip", md5(data), (server.url("/train.zip"),)),)
     monkeypatch.setitem(DATASETS, "levir-cd", dataclasses.replace(levir, archives=train))

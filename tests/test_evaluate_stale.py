@@ -59,12 +59,12 @@ def test_a_stale_checkpoint_is_refused_and_the_override_recorded_everywhere(
 ) -> None:
     import mlflow
 
-    from benchmark.config import SynthConfig
     from benchmark.data.synth import generate_synthetic
+    from tests.conftest import synth_config
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     data = tmp_path / "prepared"
-    generate_synthetic(data / "synthetic", SynthConfig(size=64, train=16, val=4, test=4))
+    generate_synthetic(data / "synthetic", synth_config(size=64, train=16, val=4, test=4))
     trained_params = with_recipe(tmp_path / "trained", data)
     params = load_params(trained_params)
     (spec,) = params.runs()

@@ -416,6 +416,7 @@ def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("servers")  # free ports: see test_shared_store.py
 def test_a_real_slurm_submit_run_collect_cycle(tiny_repo: Path, slurm: Path) -> None:
     _run([str(BIN / "dvc"), "repro", "synth"], tiny_repo)
     options = SlurmOptions(gpus=0, cpus=1, time_min=20)  # the test node has no GPU

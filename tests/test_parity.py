@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 
 from benchmark import checkpoint
 from benchmark.cli import main
-from benchmark.config import RuntimeConfig, SynthConfig, load_params
+from benchmark.config import load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.speed.parity import render_parity, runtimes
 from benchmark.training.loop import train_run
+from tests.conftest import runtime_config, synth_config, write_repo_params
 from tests.test_training import TINY as TRAINING_TINY
 
-# the tiny recipe and experiment of the training tests, with the default checkpoint interval
+# the tiny recipe and experiment of the training tests, with params.yaml's checkpoint interval
 TINY: dict[str, Any] = {
     **TRAINING_TINY,
     "runtime": {k: v for k, v in TRAINING_TINY["runtime"].items() if k != "checkpoint_every"},
@@ -29,18 +29,13 @@ TINY: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def params_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("parity")
-    generate_synthetic(folder / "prepared" / "synthetic", SynthConfig(size=64, train=16))
-    content = {
-        **TINY,
-        "data": {"raw_dir": str(folder / "raw"), "prepared_dir": str(folder / "prepared")},
-    }
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
+    generate_synthetic(folder / "prepared" / "synthetic", synth_config(size=64, train=16))
+    folders = {"raw_dir": str(folder / "raw"), "prepared_dir": str(folder / "prepared")}
+    return write_repo_params(folder / "params.yaml", **{**TINY, "data": folders})
 
 
 def test_runtimes_switch_the_optimisations_of_the_device() -> None:
-    base = RuntimeConfig(bf16=True, channels_last=True, fused_optimizer=True, compile=True)
+    base = runtime_config(bf16=True, channels_last=True, fused_optimizer=True, compile=True)
     cpu = runtimes(base, torch.device("cpu"))
     baseline = cpu["baseline"]
     assert not (baseline.bf16 or baseline.channels_last or baseline.fused_optimizer)
@@ -140,7 +135,7 @@ def test_loop_uses_the_fused_optimizer_and_compiles_when_asked(
         return module
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    runtime = RuntimeConfig(
+    runtime = runtime_config(
         device="cpu",
         workers=0,
         system_metrics=False,
@@ -153,7 +148,7 @@ def test_loop_uses_the_fused_optimizer_and_compiles_when_asked(
     assert len(compiled) == 1 and hasattr(compiled[0], "loss")  # the model and its loss
     state = checkpoint.load(tmp_path / "run" / "last.pt")
     assert state["optimizer"]["param_groups"][0]["fused"] is True
-    plain = RuntimeConfig(device="cpu", workers=0, system_metrics=False, progress=False)
+    plain = runtime_config(device="cpu", workers=0, system_metrics=False, progress=False)
     train_run(params, spec, tmp_path / "plain", plain, tracking=False)
     state = checkpoint.load(tmp_path / "plain" / "last.pt")
     assert not state["optimizer"]["param_groups"][0]["fused"]

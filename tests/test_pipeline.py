@@ -15,21 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import repo_params
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-SMALL_PARAMS = """\
-data:
-  raw_dir: data/raw
-  prepared_dir: data/prepared
-  weights_dir: data/weights
-synth:
-  seed: {seed}
-  size: 64
-  train: 6
-  val: 2
-  test: 2
-"""
+
+def small_params(seed: int) -> str:
+    """The repository's params.yaml with a 6/2/2-pair synthetic dataset of 64 x 64 images."""
+    synth = {"seed": seed, "size": 64, "train": 6, "val": 2, "test": 2}
+    return yaml.safe_dump(repo_params(synth=synth), sort_keys=False)
 
 
 def _run(args: list[str], cwd: Path) -> str:
@@ -47,7 +42,7 @@ def scratch_repo(tmp_path: Path) -> Path:
     shutil.copytree(
         REPO / "benchmark", root / "benchmark", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (root / "params.yaml").write_text(SMALL_PARAMS.format(seed=0))
+    (root / "params.yaml").write_text(small_params(0))
     _run(["git", "init", "-q"], root)
     _run([str(BIN / "dvc"), "init", "-q"], root)
     return root
@@ -81,7 +76,7 @@ def test_dvc_repro_synth_runs_pins_and_skips_unchanged(scratch_repo: Path) -> No
     again = _run([dvc, "repro", "synth"], scratch_repo)
     assert "didn't change, skipping" in again
 
-    (scratch_repo / "params.yaml").write_text(SMALL_PARAMS.format(seed=1))
+    (scratch_repo / "params.yaml").write_text(small_params(1))
     changed = _run([dvc, "repro", "synth"], scratch_repo)
     assert "Running stage 'synth'" in changed
     new_lock = yaml.safe_load((scratch_repo / "dvc.lock").read_text())

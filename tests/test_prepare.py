@@ -28,6 +28,7 @@ from benchmark.data.datasets import DATASETS, cdd, levircd
 from benchmark.data.images import read_label, read_rgb
 from benchmark.data.prepare import prepare_dataset
 from benchmark.errors import DataError
+from tests.conftest import write_repo_params
 from tests.data.archives import (
     CDD_DECOY,
     CDD_FULL,
@@ -504,8 +505,8 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
     before = _snapshot(out)
     big = levir_raw(tmp_path / "big", counts={"train": 24, "val": 1, "test": 1}, size=1024)
     log = tmp_path / "stderr.txt"
-    (tmp_path / "none.yaml").write_text("")  # empty: the defaults (absent: an error)
-    command = [sys.executable, "-m", "benchmark", "--params", str(tmp_path / "none.yaml")]
+    params = write_repo_params(tmp_path / "params.yaml")
+    command = [sys.executable, "-m", "benchmark", "--params", str(params)]
     command += ["prepare", "levir-cd", "--raw", str(big), "--out", str(out), "--allow-partial"]
     with log.open("wb") as stderr:
         process = subprocess.Popen(
@@ -801,8 +802,7 @@ def test_cdd_real_archive_counts_pass_without_allow_partial(
     16 DIR`, then `cdbench prepare cdd --raw DIR --out OUT`).
     """
     write_cdd_archive(raw, CDD_FULL, size=16, decoy=False)
-    (tmp_path / "no-params.yaml").write_text("")  # empty: the defaults (absent: an error)
-    params = str(tmp_path / "no-params.yaml")
+    params = str(write_repo_params(tmp_path / "params.yaml"))
     assert (
         cli.main(["--params", params, "prepare", "cdd", "--raw", str(raw), "--out", str(out)]) == 0
     )
@@ -868,8 +868,7 @@ def test_cli_prepare(
     raw: Path, out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     levir_raw(raw)
-    (tmp_path / "no-params.yaml").write_text("")  # empty: the defaults (absent: an error)
-    params = str(tmp_path / "no-params.yaml")
+    params = str(write_repo_params(tmp_path / "params.yaml"))
     argv = ["--params", params, "prepare", "levir-cd", "--raw", str(raw), "--out", str(out)]
     assert cli.main([*argv, "--allow-partial"]) == 0
     printed = capsys.readouterr().out

@@ -266,14 +266,15 @@ def test_staging_dir_of_a_relative_path_stages_beside_it(
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny trained run (no MLflow): (params.yaml, checkpoints folder)."""
-    from benchmark.config import SynthConfig, load_params
+    from benchmark.config import load_params
     from benchmark.data.synth import generate_synthetic
     from benchmark.training.loop import train_run
+    from tests.conftest import synth_config
     from tests.test_training import RUN, write_params
 
     root = tmp_path_factory.mktemp("trained")
     generate_synthetic(
-        root / "prepared" / "synthetic", SynthConfig(size=64, train=16, val=4, test=4)
+        root / "prepared" / "synthetic", synth_config(size=64, train=16, val=4, test=4)
     )
     params_path = write_params(root, root / "prepared")
     params = load_params(params_path)

@@ -17,18 +17,16 @@ import yaml
 
 from benchmark.config import load_params
 from benchmark.stages import render_stages
+from tests.conftest import repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RUNS = ("bsfnet-sisb-synthetic", "bsfnet-contrastive-synthetic")
 
-PARAMS = {
-    "data": {"raw_dir": "data/raw", "prepared_dir": "data/prepared", "weights_dir": "data/weights"},
-    "synth": {"seed": 0, "size": 64, "train": 8, "val": 2, "test": 2},
-    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False,
-                "bf16": False, "deterministic": True, "channels_last": False,
-                "fused_optimizer": False, "compile": False},  # DVC params of train@
-    "recipes": {
+PARAMS = repo_params(
+    synth={"size": 64, "train": 8, "val": 2, "test": 2},
+    runtime={"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
+    recipes={
         "tiny": {
             "source": "tests",
             "optimizer": {"name": "adam", "lr": 0.001},
@@ -40,12 +38,12 @@ PARAMS = {
             "pretrained": False,
         }
     },
-    "experiments": {
+    experiments={
         name: {"model": "bsfnet", "loss": name.split("-")[1], "dataset": "synthetic",
                "recipe": "tiny"}
         for name in RUNS
     },
-}  # fmt: skip
+)  # fmt: skip
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:

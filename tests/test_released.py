@@ -262,12 +262,13 @@ def test_evaluate_weights_scores_a_released_file_apart_and_records_its_hash(
 ) -> None:
     import mlflow
 
-    from benchmark.config import SynthConfig, load_params
+    from benchmark.config import load_params
     from benchmark.data.synth import generate_synthetic
+    from tests.conftest import synth_config
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     data = tmp_path / "prepared"
-    generate_synthetic(data / "synthetic", SynthConfig(size=64, train=4, val=4, test=4))
+    generate_synthetic(data / "synthetic", synth_config(size=64, train=4, val=4, test=4))
     params_path = write_params(tmp_path, data)
     params = load_params(params_path)
     experiment = params.experiment("bsfnet-bce-synthetic")

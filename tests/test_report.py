@@ -44,6 +44,7 @@ from benchmark.reporting.results import (
     verdict,
 )
 from benchmark.reporting.tables import ablation_table, write_tables
+from tests.conftest import write_repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
@@ -147,9 +148,9 @@ def params_file(folder: Path, seeds: dict[str, list[int]]) -> Path:
             "recipe": "demo",
             "seeds": listed,
         }
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump({"recipes": {"demo": recipe}, "experiments": experiments}))
-    return path
+    return write_repo_params(
+        folder / "params.yaml", recipes={"demo": recipe}, experiments=experiments
+    )
 
 
 def same_counts(counts: tuple[int, int, int, int], images: int = 4) -> dict:

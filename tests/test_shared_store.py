@@ -30,7 +30,9 @@ from mlflow import MlflowClient
 
 from benchmark.tracking import format_runs_table, runs_table
 
-pytestmark = pytest.mark.slow
+# One pytest-xdist worker runs the tests that start servers on a free port (here and the
+# one-node SLURM of test_launch.py), so no two of them pick the same port.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("servers")]
 
 EXPERIMENT = "cdbench-synthetic"
 SERVER_START_TIMEOUT_S = 400.0

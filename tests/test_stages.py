@@ -21,7 +21,7 @@ import yaml
 
 from benchmark import checkpoint
 from benchmark.cli import _runtime, build_parser, main
-from benchmark.config import EVALUATE_RUNTIME, RESULT_RUNTIME, Params, SynthConfig, load_params
+from benchmark.config import EVALUATE_RUNTIME, RESULT_RUNTIME, Params, load_params
 from benchmark.errors import ConfigError
 from benchmark.run import digest, resolved_config
 from benchmark.stages import (
@@ -36,6 +36,7 @@ from benchmark.stages import (
     write_stages,
 )
 from benchmark.training import loop
+from tests.conftest import synth_config
 from tests.test_training import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,7 +320,7 @@ def test_checkpoint_every_changes_no_number(tmp_path: Path) -> None:
     """Saving every step or never between validations trains the same weights."""
     from benchmark.data.synth import generate_synthetic
 
-    small = SynthConfig(size=64, train=8, val=2, test=2)
+    small = synth_config(size=64, train=8, val=2, test=2)
     generate_synthetic(tmp_path / "prepared/synthetic", small)
     states = []
     for every in (1, 100):

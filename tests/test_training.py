@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from benchmark import checkpoint
-from benchmark.config import Params, SynthConfig, load_params
+from benchmark.config import Params, load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.data.transforms import PairNormalize
 from benchmark.errors import CdbenchError
@@ -30,6 +29,7 @@ from benchmark.evaluation.evaluate import evaluate_run
 from benchmark.run import Trainable
 from benchmark.training import loop
 from benchmark.training.loop import train_run
+from tests.conftest import synth_config, write_repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -69,20 +69,18 @@ RUN = "bsfnet-bce-synthetic"
 
 
 def write_params(folder: Path, data: Path, changes: dict[str, Any] | None = None) -> Path:
-    content = json.loads(json.dumps(TINY))
-    content["data"] = {"raw_dir": str(folder / "raw"), "prepared_dir": str(data)}
-    for key, value in (changes or {}).items():
-        content[key] = value
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
+    """folder/params.yaml: the repository's, with TINY's sections, the data in `data` and
+    `changes` (whole sections)."""
+    folders = {"raw_dir": str(folder / "raw"), "prepared_dir": str(data)}
+    sections = {**TINY, "data": folders, **(changes or {})}
+    return write_repo_params(folder / "params.yaml", **sections)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/prepared with a 16/4/4-pair synthetic dataset of 64 x 64 images."""
     root = tmp_path_factory.mktemp("prepared")
-    generate_synthetic(root / "synthetic", SynthConfig(size=64, train=16, val=4, test=4))
+    generate_synthetic(root / "synthetic", synth_config(size=64, train=16, val=4, test=4))
     return root
 
 

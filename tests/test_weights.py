@@ -10,7 +10,6 @@ replace `benchmark.models.weights.RESNET50` / `VGG16` where the code under test 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 
 from benchmark import checkpoint
 from benchmark.cli import main
-from benchmark.config import SynthConfig, load_params
+from benchmark.config import load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.errors import CdbenchError, DownloadError
 from benchmark.models import weights
@@ -30,6 +29,7 @@ from benchmark.models.weights import WeightFile, verify_file
 from benchmark.models.weights_fetch import fetch_weights
 from benchmark.run import build_trainable
 from benchmark.training.loop import train_run
+from tests.conftest import synth_config, write_repo_params
 from tests.httpserver import LocalServer, Route, closed_port_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,17 +328,14 @@ TINY = {
 def tiny_pretrained(tmp_path: Path) -> Path:
     """params.yaml of a one-step pretrained run (frozen encoder) on an 8/2/2-pair dataset."""
     generate_synthetic(
-        tmp_path / "prepared" / "synthetic", SynthConfig(size=64, train=8, val=2, test=2)
+        tmp_path / "prepared" / "synthetic", synth_config(size=64, train=8, val=2, test=2)
     )
-    content = json.loads(json.dumps(TINY))
-    content["data"] = {
+    folders = {
         "raw_dir": str(tmp_path / "raw"),
         "prepared_dir": str(tmp_path / "prepared"),
         "weights_dir": str(tmp_path / "weights"),
     }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
+    return write_repo_params(tmp_path / "params.yaml", **{**TINY, "data": folders})
 
 
 def test_build_trainable_needs_the_folder_for_a_pretrained_recipe(tiny_pretrained: Path) -> None:
