@@ -21,6 +21,7 @@ from benchmark.config import SynthConfig
 from benchmark.data import synth
 from benchmark.data.layout import PARTS, SPLITS, read_manifest
 from benchmark.errors import DataError
+from tests.conftest import write_repo_params
 from tests.test_prepare import _children, _ended, _wait_for
 
 SMALL = SynthConfig(seed=0, size=128, train=6, val=6, test=24)
@@ -205,7 +206,7 @@ def test_preview_writes_rows_of_pairs(tmp_path: Path) -> None:
 
 def test_cli_synth_uses_params_and_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text("synth:\n  seed: 3\n  size: 64\n  train: 3\n  val: 2\n  test: 4\n")
+    write_repo_params(params, synth={"seed": 3, "size": 64, "train": 3, "val": 2, "test": 4})
     out = tmp_path / "out"
     assert main(["--params", str(params), "synth", "--out", str(out), "--seed", "5"]) == 0
     manifest = read_manifest(out)
@@ -213,14 +214,14 @@ def test_cli_synth_uses_params_and_seed(tmp_path: Path, capsys: pytest.CaptureFi
     assert {s: manifest["splits"][s]["pairs"] for s in SPLITS} == {"train": 3, "val": 2, "test": 4}
     printed = capsys.readouterr().out
     assert '{"train": 3, "val": 2, "test": 4}' in printed
-    assert f"{manifest['pixel_difference_baseline']['best_f1']:.3f}" in printed
+    assert f"{100 * manifest['pixel_difference_baseline']['best_f1']:.1f} %" in printed
 
 
 def test_cli_synth_rejects_a_negative_seed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    (tmp_path / "none.yaml").write_text("")  # empty: the defaults (absent: an error)
+    write_repo_params(tmp_path / "none.yaml")  # the repository's settings
     assert (
         main(["--params", str(tmp_path / "none.yaml"), "synth", "--out", str(out), "--seed", "-1"])
         == 1
@@ -281,7 +282,7 @@ def test_synth_out_dot_is_refused_and_leaves_nothing(
 ) -> None:
     """`cdbench synth --out .` crashed with EBUSY, leaving `..partial-<pid>` behind."""
     params = tmp_path / "params.yaml"
-    params.write_text("synth:\n  seed: 0\n  size: 64\n  train: 2\n  val: 1\n  test: 1\n")
+    write_repo_params(params, synth={"seed": 0, "size": 64, "train": 2, "val": 1, "test": 1})
     here = tmp_path / "work"
     here.mkdir()
     (here / "notes.txt").write_text("mine")
@@ -307,7 +308,7 @@ def test_killed_synth_leaves_no_worker_and_the_next_run_cleans_up(tmp_path: Path
     """SIGKILL of `cdbench synth` (2 workers): its workers end too (they stayed alive, ~300 MB
     each, under PID 1); the next run deletes the staging folder it left and succeeds."""
     params = tmp_path / "params.yaml"
-    params.write_text("synth:\n  seed: 0\n  size: 256\n  train: 400\n  val: 1\n  test: 1\n")
+    write_repo_params(params, synth={"seed": 0, "size": 256, "train": 400, "val": 1, "test": 1})
     out = tmp_path / "synthetic"
     command = [sys.executable, "-m", "benchmark", "--params", str(params), "synth"]
     process = subprocess.Popen(
