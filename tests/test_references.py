@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 
 from benchmark.errors import ConfigError
 from benchmark.reporting.references import TOLERANCE_SIGMAS, load_references, tolerance_for
-from tests.test_report import references_file
+from tests.data.evaluations import references_file
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPREAD: dict[str, Any] = {
     "std": 4.0,
@@ -119,3 +122,63 @@ def test_a_reference_outside_its_measured_range_is_refused(tmp_path: Path) -> No
         load_references(references_file(tmp_path, {"demo": [row]}))
     # The same row is accepted once its value is in range (the spread is optional).
     assert load_references(references_file(tmp_path, {"demo": [spread_row()]}))[0].spread
+
+
+def test_repository_references_load_and_bsfnet_rows_are_missing() -> None:
+    references = load_references(REPO / "references.yaml")
+    full = [r for r in references if r.profile == "full"]
+    assert {r.key for r in full} == {
+        ("ifn", "ifn_ds", "levir-cd", "whole_fixed"),
+        ("ifn", "ifn_ds", "levir-cd", "fixed"),
+        ("ifn", "ifn_ds", "cdd", "fixed"),
+        ("bsfnet", "sisb", "cdd", "fixed"),
+        ("bsfnet", "sisb", "levir-cd", "fixed"),
+    }
+    assert [r.missing for r in full if r.model == "bsfnet"] == [True, True]
+    opencd = next(r for r in full if r.protocol == "whole_fixed")
+    assert opencd.values.f1 == 90.83 and opencd.values.oa is None
+    demo = [r for r in references if r.profile == "demo"]
+    assert demo and all(r.dataset == "synthetic" and r.values.f1 for r in demo)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"colour": "red"}, "unknown key(s) demo[0].colour"),
+        ({"protocol": "best"}, "expected one of our protocols"),
+        ({"values": {"f1": 120.0}}, "demo[0].values.f1: expected a percentage"),
+        ({"values": {"mf1": 1.0}}, "unknown key(s) demo[0].values.mf1"),
+        ({"loss": "ifn_ds"}, "demo[0].loss: loss 'ifn_ds' does not fit model 'bsfnet'"),
+        ({"protocol": "whole_fixed"}, "levir-cd only"),
+        ({"dataset": "mnist"}, "demo[0].dataset"),
+    ],
+)
+def test_bad_reference_rows_are_refused_naming_the_row(
+    tmp_path: Path, row: dict, message: str
+) -> None:
+    base = {
+        "model": "bsfnet",
+        "loss": "sisb",
+        "dataset": "synthetic",
+        "protocol": "fixed",
+        "values": {"f1": 40.0},
+    }
+    path = references_file(tmp_path, {"demo": [{**base, **row}]})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_references(path)
+
+
+def test_duplicate_rows_and_uncited_published_rows_are_refused(tmp_path: Path) -> None:
+    row = {
+        "model": "ifn",
+        "loss": "ifn_ds",
+        "dataset": "cdd",
+        "protocol": "fixed",
+        "values": {"f1": 90.0},
+        "citation": "someone",
+    }
+    with pytest.raises(ConfigError, match=r"full\[1\].*already given by full\[0\]"):
+        load_references(references_file(tmp_path, {"full": [row, row]}))
+    del row["citation"]
+    with pytest.raises(ConfigError, match="needs its citation"):
+        load_references(references_file(tmp_path, {"full": [row]}))

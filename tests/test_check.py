@@ -1,7 +1,8 @@
-"""A demo check honest about its spread: the tolerance a demo row derives from its measured
-spread, and the per-run floor over the pixel-difference baseline.
+"""`cdbench check` (benchmark/reporting/check.py): each reference row's status, missing seeds
+and stale checkpoints, and a demo check honest about its spread: the tolerance a demo row
+derives from its measured spread, and the per-run floor over the pixel-difference baseline.
 
-Runs are fabricated with tests/test_report.py's helpers (metrics files computed from per-image
+Runs are fabricated with tests/data/evaluations.py (metrics files computed from per-image
 counts, identities from a params.yaml), so every F1 below is worked out by hand: counts
 (tp, fp, fn, tn) = (4, 1, 1, 10) give F1 = 2*4 / (2*4 + 1 + 1) = 80 %, (3, 2, 2, 9) give 60 %,
 (1, 4, 4, 7) give 20 %.
@@ -15,20 +16,35 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
 from benchmark.cli import main
 from benchmark.config import load_params
-from benchmark.reporting.check import FAIL, NO_RESULTS, PASS, check, pixel_difference_baseline
-from benchmark.reporting.references import (
-    load_references,
-    tolerance_for,
+from benchmark.reporting.check import (
+    FAIL,
+    MISSING,
+    NO_RESULTS,
+    PASS,
+    SEEDS_MISSING,
+    STALE,
+    check,
+    pixel_difference_baseline,
 )
+from benchmark.reporting.references import load_references, tolerance_for
 from benchmark.reporting.results import BELOW, WITHIN, ExpectedRuns, load_runs, summarise
 from benchmark.reporting.tables import write_tables
+from tests.data.evaluations import (
+    demo_f1_reference,
+    params_file,
+    references_file,
+    report_args,
+    same_counts,
+    tamper,
+    write_run,
+)
 from tests.test_references import plain_row, spread_row
-from tests.test_report import params_file, references_file, same_counts, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "ifn-ds-synthetic"
@@ -239,3 +255,176 @@ def test_demo_spread_summarise_writes_rows_that_load_with_the_pooled_std(tmp_pat
     assert ifn.spread is not None and ifn.spread.std == 0.0
     assert ifn.spread.pooled_std == round(math.sqrt(8 / 3), 2)  # fixed: bce 8, ifn 0
     assert tolerance_for(ifn, 1, 1.0).formula == f"3 x {math.sqrt(8 / 3):.2f} / sqrt(1)"
+
+
+def test_check_statuses(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    path = references_file(
+        tmp_path,
+        {
+            "demo": [
+                {
+                    "model": "ifn",
+                    "loss": "ifn_ds",
+                    "dataset": "synthetic",
+                    "protocol": "fixed",
+                    "values": {"f1": 80.5, "iou": 70.0},
+                },
+                {
+                    "model": "ifn",
+                    "loss": "ifn_ds",
+                    "dataset": "synthetic",
+                    "protocol": "val_threshold",
+                    "values": {"f1": 85.0},
+                    "tolerance": 4.0,
+                },
+                {
+                    "model": "bsfnet",
+                    "loss": "sisb",
+                    "dataset": "synthetic",
+                    "protocol": "fixed",
+                    "values": {"f1": 10.0},
+                },
+                {
+                    "model": "bsfnet",
+                    "loss": "bce",
+                    "dataset": "synthetic",
+                    "protocol": "fixed",
+                    "values": {},
+                },
+            ]
+        },
+    )
+    runs, references = load_runs(reports / "metrics"), load_references(path)
+    result = check(runs, references, "demo", tolerance=1.0, metrics=("f1", "iou"))
+    statuses = [
+        (row.reference.split()[0], row.protocol, row.metric, row.status) for row in result.rows
+    ]
+    assert statuses == [
+        ("ifn/ifn_ds", "fixed", "f1", PASS),  # 80 >= 80.5 - 1
+        ("ifn/ifn_ds", "fixed", "iou", FAIL),  # 4/6 = 66.7 < 70 - 1
+        ("ifn/ifn_ds", "val_threshold", "f1", FAIL),  # 80 < 85 - 4
+        ("bsfnet/sisb", "fixed", "f1", NO_RESULTS),
+        ("bsfnet/bce", "fixed", "f1", MISSING),
+    ]
+    assert not result.passed and len(result.failed) == 3
+    strict = check(runs, references, "demo", fail_missing=True)
+    assert [row.status for row in strict.rows][-1] == FAIL
+
+
+def test_check_command_passes_then_fails_naming_the_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
+    row = {
+        "model": "ifn",
+        "loss": "ifn_ds",
+        "dataset": "synthetic",
+        "protocol": "fixed",
+        "values": {"f1": 78.0},
+        "tolerance": 5.0,
+    }
+    missing = {
+        "model": "bsfnet",
+        "loss": "sisb",
+        "dataset": "cdd",
+        "protocol": "fixed",
+        "values": {},
+        "citation": "a letter",
+    }
+    path = references_file(tmp_path, {"demo": [row], "full": [missing]})
+    params_path = params_file(tmp_path, {"ifn-ds-synthetic": [0]})
+    args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    args += ["--references", str(path)]
+    assert main([*args, "--profile", "demo"]) == 0
+    result = json.loads((reports / "check.json").read_text())
+    assert result["passed"] and result["counts"]["pass"] == 1
+    assert "passed (demo profile)" in capsys.readouterr().out
+    # The full profile's only row is missing: listed, neither passes nor fails...
+    assert main([*args, "--profile", "full"]) == 0
+    assert "reference missing" in capsys.readouterr().out
+    # ...unless asked.
+    assert main([*args, "--profile", "full", "--fail-missing"]) == 1
+    capsys.readouterr()
+    # An impossible tolerance (demand 100 points above the reference) fails, naming the row.
+    references_file(tmp_path, {"demo": [{**row, "tolerance": -100.0}], "full": [missing]})
+    assert main([*args, "--profile", "demo"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (demo profile): ifn/ifn_ds synthetic fixed f1 (fail)" in out
+    assert json.loads((reports / "check.json").read_text())["passed"] is False
+
+
+def test_missing_seeds_are_said_and_fail_the_check_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1, 2]})
+    write_run(
+        reports,
+        "bsfnet-sisb-synthetic-s0",
+        "bsfnet-sisb-synthetic",
+        0,
+        same_counts((4, 1, 1, 10)),
+    )
+    references = demo_f1_reference(tmp_path, 79.0)  # ours 80: the number alone would pass
+    check_args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    check_args += ["--references", str(references), "--profile", "demo"]
+    assert main(check_args) == 1
+    out = capsys.readouterr().out
+    assert "| 1 of 3 " in out and "1 of 3 seeds evaluated (missing: seed 1, 2)" in out
+    assert "FAILED (demo profile): bsfnet/sisb synthetic fixed f1 (seeds missing)" in out
+    result = json.loads((reports / "check.json").read_text())
+    (row,) = result["rows"]
+    assert (row["status"], row["seeds"], row["seeds_listed"]) == (SEEDS_MISSING, 1, 3)
+
+    assert main([*check_args, "--allow-missing-seeds"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 seeds evaluated" in out and "1 passed with a note (allowed)" in out
+    assert json.loads((reports / "check.json").read_text())["rows"][0]["status"] == PASS
+
+    assert main(report_args(tmp_path, params_path, reports)) == 0  # a partial report is fine
+    markdown = (reports / "comparison.md").read_text()
+    assert "| 1 of 3 " in markdown and "## Caveats" in markdown
+    assert "- bsfnet-sisb-synthetic: 1 of 3 seeds evaluated (missing: seed 1, 2)" in markdown
+    assert "evaluate@bsfnet-sisb-synthetic-s1 evaluate@bsfnet-sisb-synthetic-s2" in markdown
+    table = pd.read_csv(reports / "comparison.csv", keep_default_na=False)
+    assert set(table["missing_seeds"]) == {"1 2"} and set(table["seeds_listed"]) == {3}
+
+
+def test_all_seeds_evaluated_have_no_caveat(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    params_path = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1]})
+    for seed in (0, 1):
+        run = f"bsfnet-sisb-synthetic-s{seed}"
+        write_run(reports, run, "bsfnet-sisb-synthetic", seed, same_counts((4, 1, 1, 10)))
+    expected = ExpectedRuns.from_params(load_params(params_path))
+    summary = summarise(load_runs(reports / "metrics", expected), [], expected=expected)
+    assert set(summary["caveat"]) == {""} and set(summary["seeds_listed"]) == {2}
+    references = load_references(demo_f1_reference(tmp_path, 79.0))
+    result = check(load_runs(reports / "metrics", expected), references, "demo", expected=expected)
+    assert [row.status for row in result.rows] == [PASS] and result.rows[0].note == ""
+
+
+def test_a_stale_checkpoints_run_is_marked_and_fails_the_check_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    run = "bsfnet-sisb-synthetic"
+    params_path = params_file(tmp_path, {run: [0]})
+    write_run(reports, run, run, 0, same_counts((4, 1, 1, 10)))
+    stale = {"checkpoint_digest": "a" * 64, "current_digest": "b" * 64, "differences": []}
+    tamper(reports, run, {"stale_checkpoint": stale})
+    check_args = ["--params", str(params_path), "check", "--reports", str(reports)]
+    check_args += ["--references", str(demo_f1_reference(tmp_path, 79.0)), "--profile", "demo"]
+    assert main(check_args) == 1
+    out = capsys.readouterr().out
+    assert f"stale checkpoint (--allow-stale-checkpoint): {run}" in out
+    assert f"({STALE})" in out
+    assert main([*check_args, "--allow-stale-checkpoint"]) == 0
+    capsys.readouterr()
+    assert main(report_args(tmp_path, params_path, reports)) == 0
+    markdown = (reports / "comparison.md").read_text()
+    assert "| 80.00† " in markdown
+    assert f"- † {run}: {run} scored from a checkpoint trained under another" in markdown
