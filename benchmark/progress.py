@@ -6,7 +6,9 @@ with `progress_bar`, so all of them behave alike:
 - on anything else (CI, SLURM, `dvc repro 2> log`), plain lines: one when the step starts,
   one at every tenth of the total, one at least every `LINE_INTERVAL_S` seconds while it
   advances, and one at the end, e.g. `evaluate bsfnet-sisb-synthetic test: 24/48 pair (50%),
-  9.1 pair/s, elapsed 00:02, ETA 00:02`; never a carriage return;
+  9.1 pair/s, elapsed 00:02, ETA 00:02`; never a carriage return. A transient bar
+  (`leave=False`, e.g. validation inside training, below the training bar) is erased from a
+  terminal when done and leaves only its last line (and the `LINE_INTERVAL_S` lines) in a log;
 - nothing when the caller's `runtime.progress` is false or `cdbench --quiet` was given.
 
 `configure_output` is called once by `cdbench` (benchmark/cli.py `main`): it sets quiet mode and
@@ -44,12 +46,15 @@ else:
 class LineProgress(_Bar):
     """A tqdm bar for a stream that is not a terminal: plain, complete lines instead of
     carriage-return redraws, at most LINE_STEPS + 2 lines for a known total (start, each
-    tenth, end) plus one per `interval` seconds of a slow step."""
+    tenth, end) plus one per `interval` seconds of a slow step. A bar made with `leave=False`
+    prints only the last line and the `interval` ones, so a step repeated often (validation
+    every epoch) adds one line per run to a log."""
 
     def __init__(self, *args: Any, interval: float = LINE_INTERVAL_S, **kwargs: Any) -> None:
         self._interval = interval
+        self._transient = not kwargs.get("leave", True)
         self._printed_n: float | None = None
-        self._printed_t = 0.0
+        self._printed_t = time.time()
         self._next_mark = 0.0
         # Let tqdm call display() on every update; display() decides when a line is due.
         kwargs.update(mininterval=0.0, miniters=1, maxinterval=math.inf)
@@ -65,12 +70,14 @@ class LineProgress(_Bar):
 
     def close(self) -> None:
         """Print the last line (if the last update was not printed) and close."""
-        if not self.disable and self._printed_n is not None and self.n != self._printed_n:
+        if not self.disable and self.n != self._printed_n:
             self._write_line(time.time())
         self.leave = False  # tqdm would otherwise redraw the bar and end it with a newline
         super().close()
 
     def _due(self, now: float) -> bool:
+        if self._transient:  # the last line at close, and one per interval of a slow step
+            return self.n != self._printed_n and now - self._printed_t >= self._interval
         if self._printed_n is None:
             return True
         if self.n == self._printed_n:
@@ -186,6 +193,12 @@ def print_above(line: str, bar: tqdm[Any]) -> None:
     tqdm.write(line, file=sys.stdout)
     sys.stdout.flush()
     bar.update()
+
+
+def say(message: str) -> None:
+    """Print a status message on stderr (where the bars are) without breaking a bar: tqdm.write
+    clears a terminal bar, prints the message, and redraws the bar below it."""
+    tqdm.write(message, file=sys.stderr)
 
 
 def _is_terminal(stream: IO[str]) -> bool:

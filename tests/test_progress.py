@@ -1,18 +1,34 @@
-"""Progress bars (benchmark/progress.py) and the quiet library logging of `cdbench`."""
+"""Progress bars (benchmark/progress.py) and the quiet library logging of `cdbench`; the bars
+of validation inside training and of `cdbench weights` downloads."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 from tqdm import tqdm
 
 from benchmark import progress
 from benchmark.cli import main
+from benchmark.config import load_params
+from benchmark.data.synth import generate_synthetic
+from benchmark.errors import DownloadError
+from benchmark.evaluation.predict import new_split_scores, score_split
+from benchmark.losses.contrastive import ContrastiveLoss
+from benchmark.models.output import ChangeOutput
+from benchmark.models.weights import WeightFile
+from benchmark.models.weights_fetch import fetch_weights
 from benchmark.progress import LINE_STEPS, configure_output, progress_bar
+from benchmark.training.loop import train_run
+from tests.conftest import synth_config, write_repo_params
+from tests.httpserver import LocalServer, Route
 
 
 class Terminal(io.StringIO):
@@ -130,3 +146,134 @@ def test_cli_prints_no_mlflow_info_line(
     out, err = capsys.readouterr()
     assert "MLflow tracking URI" in out
     assert "INFO" not in err and "INFO" not in out
+
+
+def test_non_terminal_transient_bar_prints_only_its_last_line() -> None:
+    stream = io.StringIO()
+    for _ in progress_bar(
+        range(48), desc="validate run val", unit="pair", leave=False, file=stream
+    ):
+        pass
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("validate run val: 48/48 pair (100%), ")
+    assert "pair/s" in lines[0] and "elapsed" in lines[0]
+
+
+# --- validation inside training ---------------------------------------------------------------
+
+
+class Difference(nn.Module):
+    """A stand-in model: the mean absolute difference of the dates as a distance."""
+
+    def forward(self, t0: torch.Tensor, t1: torch.Tensor) -> ChangeOutput:
+        return ChangeOutput(score=(t0 - t1).abs().mean(1, keepdim=True), score_kind="distance")
+
+
+def test_score_split_bar_counts_pairs_and_changes_no_score() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        {
+            "image": torch.rand(size, 2, 3, 8, 8, generator=generator),
+            "mask": (torch.rand(size, 1, 8, 8, generator=generator) > 0.7).long(),
+            "name": [f"p{size}-{i}" for i in range(size)],
+        }
+        for size in (3, 3, 1)
+    ]
+    device = torch.device("cpu")
+    plain = new_split_scores("distance", [1.0], device)
+    score_split(Difference(), ContrastiveLoss(), batches, plain, device)
+    counted = new_split_scores("distance", [1.0], device)
+    stream = io.StringIO()
+    with progress_bar(desc="validate run val", total=7, unit="pair", file=stream) as bar:
+        score_split(Difference(), ContrastiveLoss(), batches, counted, device, progress=bar)
+        assert bar.n == 7
+    counts = [int(line.split(": ")[1].split("/")[0]) for line in stream.getvalue().splitlines()]
+    assert counts == [0, 3, 6, 7]  # advanced batch by batch, by each batch's pairs
+    for a, b in zip(plain.tensors(), counted.tensors(), strict=True):
+        assert torch.equal(a, b)
+
+
+TINY_RUN = {
+    "synth": {"seed": 0, "size": 64, "train": 8, "val": 3, "test": 2},
+    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": True},
+    "recipes": {
+        "tiny": {
+            "source": "tests",
+            "optimizer": {"name": "adam", "lr": "1e-3"},
+            "schedule": {"name": "constant"},
+            "batch_size": 2,
+            "iterations": 2,
+            "val_every": 1,
+            "crop": 32,
+            "augment": "none",
+            "pretrained": False,
+        }
+    },
+    "experiments": {
+        "bsfnet-bce-synthetic": {
+            "model": "bsfnet",
+            "loss": "bce",
+            "dataset": "synthetic",
+            "recipe": "tiny",
+        }
+    },
+}
+
+
+@pytest.mark.slow
+def test_validation_in_training_prints_one_plain_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two steps validating after each on a 3-pair val split: stderr (not a terminal) holds
+    the training bar's lines and one complete `validate` line per validation."""
+    generate_synthetic(
+        tmp_path / "prepared" / "synthetic", synth_config(size=64, train=8, val=3, test=2)
+    )
+    folders = {"raw_dir": str(tmp_path / "raw"), "prepared_dir": str(tmp_path / "prepared")}
+    params = load_params(
+        write_repo_params(tmp_path / "params.yaml", **{**TINY_RUN, "data": folders})
+    )
+    (spec,) = params.runs()
+    capsys.readouterr()
+    train_run(params, spec, tmp_path / "checkpoints", tracking=False)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    validations = [line for line in lines if line.startswith("validate ")]
+    assert len(validations) == 2
+    for line in validations:
+        assert line.startswith(f"validate {spec.name} val: 3/3 pair (100%), ")
+        assert "pair/s" in line and "elapsed" in line
+    assert any(line.startswith(f"{spec.name}: 2/2 step (100%)") for line in lines)
+
+
+# --- `cdbench weights` downloads --------------------------------------------------------------
+
+
+def served_weights(server: LocalServer, data: bytes, body: bytes) -> WeightFile:
+    """Serve `body` under a torchvision-style name carrying the SHA-256 prefix of `data`."""
+    path = f"/models/resnet50-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    server.add(path, Route(body=body))
+    return WeightFile(url=server.url(path), source="test resnet50")
+
+
+def test_weights_download_prints_byte_lines_and_checks_the_hash(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, other = random.Random(1).randbytes(300_000), random.Random(2).randbytes(300_000)
+    good = served_weights(server, data, data)
+    (fetched,) = fetch_weights(tmp_path / "weights", [good], progress=True)
+    assert fetched.downloaded and fetched.path.read_bytes() == data
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith(f"download {good.name}: ")]
+    assert 2 <= len(lines) <= LINE_STEPS + 2
+    assert lines[-1].startswith(f"download {good.name}: 293kB/293kB (100%), ")
+    assert "ETA" in lines[-1]
+
+    bad = served_weights(server, other, data)  # the name promises another file
+    with pytest.raises(DownloadError, match=f"does not start with {bad.sha256_prefix}"):
+        fetch_weights(tmp_path / "bad", [bad], progress=True)
+    assert "\r" not in capsys.readouterr().err
+    assert list((tmp_path / "bad").iterdir()) == []

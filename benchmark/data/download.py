@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,14 +57,13 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
-from tqdm import tqdm
 
 from benchmark.data.datasets import DATASETS, REAL_DATASETS
 from benchmark.data.extract import RAR_MAGIC, ZIP_MAGIC, list_members
 from benchmark.data.layout import file_digest
 from benchmark.data.sources import Archive
 from benchmark.errors import DataError, DownloadError
-from benchmark.progress import progress_bar
+from benchmark.progress import progress_bar, say
 
 CONNECT_TIMEOUT_S = 15.0
 """Seconds to wait for a server to accept the connection."""
@@ -180,15 +178,15 @@ def fetch_archive(archive: Archive, out_dir: Path, session: requests.Session) ->
                 ]
             ) from None
         _record_md5(final, md5, expected)
-        _say(f"{final}: already there, verified (md5 {md5})")
+        say(f"{final}: already there, verified (md5 {md5})")
         if part.exists():
-            _say(f"{part}: left by an earlier download; deleted ({part.stat().st_size} bytes)")
+            say(f"{part}: left by an earlier download; deleted ({part.stat().st_size} bytes)")
             part.unlink()
         return final
 
     problems: list[str] = []
     for index, url in enumerate(archive.urls):
-        _say(f"{archive.filename}: downloading from {url}")
+        say(f"{archive.filename}: downloading from {url}")
         try:
             _download(session, url, part, _Limit.of(archive))
             try:
@@ -199,11 +197,11 @@ def fetch_archive(archive: Archive, out_dir: Path, session: requests.Session) ->
         except _SourceFailed as exc:
             problems.append(f"{url}: {exc.reason}")
             more = "; trying the next source" if index + 1 < len(archive.urls) else ""
-            _say(f"{archive.filename}: {url} failed: {exc.reason}{more}")
+            say(f"{archive.filename}: {url} failed: {exc.reason}{more}")
             continue
         os.replace(part, final)
         _record_md5(final, md5, expected)
-        _say(f"{final}: downloaded and verified (md5 {md5})")
+        say(f"{final}: downloaded and verified (md5 {md5})")
         return final
     if not archive.urls:
         problems.append("no source URL is known")
@@ -250,7 +248,7 @@ def _record_md5(path: Path, md5: str, expected: _Expected) -> None:
     tmp = sidecar.with_name(sidecar.name + ".tmp")
     tmp.write_text(f"{md5}  {path.name}\n")
     os.replace(tmp, sidecar)
-    _say(f"{path.name}: no md5 is published; recorded md5 {md5} in {sidecar}")
+    say(f"{path.name}: no md5 is published; recorded md5 {md5} in {sidecar}")
 
 
 def _verify(path: Path, expected: _Expected) -> str:
@@ -272,7 +270,7 @@ def _verify(path: Path, expected: _Expected) -> str:
         )
     md5 = file_md5(path)
     if expected.md5 is None:
-        _say(f"{path.name}: no md5 to check against; checking that its listing reads")
+        say(f"{path.name}: no md5 to check against; checking that its listing reads")
         try:
             list_members(path, fix="its md5 is not recorded")
         except DataError as exc:
@@ -320,7 +318,7 @@ def _download(session: requests.Session, url: str, part: Path, limit: _Limit) ->
     while True:
         offset = part.stat().st_size if part.exists() else 0
         if offset > limit.size:
-            _say(f"{part.name}: holds {offset} bytes, more than {limit.size}; starting over")
+            say(f"{part.name}: holds {offset} bytes, more than {limit.size}; starting over")
             part.unlink()
             offset = 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -334,7 +332,7 @@ def _download(session: requests.Session, url: str, part: Path, limit: _Limit) ->
         except requests.RequestException as exc:
             if got_bytes and resumes < MAX_RESUMES:
                 resumes += 1
-                _say(f"{part.name}: reconnecting after {_describe(exc)}")
+                say(f"{part.name}: reconnecting after {_describe(exc)}")
                 time.sleep(RETRY_WAIT_S)
                 continue
             raise _SourceFailed(f"could not connect: {_describe(exc)}") from None
@@ -348,7 +346,7 @@ def _download(session: requests.Session, url: str, part: Path, limit: _Limit) ->
                 if restarted:
                     raise _SourceFailed(f"HTTP 416 again for Range bytes={offset}-")
                 restarted = True
-                _say(f"{part.name}: the server rejected Range bytes={offset}-; starting over")
+                say(f"{part.name}: the server rejected Range bytes={offset}-; starting over")
                 part.unlink()
                 continue
             if status not in (200, 206):
@@ -360,7 +358,7 @@ def _download(session: requests.Session, url: str, part: Path, limit: _Limit) ->
                         f"still an HTML page after following {MAX_HTML_PAGES} confirm pages"
                     )
                 target = _follow_html(response)
-                _say(f"{part.name}: got a confirm page; following {target}")
+                say(f"{part.name}: got a confirm page; following {target}")
                 continue
 
             start, total = _start_and_total(response, offset)
@@ -371,7 +369,7 @@ def _download(session: requests.Session, url: str, part: Path, limit: _Limit) ->
                     f"serves another file, so get the file from another source"
                 )
             if offset and start == 0:
-                _say(f"{part.name}: the server ignored the Range request; starting over")
+                say(f"{part.name}: the server ignored the Range request; starting over")
             try:
                 got = _stream(response, part, start, total, limit)
                 got_bytes = got_bytes or got > 0
@@ -391,7 +389,7 @@ def _download(session: requests.Session, url: str, part: Path, limit: _Limit) ->
                     f"{part.stat().st_size} bytes are kept in {part} and resumed next time"
                 )
             resumes += 1
-            _say(f"{part.name}: {problem}; resuming ({resumes}/{MAX_RESUMES})")
+            say(f"{part.name}: {problem}; resuming ({resumes}/{MAX_RESUMES})")
             time.sleep(RETRY_WAIT_S)
 
 
@@ -580,11 +578,6 @@ def _page_note(response: requests.Response) -> str:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
-
-
-def _say(message: str) -> None:
-    """A progress message on stderr that does not break a progress bar."""
-    tqdm.write(message, file=sys.stderr)
 
 
 def _failure_message(

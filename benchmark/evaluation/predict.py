@@ -10,7 +10,8 @@ loss declares (`ChangeLoss.score_kind` and `evaluation_score`, benchmark/losses/
 
 `score_split` runs a model over a loader and pools, on the device, exact confusion counts at
 the fixed thresholds and a binned score histogram per class (benchmark/evaluation/metrics.py),
-so memory stays constant however large the split is.
+so memory stays constant however large the split is. A progress bar given to it counts the
+pairs scored (evaluation's bar, and validation's inside training).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from benchmark.evaluation.metrics import ImageHistograms, ScoreHistogram, ThresholdCounter
 from benchmark.losses import ChangeLoss, ScoreKind
@@ -85,8 +87,11 @@ def score_split(
     bf16: bool = False,
     channels_last: bool = False,
     keep: int = 0,
+    progress: tqdm[Any] | None = None,
 ) -> list[Tensor]:
     """Add every batch's pixels to `scores`; the model is put in eval mode by the caller.
+    `progress` (benchmark.progress.progress_bar) advances by each batch's pairs once they are
+    scored; it only counts, so the scores are the same with or without it.
 
     Returns:
         The score maps (1, H, W) of the split's first `keep` pairs, on the CPU (thumbnails).
@@ -109,6 +114,8 @@ def score_split(
             scores.names += list(batch["name"])
         scores.pairs += image.shape[0]
         kept += [item.cpu() for item in score[: max(keep - len(kept), 0)]]
+        if progress is not None:
+            progress.update(image.shape[0])
     return kept
 
 

@@ -9,12 +9,15 @@ torchvision's weights API, `weights.url`):
 
 1. If `<folder>/<file name>` is already there (fetched earlier, or put there by hand) and its
    SHA-256 starts with the prefix its name carries, nothing is fetched.
-2. Otherwise it is downloaded with torchvision's own mechanism,
-   `torch.hub.download_url_to_file(url, dst, hash_prefix=...)`: the body goes to a temporary
-   `<file name>.<random>.partial` beside the destination (progress bar in bytes), its SHA-256
-   prefix is checked, and only then is it moved to its name; a download that fails or does not
-   verify is deleted. A present file that failed its check stays until a verified copy
-   replaces it. `.partial` files left by an interrupted run are deleted first.
+2. Otherwise it is downloaded as `torch.hub.download_url_to_file(url, dst, hash_prefix=...)`
+   (torchvision's own mechanism) does: the body is streamed to a temporary
+   `<file name>.<random>.partial` beside the destination while its SHA-256 is computed, the
+   hash's prefix is checked, and only then is the file renamed, atomically, to its name; a
+   download that fails or does not verify is deleted. A present file that failed its check
+   stays until a verified copy replaces it. `.partial` files left by an interrupted run are
+   deleted first. The bytes are counted by the project's progress bar
+   (benchmark/progress.py: ETA on a terminal, a few plain lines in a log), not torch.hub's,
+   which fills a log with carriage-return redraws.
 3. When some file could not be fetched (offline, or any source failing), `DownloadError` names
    each such file, its URL, why it failed, and the folder to put it in; re-running the stage
    then verifies the files placed there and goes on.
@@ -22,27 +25,29 @@ torchvision's weights API, `weights.url`):
 Departures from `torchvision.models.WeightsEnum.get_state_dict` (torch.hub's
 `load_state_dict_from_url`): the folder is the project's, not `$TORCH_HOME/hub/checkpoints`;
 a file already present is verified too (torch.hub trusts it by name); connections time out
-(`TIMEOUT_S`) instead of waiting forever.
+(`TIMEOUT_S`) instead of waiting forever; the body is streamed with `requests` (asking for no
+content encoding, so the bytes hashed are the file's) instead of `urllib`.
 """
 
 from __future__ import annotations
 
-import socket
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import hashlib
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
+import requests
 
 from benchmark.errors import CdbenchError, DownloadError
 from benchmark.models import weights
 from benchmark.models.weights import WeightFile
+from benchmark.progress import progress_bar, say
 
 TIMEOUT_S = 60.0
 """Seconds a connection may wait for the server (to connect, or for the next bytes)."""
+CHUNK_BYTES = 1 << 20
+"""Bytes read, written and hashed at a time."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def fetch_weights(
                 weights.verify_file(path, file)
             except CdbenchError as exc:
                 present_problem = f"the file present fails its check ({exc}); "
-                _say(f"{path}: does not verify; fetching it again")
+                say(f"{path}: does not verify; fetching it again")
             else:
                 fetched.append(Fetched(path, downloaded=False))
                 continue
@@ -100,23 +105,53 @@ def fetch_weights(
 
 
 def _download(file: WeightFile, path: Path, progress: bool) -> None:
-    """torch.hub's download: to a temporary name, hash prefix checked, then moved to `path`."""
-    _say(f"downloading {file.url} -> {path}")
-    with _socket_timeout(TIMEOUT_S):
-        torch.hub.download_url_to_file(
-            file.url, str(path), hash_prefix=file.sha256_prefix, progress=progress
-        )
+    """Download `file` to `path` as torch.hub's `download_url_to_file` does: to a temporary
+    `.partial` name beside it, the SHA-256 prefix checked, then renamed; deleted on failure.
 
-
-@contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """A default timeout for new sockets (torch.hub's `urlopen` sets none) for the block."""
-    before = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
+    Raises:
+        requests.RequestException: the server could not be reached, timed out or refused.
+        CdbenchError: the download's SHA-256 does not start with the prefix of its name.
+    """
+    say(f"downloading {file.url} -> {path}")
+    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        yield
+        digest = _stream(file, partial, progress)
+        if not digest.startswith(file.sha256_prefix):
+            raise CdbenchError(
+                f"the download's SHA-256 {digest} does not start with {file.sha256_prefix}, "
+                f"the prefix its name carries: the server sent a damaged or another file "
+                f"(deleted); try again later, or fetch it by hand"
+            )
+        partial.replace(path)
     finally:
-        socket.setdefaulttimeout(before)
+        partial.unlink(missing_ok=True)
+
+
+def _stream(file: WeightFile, partial: Path, progress: bool) -> str:
+    """Write the body of `file.url` to `partial`, counting bytes on a progress bar; return its
+    SHA-256 (hex), computed as the bytes arrive."""
+    sha256 = hashlib.sha256()
+    answer = requests.get(
+        file.url, stream=True, timeout=TIMEOUT_S, headers={"Accept-Encoding": "identity"}
+    )
+    with answer:
+        answer.raise_for_status()
+        total = int(answer.headers.get("Content-Length", 0)) or None
+        with (
+            partial.open("wb") as out,
+            progress_bar(
+                desc=f"download {file.name}",
+                total=total,
+                unit="B",
+                unit_scale=True,
+                enabled=progress,
+            ) as bar,
+        ):
+            for chunk in answer.iter_content(CHUNK_BYTES):
+                out.write(chunk)
+                sha256.update(chunk)
+                bar.update(len(chunk))
+    return sha256.hexdigest()
 
 
 def _failure_message(failures: list[tuple[WeightFile, str]], out_dir: Path) -> str:
@@ -133,8 +168,3 @@ def _failure_message(failures: list[tuple[WeightFile, str]], out_dir: Path) -> s
         f"goes on."
     )
     return "\n".join(lines)
-
-
-def _say(message: str) -> None:
-    """A progress message on stderr that does not break a progress bar."""
-    tqdm.write(message, file=sys.stderr)

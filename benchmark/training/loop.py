@@ -17,7 +17,8 @@ What a run does, in order:
    epochs/iterations, score the selection split (VALIDATION by default; the released BSFNet
    code selected on TEST, which the recipe can reproduce with `selection_split: test`, and then
    every record says so), step a plateau schedule, keep the best model in `best.pt`, log to
-   MLflow and write `last.pt`. `last.pt` is also written every `runtime.checkpoint_every` steps.
+   MLflow (its rates in percent) and write `last.pt`. `last.pt` is also written every
+   `runtime.checkpoint_every` steps.
    The training loss (mean since the last point) and learning rate go to MLflow every
    `runtime.log_every` steps and at each record, so its curves have many points.
 4. Write `summary.json` (steps, best step and score, MLflow run id, time).
@@ -91,6 +92,7 @@ from benchmark.run import (
     resolved_config,
 )
 from benchmark.runlock import run_lock
+from benchmark.tracking.glance import training_metrics
 from benchmark.training.batches import training_batches
 from benchmark.training.distributed import Distributed
 from benchmark.training.recipe import (
@@ -479,9 +481,10 @@ def after_step(run: Training, state: LoopState, tracker: Any, bar: tqdm[Any], lo
         if validate_now:
             record.update(validate(run, state))
         state.history.append({"step": step, **record})
-        if tracker is not None:  # train/loss and train/lr: log_curves' points
+        if tracker is not None:  # train/loss and train/lr: log_curves' points; rates in %
             curves = ("train/loss", "train/lr")
-            tracker.log_metrics({k: v for k, v in record.items() if k not in curves}, step=step)
+            logged = training_metrics({k: v for k, v in record.items() if k not in curves})
+            tracker.log_metrics(logged, step=step)
         state.interval_start, state.interval_steps = time.perf_counter(), 0
     if validate_now or step % run.runtime.checkpoint_every == 0:
         save_last(run, state, tracker)
@@ -518,22 +521,32 @@ def training_record(run: Training, state: LoopState) -> dict[str, float]:
 
 def validate(run: Training, state: LoopState) -> dict[str, float]:
     """Score the selection split (each rank its shard; the counts summed), step a plateau
-    schedule, keep a better model in best.pt; the `<split>/<figure>` record entries."""
-    recipe = run.recipe
+    schedule, keep a better model in best.pt; the `<split>/<figure>` record entries.
+
+    The main rank shows a transient bar `validate <run> <split>` over its shard's pairs
+    (`runtime.progress`): below the training bar on a terminal, one line in a log."""
+    recipe, split = run.recipe, run.recipe.selection_split
     run.trainable.eval()
     scores = new_split_scores(run.kind, [run.threshold], run.device)
-    score_split(
-        run.trainable.model,
-        run.trainable.loss,
-        eval_loader(run.data.val_shard, recipe.train_on_whole, recipe, run.runtime, run.device),
-        scores,
-        run.device,
-        bf16=run.runtime.bf16,
-        channels_last=run.runtime.channels_last,
-    )
+    with progress_bar(
+        desc=f"validate {run.spec.name} {split}",
+        total=len(run.data.val_shard),
+        unit="pair",
+        leave=False,
+        enabled=run.runtime.progress and run.world.is_main,
+    ) as bar:
+        score_split(
+            run.trainable.model,
+            run.trainable.loss,
+            eval_loader(run.data.val_shard, recipe.train_on_whole, recipe, run.runtime, run.device),
+            scores,
+            run.device,
+            bf16=run.runtime.bf16,
+            channels_last=run.runtime.channels_last,
+            progress=bar,
+        )
     run.world.all_reduce_(scores.tensors())
     figures = selection_score(scores, recipe.selection_metric)
-    split = recipe.selection_split
     record = {f"{split}/{k}": v for k, v in figures.items()}
     if isinstance(run.scheduler, ReduceLROnPlateau):
         run.scheduler.step(figures["selection"])
