@@ -103,6 +103,33 @@ def test_headline_metrics_and_no_count_metrics(store: Store) -> None:
     assert logged["val_threshold"]["threshold"] == record["val_threshold/threshold"]
 
 
+def test_rates_are_logged_in_percent_and_the_records_keep_fractions(store: Store) -> None:
+    from mlflow import MlflowClient
+
+    from benchmark.tracking import runs_table
+
+    client = MlflowClient(store.uri)
+    summary = json.loads((store.root / "checkpoints" / RUN / "summary.json").read_text())
+    validated = {r["step"]: r for r in summary["history"] if "val/max_f1" in r}
+    assert validated and all(r["val/max_f1"] > 0 for r in validated.values())  # not 0 == 0
+    for key in ("val/f1", "val/max_f1", "val/selection", "val/best_selection"):
+        logged = {m.step: m.value for m in client.get_metric_history(store.run_id, key)}
+        assert logged == pytest.approx({s: 100 * r[key] for s, r in validated.items()}), key
+    key = "val/max_f1_threshold"  # a threshold keeps its unit
+    logged = {m.step: m.value for m in client.get_metric_history(store.run_id, key)}
+    assert logged == pytest.approx({s: r[key] for s, r in validated.items()})
+
+    record = json.loads((store.root / "reports" / "runs" / f"{RUN}.json").read_text())
+    assert record["test_best_optimistic/f1"] > 0
+    metrics = client.get_run(store.run_id).data.metrics
+    assert metrics["f1"] == pytest.approx(100 * record["val_threshold/f1"])
+    assert metrics["test/fixed/threshold"] == record["fixed/threshold"]
+    (row,) = runs_table([f"cdbench-{record['dataset']}"], uri=store.uri).to_dict("records")
+    for figure in ("f1", "iou", "precision", "recall", "oa", "kappa"):
+        key = f"test_best_optimistic/{figure}"
+        assert row[f"test/{key}"] == pytest.approx(100 * record[key]), key
+
+
 def test_training_loss_curve_has_a_point_every_log_every_steps(store: Store) -> None:
     from mlflow import MlflowClient
 

@@ -1,5 +1,6 @@
 """Tests for benchmark/tracking/: where runs go (location), the shared SQLite database (store),
-RunTracker (recorder), runs_table (query) and git_commit (provenance).
+RunTracker (recorder), runs_table (query), git_commit (provenance) and the unit of the logged
+metrics (glance: rates in percent).
 
 Creating a fresh MLflow database runs every alembic migration (about 6 s here), so most tests
 copy one database prepared once per session; `test_concurrent_processes_on_a_fresh_database`
@@ -13,6 +14,7 @@ import multiprocessing
 import shutil
 import subprocess
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,16 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from benchmark import tracking
+from benchmark.config import RecipeConfig
 from benchmark.errors import CdbenchError
+from benchmark.evaluation.metrics import Counts
 from benchmark.tracking import RunTracker
+from benchmark.tracking.glance import (
+    RATE_FIGURES,
+    SELECTION_RATE_FIGURES,
+    evaluation_metrics,
+    training_metrics,
+)
 
 EXPERIMENT = "cdbench-synthetic"
 
@@ -307,16 +317,15 @@ def test_leaving_the_block_sets_the_status(
     repo: Path, error: type[BaseException] | None, status: str
 ) -> None:
     uri = _uri(repo)
-    run_id = None
-    try:
-        with RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri) as run:
-            run_id = run.run_id
-            assert MlflowClient(uri).get_run(run_id).info.status == "RUNNING"
-            if error is not None:
-                raise error("stop")
-    except (RuntimeError, KeyboardInterrupt) as caught:
-        assert type(caught) is error
-    assert MlflowClient(uri).get_run(run_id).info.status == status
+    run = RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri)
+    assert MlflowClient(uri).get_run(run.run_id).info.status == "RUNNING"
+    if error is None:
+        with run:
+            pass
+    else:
+        with pytest.raises(error, match="stop"), run:  # the exception is not swallowed
+            raise error("stop")
+    assert MlflowClient(uri).get_run(run.run_id).info.status == status
 
 
 def test_finish_refuses_an_unknown_status(repo: Path) -> None:
@@ -369,8 +378,8 @@ def test_system_metrics_are_logged_and_stop_on_finish(
 def test_runs_table(repo: Path) -> None:
     uri = _uri(repo)
     rows = [
-        ("ifn-ds-synthetic", {"model": "ifn", "loss": "ds", "seed": "0"}, 0.5),
-        ("bsfnet-sisb-synthetic", {"model": "bsfnet", "loss": "sisb", "seed": "0"}, 0.75),
+        ("ifn-ds-synthetic", {"model": "ifn", "loss": "ds", "seed": "0"}, 50.0),
+        ("bsfnet-sisb-synthetic", {"model": "bsfnet", "loss": "sisb", "seed": "0"}, 75.0),
     ]
     for name, tags, f1 in rows:
         with RunTracker(
@@ -378,7 +387,7 @@ def test_runs_table(repo: Path) -> None:
         ) as run:
             run.log_metrics({"test/whole/f1": f1, "test/whole/iou": f1 / 2, "train/loss": 1.0})
     with RunTracker(experiment="cdbench-cdd", run_name="other", tags={}, uri=uri) as run:
-        run.log_metrics({"test/tiles/f1": 0.1})
+        run.log_metrics({"test/tiles/f1": 10.0})
 
     table = tracking.runs_table([EXPERIMENT], uri=uri)
     assert list(table.columns) == [
@@ -395,7 +404,8 @@ def test_runs_table(repo: Path) -> None:
     ]
     assert list(table["run_name"]) == ["bsfnet-sisb-synthetic", "ifn-ds-synthetic"]
     assert list(table["model"]) == ["bsfnet", "ifn"]
-    assert list(table["test/whole/f1"]) == [0.75, 0.5]
+    assert list(table["test/whole/f1"]) == [75.0, 50.0]
+    assert list(table["test/whole/iou"]) == [37.5, 25.0]
     assert table["recipe"].isna().all()
 
     everything = tracking.runs_table(uri=uri)
@@ -414,10 +424,106 @@ def test_runs_table(repo: Path) -> None:
         "-",
         "0",
         "-",
-        "0.7500",
-        "0.3750",
+        "75.0000",
+        "37.5000",
     ]
     assert tracking.format_runs_table(tracking.runs_table(["no-such"], uri=uri)) == "(no runs)"
+
+
+# --- units: rates in percent --------------------------------------------------------------
+
+
+def _record(counts: Counts, threshold: float) -> dict[str, object]:
+    """A metrics record (reports/runs/<run>.json) of one protocol, `fixed`, as evaluate writes
+    it: the threshold, the counts and their rates (fractions), plus identity fields."""
+    return {
+        "experiment": "bsfnet-sisb-synthetic",
+        "seed": 0,
+        "stale_checkpoint": False,
+        "fixed/threshold": threshold,
+        **{f"fixed/{k}": v for k, v in counts.as_dict().items()},
+        **{f"fixed/{k}": v for k, v in counts.scores().items()},
+    }
+
+
+def test_evaluation_metrics_are_percent_and_thresholds_keep_their_unit() -> None:
+    record = _record(Counts(tp=9, fp=3, fn=5, tn=83), threshold=1.25)
+    logged = evaluation_metrics(record)
+    # by hand: f1 = 2tp / (2tp + fp + fn) = 18/26, iou = tp / (tp + fp + fn) = 9/17
+    assert logged["f1_fixed"] == pytest.approx(100 * 18 / 26)
+    assert logged["iou_fixed"] == pytest.approx(100 * 9 / 17)
+    assert logged["test/fixed/f1"] == logged["f1_fixed"]
+    assert logged["test/fixed/precision"] == pytest.approx(75.0)  # 9 / 12
+    assert logged["test/fixed/recall"] == pytest.approx(100 * 9 / 14)
+    assert logged["test/fixed/oa"] == pytest.approx(92.0)  # 92 / 100
+    # kappa: po = 0.92, pe = (12 * 14 + 88 * 86) / 100² = 0.7736
+    assert logged["test/fixed/kappa"] == pytest.approx(100 * (0.92 - 0.7736) / (1 - 0.7736))
+    assert logged["test/fixed/threshold"] == 1.25  # a distance: not a rate
+    assert not {k for k in logged if k.rsplit("/", 1)[-1] in ("tp", "fp", "fn", "tn")}
+
+
+def test_every_rate_has_a_unit() -> None:
+    # A figure added to Counts.scores or a new selection metric must be classed here first.
+    assert set(Counts(tp=1, fp=1, fn=1, tn=1).scores()) == set(RATE_FIGURES)
+    selectable = typing.get_args(typing.get_type_hints(RecipeConfig)["selection_metric"])
+    assert set(selectable) <= set(SELECTION_RATE_FIGURES)
+
+
+def test_training_record_logs_selection_rates_in_percent() -> None:
+    record = {
+        "train/loss": 0.25,
+        "train/lr": 0.001,
+        "train/pairs_per_s": 12.0,
+        "train/epoch": 2.0,
+        "val/f1": 0.5,
+        "val/iou": 0.25,
+        "val/precision": 0.4,
+        "val/recall": 0.8,
+        "val/max_f1": 0.6,
+        "val/max_f1_threshold": 0.7,
+        "val/miou": 0.55,
+        "val/selection": 0.6,
+        "val/best_selection": 0.65,
+    }
+    logged = training_metrics(record)
+    assert logged == pytest.approx(
+        {
+            "train/loss": 0.25,
+            "train/lr": 0.001,
+            "train/pairs_per_s": 12.0,
+            "train/epoch": 2.0,
+            "val/f1": 50.0,
+            "val/iou": 25.0,
+            "val/precision": 40.0,
+            "val/recall": 80.0,
+            "val/max_f1": 60.0,
+            "val/max_f1_threshold": 0.7,
+            "val/miou": 55.0,
+            "val/selection": 60.0,
+            "val/best_selection": 65.0,
+        }
+    )
+    assert record["val/f1"] == 0.5  # the record itself (history, summary.json) is unchanged
+    assert training_metrics({"test/f1": 0.5})["test/f1"] == 50.0  # selection on test
+
+
+def test_percent_metrics_round_trip_through_the_store_and_runs_table(repo: Path) -> None:
+    uri = _uri(repo)
+    record = _record(Counts(tp=9, fp=3, fn=5, tn=83), threshold=0.5)
+    with RunTracker(
+        experiment=EXPERIMENT, run_name="bsfnet-sisb-synthetic", tags={"seed": "0"}, uri=uri
+    ) as run:
+        run.log_metrics(evaluation_metrics(record))
+        run_id = run.run_id
+    assert MlflowClient(uri).get_run(run_id).data.metrics["f1_fixed"] == pytest.approx(
+        100 * 18 / 26
+    )
+    (row,) = tracking.runs_table([EXPERIMENT], uri=uri).to_dict("records")
+    for figure in RATE_FIGURES:
+        assert row[f"test/fixed/{figure}"] == pytest.approx(100 * float(record[f"fixed/{figure}"]))
+    assert row["test/fixed/threshold"] == 0.5
+    text = tracking.format_runs_table(tracking.runs_table([EXPERIMENT], uri=uri))
+    assert "69.2308" in text.splitlines()[1].split()  # 100 * 18/26, 4 decimals
 
 
 def test_git_commit(tmp_path: Path) -> None:
@@ -574,24 +680,24 @@ def test_a_store_locked_longer_than_sqlites_busy_timeout(repo: Path) -> None:
     uri = _uri(repo)
     run = RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=uri)
     assert run.run_id is not None
-    locked = threading.Event()
+    locked, releasing = threading.Event(), threading.Event()
 
     def hold() -> None:
         connection = sqlite3.connect(repo / tracking.DB_FILE, isolation_level=None)
         connection.execute("BEGIN EXCLUSIVE")
         locked.set()
         time.sleep(24)
+        releasing.set()  # before COMMIT: nothing can be written until it is set
         connection.execute("COMMIT")
         connection.close()
 
     holder = threading.Thread(target=hold)
     holder.start()
     assert locked.wait(30)
-    started = time.monotonic()
     try:
         assert run.log_metrics({"loss": 0.5}, step=1) is True
+        assert releasing.is_set()  # it was logged after the lock, not around it
     finally:
         holder.join()
-    assert time.monotonic() - started > 20  # it did wait for the lock
     run.finish()
     assert _steps(uri, run.run_id, "loss") == [1]

@@ -562,10 +562,10 @@ def _git_commit() -> str:
 def _log(
     metrics: dict[str, Any], files: list[Path], spec: RunSpec, checkpoint: Path | None
 ) -> None:
-    """Add the evaluation to the run's MLflow record: the headline and test metrics
-    (`benchmark.tracking.glance.evaluation_metrics`), the confusion counts as a JSON artifact,
-    the output files as artifacts, tags saying what was scored, and the scored `checkpoint` of
-    a trained run as its MLflow model, registered as `<experiment>-s<seed>`."""
+    """Add the evaluation to the run's MLflow record: the headline and test metrics, rates in
+    percent (`benchmark.tracking.glance.evaluation_metrics`), the confusion counts as a JSON
+    artifact, the output files as artifacts, tags saying what was scored, and the scored
+    `checkpoint` of a trained run as its MLflow model, registered as `<experiment>-s<seed>`."""
     from benchmark.tracking import RunTracker
     from benchmark.tracking.glance import (
         COUNTS_ARTIFACT,

@@ -203,7 +203,9 @@ def _log(
     figures_root: Path,
 ) -> str | None:
     """Record the report as one MLflow run named by profile and date (`cdbench check` adds
-    its verdict later: benchmark/tracking/verdict.py); returns its id."""
+    its verdict later: benchmark/tracking/verdict.py), with the mean test F1 of each
+    experiment and protocol in percent, as the summary and every table hold it; returns its
+    id."""
     from datetime import date
 
     from benchmark.tracking import RunTracker, git_commit

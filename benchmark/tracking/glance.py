@@ -7,6 +7,11 @@ logged as a JSON artifact). The standard `mlflow.source.*` tags fill the runs ta
 column (`source_tags`; MLflow's `mlflow/utils/mlflow_tags.py` names them), and
 `mlflow.note.content` on an experiment is the description its page shows
 (`experiment_description`). docs/mlflow.md lists every name.
+
+Every rate a reader compares (F1, IoU, precision, recall, OA, kappa, and the selection score,
+which is one of them) is logged in percent, the unit of the report's tables and
+reports/metrics/*.json, at full float precision (`percent`); losses, learning rates,
+thresholds, speeds and epochs keep their own units. The metrics files keep fractions.
 """
 
 from __future__ import annotations
@@ -32,6 +37,25 @@ F1 and IoU on the test split at the validation-chosen threshold (`f1`, `iou`) an
 source's fixed threshold (`*_fixed`); `*_whole` on LEVIR-CD's whole images. A run logs those
 its metrics file holds."""
 
+RATE_FIGURES = ("precision", "recall", "f1", "iou", "oa", "kappa")
+"""The figures of each test protocol that are rates (`Counts.scores`,
+benchmark/evaluation/metrics.py): logged in percent."""
+
+SELECTION_RATE_FIGURES = (
+    "f1",
+    "iou",
+    "precision",
+    "recall",
+    "max_f1",
+    "miou",
+    "selection",
+    "best_selection",
+)
+"""The rates of a training run's validation record (`selection_score`,
+benchmark/evaluation/predict.py): logged in percent. `selection` and `best_selection` are the
+recipe's `selection_metric`, which is f1, max_f1 or miou (benchmark/config.py), all rates;
+`max_f1_threshold` is a threshold and keeps its unit."""
+
 COUNT_FIGURES = ("tp", "fp", "fn", "tn")
 """The pooled confusion counts of each protocol: a JSON artifact, never metrics."""
 
@@ -47,14 +71,21 @@ KIND_TRAINING = "custom_model_development"
 not its GenAI ones (traces, evaluations)."""
 
 
+def percent(fraction: float) -> float:
+    """A rate in percent, unrounded (0.6923 -> 69.23): the unit of every table of the report."""
+    return 100.0 * float(fraction)
+
+
 def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The MLflow metrics of an evaluation: the `HEADLINE` figures, then `test/<protocol>/
-    <figure>` for every number of the metrics file but the confusion counts.
+    <figure>` for every number of the metrics file but the confusion counts; the
+    `RATE_FIGURES` in percent, thresholds as they are.
 
-    Example: `{"fixed/f1": 0.5, "fixed/tp": 10}` -> `{"f1_fixed": 0.5, "test/fixed/f1": 0.5}`.
+    Example: `{"fixed/f1": 0.5, "fixed/threshold": 0.5, "fixed/tp": 10}` -> `{"f1_fixed": 50.0,
+    "test/fixed/f1": 50.0, "test/fixed/threshold": 0.5}`.
     """
     numbers = {
-        key: float(value)
+        key: percent(value) if key.rsplit("/", 1)[1] in RATE_FIGURES else float(value)
         for key, value in metrics.items()
         if "/" in key and isinstance(value, int | float) and not isinstance(value, bool)
     }
@@ -65,6 +96,22 @@ def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         if key.rsplit("/", 1)[1] not in COUNT_FIGURES
     }
     return {**headline, **rest}
+
+
+def training_metrics(record: Mapping[str, float]) -> dict[str, float]:
+    """The MLflow copy of a training record (benchmark/training/loop.py: `train/*` and the
+    selection split's `<split>/<figure>`): the `SELECTION_RATE_FIGURES` of the selection split
+    in percent, everything else (loss, lr, pairs/s, epoch, max_f1_threshold) as it is. The
+    record itself, kept in the checkpoint's history and summary.json, is not changed.
+
+    Example: `{"train/loss": 0.3, "val/f1": 0.5}` -> `{"train/loss": 0.3, "val/f1": 50.0}`.
+    """
+    return {
+        key: percent(value)
+        if not key.startswith("train/") and key.rsplit("/", 1)[-1] in SELECTION_RATE_FIGURES
+        else float(value)
+        for key, value in record.items()
+    }
 
 
 def confusion_counts(metrics: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -100,18 +147,21 @@ def experiment_description(experiment: str) -> str:
     if experiment == "cdbench-report":
         return (
             "One run per `cdbench report`: the comparison tables and figures as artifacts, the "
-            "mean test F1 per experiment and protocol as metrics, and the verdict of "
+            "mean test F1 (percent) per experiment and protocol as metrics, and the verdict of "
             "`cdbench check` (tags `check.*`, artifact `check/check.json`). Named "
             "`report-<profile>-<date>`. See docs/mlflow.md."
         )
     dataset = experiment.removeprefix("cdbench-")
     return (
         f"Training and evaluation runs on the {dataset} dataset, one per experiment and seed "
-        "(run name `<model>-<loss>-<dataset>[-s<seed>]`). Headline metrics: f1, iou (test split, "
-        "threshold chosen on validation) and f1_fixed, iou_fixed (the source's fixed "
-        "threshold); `test/<protocol>/*` holds every figure, train/* and val/* the curves, "
-        "evaluation/counts.json the confusion counts. Each evaluated run's selected checkpoint "
-        "is a registered model `<experiment>-s<seed>` (its sha256 in the version's tags). "
+        "(run name `<model>-<loss>-<dataset>[-s<seed>]`). Headline metrics, in percent: f1, iou "
+        "(test split, threshold chosen on validation) and f1_fixed, iou_fixed (the source's "
+        "fixed threshold); `test/<protocol>/*` holds every figure, train/* and val/* the curves. "
+        "F1, IoU, precision, recall, OA, kappa and the selection score are in percent "
+        "everywhere; losses, learning rates and thresholds in their own units. "
+        "evaluation/counts.json holds the confusion counts. Each evaluated run's selected "
+        "checkpoint is a registered model `<experiment>-s<seed>` (its sha256 in the version's "
+        "tags). "
         "See docs/mlflow.md."
     )
 

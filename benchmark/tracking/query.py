@@ -18,7 +18,8 @@ checkpoint of another configuration, "false" once evaluated normally)."""
 
 
 def runs_table(experiments: Sequence[str] | None = None, uri: str | None = None) -> pd.DataFrame:
-    """One row per run: run name, status, the `TABLE_TAGS` and every `test/...` metric.
+    """One row per run: run name, status, the `TABLE_TAGS` and every `test/...` metric (rates
+    in percent, as evaluation logs them: `benchmark.tracking.glance.evaluation_metrics`).
 
     Args:
         experiments: MLflow experiment names; every active experiment when None.
