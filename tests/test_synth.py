@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.metrics import f1_score, precision_recall_curve
+from sklearn.metrics import precision_recall_curve
 
 from benchmark.cli import main
 from benchmark.config import SynthConfig
@@ -140,23 +140,6 @@ def test_pixel_differencing_is_not_enough(seed: int, tmp_path: Path) -> None:
     f1, _ = best_f1_from_pngs(tmp_path / "s")
     assert manifest["pixel_difference_baseline"]["best_f1"] == pytest.approx(f1, abs=1e-9)
     assert f1 <= 0.5
-
-
-def test_best_f1_agrees_with_sklearn_on_a_small_case() -> None:
-    rng = np.random.default_rng(7)
-    values = rng.integers(0, 12, 200)
-    truth = rng.random(200) < 0.2 + 0.05 * values  # larger values are more often changed
-    changed = np.bincount(values[truth], minlength=12)
-    unchanged = np.bincount(values[~truth], minlength=12)
-    f1, threshold = synth.best_f1(changed, unchanged)
-    by_sklearn = {int(t): f1_score(truth, values >= t) for t in np.unique(values)}
-    assert f1 == pytest.approx(max(by_sklearn.values()))
-    assert threshold == max(by_sklearn, key=lambda t: (by_sklearn[t], -t))
-    # By hand: values 0, 1, 2, 3 with labels 0, 0, 1, 1 are separated at threshold 2.
-    assert synth.best_f1(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])) == (1.0, 2)
-    # Values 1 and 4 occur, 2 and 3 do not: the threshold is an occurring value.
-    assert synth.best_f1(np.array([0, 0, 0, 0, 1]), np.array([0, 1, 0, 0, 0])) == (1.0, 4)
-    assert synth.best_f1(np.zeros(4, dtype=np.int64), np.array([1, 1, 0, 0]))[0] == 0.0
 
 
 def test_dates_differ_in_unchanged_areas_and_more_in_changed_ones(

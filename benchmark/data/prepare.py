@@ -7,8 +7,10 @@ Steps: list every archive (refusing unsafe entries, `extract.py`), detect the la
 entry names (an unknown layout is an error that lists what was found and what was expected),
 check that every pair is complete and that the split sizes are those of the official archives
 (`Dataset.official_pairs`), extract into a temporary folder, decode and check every image,
-binarise the labels (value >= 128 is change), and write everything through
-`layout.staging_dir`, so a failure leaves no half-written output.
+binarise the labels (value >= 128 is change), write everything through
+`layout.staging_dir`, so a failure leaves no half-written output, and score the
+pixel-difference baseline on the written test split (`benchmark.data.baseline`; the manifest's
+`pixel_difference_baseline`, as `cdbench synth` records it).
 Scratch folders that a killed run (SIGKILL) could not remove are deleted by the next run
 (`layout.remove_stale_scratch`), and pool workers end with the process that started them. Since the
 output folder is replaced as a whole, one that holds anything but a prepared dataset of the
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import layout
+from benchmark.data.baseline import DifferenceCounts, SparseCounts, pair_counts_from_files
 from benchmark.data.cache import write_caches
 from benchmark.data.datasets import DATASETS, REAL_DATASETS, Dataset
 from benchmark.data.datasets.base import RawPair
@@ -63,6 +66,8 @@ SPLITS = layout.SPLITS
 DEFAULT_WORKERS = 2
 TILE_NAMES = "{split}_{index}_{row:04d}_{col:04d}, pixel offsets"
 """How the tiles of a tiled dataset are named (`images.tile_name`), as the manifest says."""
+BASELINE_SPLIT = "test"
+"""The split the pixel-difference baseline is scored on (`benchmark.data.baseline`)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,7 @@ def prepare_dataset(
                 "label_threshold": CHANGE_THRESHOLD,
                 **_summary(dataset, stage, found),
                 "skipped_entries": skipped,
+                "pixel_difference_baseline": _baseline(dataset, stage, workers),
             }
             manifest["caches"] = [str(p.relative_to(stage)) for p in write_caches(stage)]
             layout.write_manifest(stage, manifest)
@@ -191,6 +197,33 @@ def _summary(dataset: Dataset, stage: Path, found: dict[str, int]) -> dict[str, 
         summary["whole_duplicates_across_splits"] = layout.count_cross_split_duplicates(whole)
     summary["duplicates_across_splits"] = layout.count_cross_split_duplicates(splits)
     return summary
+
+
+def _baseline(dataset: Dataset, stage: Path, workers: int) -> dict[str, Any]:
+    """The pixel-difference baseline on the written test split (`benchmark.data.baseline`),
+    pairs read back in `workers` processes.
+
+    A tiled dataset is scored on its tiles. They cover each whole image exactly (`convert_pair`
+    refuses sides that are not multiples of the tile) and the counts are pooled over pixels, so
+    the whole images under `whole/` give the same counts; the manifest's `files` says so."""
+    split_dir = stage / BASELINE_SPLIT
+    names = layout.list_pairs(split_dir)
+    pairs = map_in_workers(_pair_counts, [(split_dir, n) for n in names], workers, chunksize=8)
+    counts = DifferenceCounts()
+    for pair in progress_bar(pairs, total=len(names), desc=f"baseline {dataset.name}", unit="pair"):
+        counts.add(pair)
+    files = f"{BASELINE_SPLIT}/{{A,B,label}}/*.png ({len(names)} pairs"
+    if dataset.tile:
+        files += (
+            f", {dataset.tile}x{dataset.tile} tiles that cover each whole image exactly: "
+            f"{layout.WHOLE}/{BASELINE_SPLIT} gives the same pooled counts"
+        )
+    return counts.record(BASELINE_SPLIT, files + ")")
+
+
+def _pair_counts(pair: tuple[Path, str]) -> SparseCounts:
+    """`baseline.pair_counts_from_files` of one (split folder, name): a worker's task."""
+    return pair_counts_from_files(*pair)
 
 
 # --------------------------------------------------------------------------- archives

@@ -58,6 +58,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmark.data.baseline import (
+    MAX_SQUARED_DIFFERENCE,
+    DifferenceCounts,
+    SparseCounts,
+    pair_counts,
+    squared_differences,
+)
 from benchmark.data.cache import write_caches
 from benchmark.data.datasets.synthetic import SYNTHETIC
 from benchmark.data.layout import (
@@ -84,15 +91,6 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 WORKERS = 2
 """Default number of generator processes (the suite's machines have two cores)."""
-
-MAX_SQUARED_DIFFERENCE = 3 * 255**2
-"""Largest squared Euclidean norm of an RGB difference of two uint8 pixels."""
-
-BASELINE_METHOD = (
-    "Euclidean norm of the per-pixel RGB difference of the uint8 images; change iff "
-    "norm >= threshold; the threshold maximising F1 over all thresholds, with counts pooled "
-    "over every pixel of the test split"
-)
 
 SHADOW_DIRECTION = (1 / math.sqrt(2), 1 / math.sqrt(2))
 """(x, y) direction in which every shadow falls: towards the bottom-right (sun in the
@@ -568,50 +566,6 @@ def _change_map(scene: Scene) -> np.ndarray:
     return np.asarray(label) > 0
 
 
-def squared_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-pixel squared Euclidean norm of the RGB difference of two uint8 images, as int64."""
-    diff = a.astype(np.int64) - b.astype(np.int64)
-    squares: np.ndarray = np.einsum("hwc,hwc->hw", diff, diff)
-    return squares
-
-
-def difference_histograms(
-    a: np.ndarray, b: np.ndarray, change: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of changed and of unchanged pixels per squared difference 0..3*255**2."""
-    squared = squared_differences(a, b)
-    length = MAX_SQUARED_DIFFERENCE + 1
-    changed = np.bincount(squared[change], minlength=length)
-    unchanged = np.bincount(squared[~change], minlength=length)
-    return changed, unchanged
-
-
-def best_f1(changed: np.ndarray, unchanged: np.ndarray) -> tuple[float, int]:
-    """The best F1 over thresholds t on a histogram, predicting change iff value >= t.
-
-    Only values that occur are candidate thresholds (as in sklearn's `precision_recall_curve`):
-    F1 is constant between two of them.
-
-    Args:
-        changed: Count of changed pixels per value (index = value).
-        unchanged: Count of unchanged pixels per value, same length.
-
-    Returns:
-        (best F1, the smallest occurring value that reaches it). F1 is 0 where nothing is
-        changed; (0.0, 0) for empty histograms.
-    """
-    tp = np.cumsum(changed[::-1])[::-1].astype(np.float64)  # changed pixels with value >= t
-    fp = np.cumsum(unchanged[::-1])[::-1].astype(np.float64)
-    positives = float(changed.sum())
-    denominator = tp + fp + positives  # 2tp + fp + fn
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    occurring = (changed + unchanged) > 0
-    if not occurring.any():
-        return 0.0, 0
-    best = int(np.argmax(np.where(occurring, f1, -1.0)))
-    return float(f1[best]), best
-
-
 @dataclass(frozen=True)
 class _Task:
     seed: int
@@ -622,19 +576,14 @@ class _Task:
     histograms: bool
 
 
-def _generate(
-    task: _Task,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
-    """Make and write one pair; for the baseline, return sparse difference histograms."""
+def _generate(task: _Task) -> SparseCounts | None:
+    """Make and write one pair; for the baseline, return its sparse difference histograms
+    (`benchmark.data.baseline.pair_counts`)."""
     a, b, change = make_pair(pair_rng(task.seed, task.split, task.index), task.size)
     write_pair(Path(task.split_dir), pair_name(task.split, task.index), a, b, change)
     if not task.histograms:
         return None
-    squared = squared_differences(a, b)
-    return (
-        np.unique(squared[change], return_counts=True),
-        np.unique(squared[~change], return_counts=True),
-    )
+    return pair_counts(a, b, change)
 
 
 def pair_name(split: str, index: int) -> str:
@@ -672,17 +621,13 @@ def generate_synthetic(
             for split in SPLITS
             for i in range(getattr(config, split))
         ]
-        changed = np.zeros(MAX_SQUARED_DIFFERENCE + 1, dtype=np.int64)
-        unchanged = np.zeros(MAX_SQUARED_DIFFERENCE + 1, dtype=np.int64)
+        counts = DifferenceCounts()
         results = map_in_workers(
             _generate, tasks, workers, chunksize=8, context=get_context("fork")
         )
         for result in progress_bar(results, total=len(tasks), desc="synth", unit="pair"):
             if result is not None:
-                (values, counts), (u_values, u_counts) = result
-                np.add.at(changed, values, counts)
-                np.add.at(unchanged, u_values, u_counts)
-        f1, threshold = best_f1(changed, unchanged)
+                counts.add(result)
         splits = {split: summarise_split(staging / split) for split in SPLITS}
         manifest = {
             "dataset": SYNTHETIC.name,
@@ -690,12 +635,7 @@ def generate_synthetic(
             "generator": {**asdict(config), "version": GENERATOR_VERSION},
             "splits": splits,
             "duplicates_across_splits": count_cross_split_duplicates(splits),
-            "pixel_difference_baseline": {
-                "best_f1": f1,
-                "threshold": math.sqrt(threshold),
-                "method": BASELINE_METHOD,
-                "split": "test",
-            },
+            "pixel_difference_baseline": counts.record("test"),
         }
         manifest["caches"] = [str(p.relative_to(staging)) for p in write_caches(staging)]
         write_manifest(staging, manifest)

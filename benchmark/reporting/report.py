@@ -93,8 +93,10 @@ def write_report(
     "contrastive (changed ×10, released)"), shown in the tables' loss column and kept in the
     summary as `loss_form`; None shows the loss names only.
     `manifests`: dataset -> its prepared data's manifest.json; a dataset whose manifest
-    records a pixel-difference baseline (`cdbench synth`) gets it as a row of its tables and a
-    line in its figures; None or an absent file: no baseline.
+    records a pixel-difference baseline (`cdbench synth`, `cdbench prepare`) gets it as a row
+    of its tables and a line in its figures; a manifest that records none (data prepared
+    before the baseline was scored) gets a note in comparison.md saying to re-run prepare;
+    None or an absent file: no baseline.
 
     Raises:
         DataError: a metrics or per-image file is refused (nothing is written then).
@@ -112,7 +114,11 @@ def write_report(
         runs, reports / "per_image", ABLATION_BASE, ABLATION_LOSSES, ABLATION_PROTOCOL
     )
     datasets = set(summary["dataset"])
-    baselines = read_baselines({d: p for d, p in (manifests or {}).items() if d in datasets})
+    shown = {d: p for d, p in (manifests or {}).items() if d in datasets}
+    baselines = read_baselines(shown)
+    no_baseline = {
+        d: str(p) for d, p in sorted(shown.items()) if d not in baselines and p.is_file()
+    }
     extra = [
         r for r in unmatched(references, summary) if r.dataset in datasets or r.profile == "full"
     ]
@@ -121,7 +127,7 @@ def write_report(
     curves = _curves(reports / "curves", list(runs["run"]))
     targets = output_paths(reports)
     with StagedOutputs(targets, last="comparison.md", label="report") as staged:
-        staged_tables = write_tables(summary, extra, staged.root, tests, baselines)
+        staged_tables = write_tables(summary, extra, staged.root, tests, baselines, no_baseline)
         staged_folder = staged.path("figures")
         staged_figures = write_figures(
             summary, runs, curves, reports / "predictions", staged_folder, baselines
@@ -149,7 +155,7 @@ def output_paths(reports: Path) -> dict[str, Path]:
 
 def read_baselines(manifests: Mapping[str, Path]) -> dict[str, Baseline]:
     """dataset -> the pixel-difference baseline its data manifest records
-    (`pixel_difference_baseline`, written by benchmark/data/synth.py), F1 in percent; datasets
+    (`pixel_difference_baseline`, written by benchmark/data/baseline.py), F1 in percent; datasets
     whose manifest is absent or records none are left out.
 
     Raises:

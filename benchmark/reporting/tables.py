@@ -26,6 +26,7 @@ from typing import cast
 
 import pandas as pd
 
+from benchmark.data.datasets.synthetic import SYNTHETIC
 from benchmark.reporting.paired import p_cell
 from benchmark.reporting.references import TOLERANCE_SIGMAS, Reference, tolerance_cell
 from benchmark.reporting.results import DATASET_ORDER, TRAINED, seeds_cell
@@ -330,17 +331,33 @@ def baseline_row(baseline: Baseline, columns: list[str]) -> dict[str, str]:
     return row
 
 
-def _baseline_text(baselines: Mapping[str, Baseline]) -> list[str]:
-    if not baselines:
-        return []
-    first = next(iter(baselines.values()))
-    return [
-        f"The **{BASELINE_MODEL}** row is the baseline without learning ({first.method}; "
-        f"recorded in {', '.join(b.source for b in baselines.values())}). Its threshold is "
-        "chosen on the test split itself, so it is the best plain differencing can do there: "
-        "a model below it has learned nothing useful.",
-        "",
-    ]
+def _baseline_text(
+    baselines: Mapping[str, Baseline], no_baseline: Mapping[str, str] | None = None
+) -> list[str]:
+    """What the baseline rows are and, per dataset in `no_baseline` (dataset -> its manifest
+    that records none), a one-line note saying how to get its row."""
+    lines = []
+    if baselines:
+        first = next(iter(baselines.values()))
+        lines += [
+            f"The **{BASELINE_MODEL}** row is the baseline without learning ({first.method}; "
+            f"recorded in {', '.join(b.source for b in baselines.values())}). Its threshold is "
+            "chosen on the test split itself, so it is the best plain differencing can do "
+            "there: a model below it has learned nothing useful.",
+            "",
+        ]
+    for dataset, source in (no_baseline or {}).items():
+        redo = (
+            "`cdbench synth` (or `dvc repro synth`)"
+            if dataset == SYNTHETIC.name
+            else f"`cdbench prepare {dataset}` (or `dvc repro prepare@{dataset}`)"
+        )
+        lines += [
+            f"**{dataset}** has no {BASELINE_MODEL} row: {source} records no pixel-difference "
+            f"baseline (its data was prepared before the baseline was scored); re-run {redo}.",
+            "",
+        ]
+    return lines
 
 
 def render_markdown(
@@ -349,10 +366,12 @@ def render_markdown(
     title: str = "Comparison with the references",
     tests: pd.DataFrame | None = None,
     baselines: Mapping[str, Baseline] | None = None,
+    no_baseline: Mapping[str, str] | None = None,
 ) -> str:
     """comparison.md: at a glance, how to read, per-dataset tables, the ablation, unmatched
     references, sources. `tests`: the ablation's paired tests; `baselines`: dataset -> its
-    pixel-difference baseline (a row in that dataset's tables)."""
+    pixel-difference baseline (a row in that dataset's tables); `no_baseline`: dataset -> its
+    data manifest that records none (a note saying how to get the row)."""
     baselines = baselines or {}
     numbers = source_numbers(summary, extra)
     summary, from_files = split_trained(summary)
@@ -370,7 +389,11 @@ def render_markdown(
             summary[summary["dataset"] == dataset], numbers, baselines.get(dataset)
         )
         parts += [f"**{dataset}**", "", glance.to_markdown(index=False, disable_numparse=True), ""]
-    parts += _baseline_text({d: b for d, b in baselines.items() if d in set(summary["dataset"])})
+    shown = set(summary["dataset"])
+    parts += _baseline_text(
+        {d: b for d, b in baselines.items() if d in shown},
+        {d: s for d, s in (no_baseline or {}).items() if d in shown},
+    )
     parts += ["## How to read the tables", "", HOW_TO_READ, ""]
     for dataset in _datasets(summary):
         rows = table[table["dataset"] == dataset].drop(columns="dataset")
@@ -531,12 +554,14 @@ def write_tables(
     out_dir: Path,
     tests: pd.DataFrame | None = None,
     baselines: Mapping[str, Baseline] | None = None,
+    no_baseline: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write `TABLE_FILES` into `out_dir` (the caller publishes them); return the paths.
 
     `tests`: the ablation's paired tests (`paired.ablation_tests`); `baselines`: dataset -> its
     pixel-difference baseline, a row of comparison.md and comparison.tex (not of the CSV,
-    which holds our runs only)."""
+    which holds our runs only); `no_baseline`: dataset -> its data manifest that records no
+    baseline, a note in comparison.md saying how to get the row."""
     out_dir.mkdir(parents=True, exist_ok=True)
     numbers = source_numbers(summary, extra)
     trained, _ = split_trained(summary)
@@ -547,7 +572,9 @@ def write_tables(
             row = baseline_row(baseline, list(comparison.columns)) | {"dataset": dataset}
             comparison = pd.concat([comparison, pd.DataFrame([row])], ignore_index=True)
     paths = {
-        "comparison.md": render_markdown(summary, extra, tests=tests, baselines=baselines),
+        "comparison.md": render_markdown(
+            summary, extra, tests=tests, baselines=baselines, no_baseline=no_baseline
+        ),
         "comparison.csv": summary.to_csv(index=False, float_format="%.4f"),
         "comparison.tex": render_latex(comparison),
         "ablation.csv": ablation.to_csv(index=False),
