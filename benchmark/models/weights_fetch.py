@@ -119,8 +119,8 @@ def _download(file: WeightFile, path: Path, progress: bool) -> None:
         if not digest.startswith(file.sha256_prefix):
             raise CdbenchError(
                 f"the download's SHA-256 {digest} does not start with {file.sha256_prefix}, "
-                f"the prefix its name carries: the server sent a damaged or another file "
-                f"(deleted); try again later, or fetch it by hand"
+                f"the prefix its name carries: the server sent a damaged or another file; the "
+                f"download was deleted"
             )
         partial.replace(path)
     finally:
