@@ -284,6 +284,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         table = table[keep]
     print(f"MLflow tracking URI: {uri}")
     print(format_runs_table(table))
+    if not table.empty:
+        print("F1, IoU and every rate in percent; thresholds in the model's score unit")
     return 0
 
 

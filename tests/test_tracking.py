@@ -526,6 +526,24 @@ def test_percent_metrics_round_trip_through_the_store_and_runs_table(repo: Path)
     assert "69.2308" in text.splitlines()[1].split()  # 100 * 18/26, 4 decimals
 
 
+def test_cdbench_runs_prints_rates_in_percent_and_says_so(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmark.cli import main
+
+    uri = _uri(repo)
+    record = _record(Counts(tp=9, fp=3, fn=5, tn=83), threshold=0.5)
+    with RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=uri) as run:
+        run.log_metrics(evaluation_metrics(record))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("run_name")))
+    assert lines[header].split()[-1] == "test/fixed/f1"  # F1 columns only, by default
+    assert lines[header + 1].split()[-1] == "69.2308"  # 100 * 18/26
+    assert "percent" in lines[header + 2]
+
+
 def test_git_commit(tmp_path: Path) -> None:
     assert tracking.git_commit(tmp_path) == "unknown"
 
