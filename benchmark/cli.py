@@ -162,11 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     params, specs, runtime = _checked_runs(args)
     from benchmark.evaluation.evaluate import evaluate_run
 
-    weights = Path(args.weights) if args.weights else None
-    if args.released:
-        from benchmark.models.released import released_path
-
-        weights = released_path(params.experiment(args.experiment).model)
+    weights = _weights_file(params, args)
     if weights is not None and len(specs) > 1:
         specs = specs[:1]  # one file, one evaluation: the experiment's first seed names it
     for spec in specs:
@@ -205,6 +201,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_file(params: Params, args: argparse.Namespace) -> Path | None:
+    """The checkpoint file of `--weights FILE` or `--released` (the model's released file at
+    its fixed place, checked to be there); None: the trained run's own best.pt."""
+    if args.released:
+        from benchmark.models.released import released_path
+
+        return released_path(params.experiment(args.experiment).model)
+    return Path(args.weights) if args.weights else None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """`cdbench predict <experiment> A B` -> `benchmark.evaluation.infer.predict_pair`."""
     params = load_params(args.params)
@@ -228,6 +234,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tile=args.tile,
         margin=args.margin,
         allow_stale_checkpoint=args.allow_stale_checkpoint,
+        weights=_weights_file(params, args),
     )
     write_outputs(prediction, change_path, score_path)
     height, width = prediction.score.shape
@@ -238,9 +245,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"(overlap {2 * args.margin})"
     )
     low, high = (float(prediction.score.min()), float(prediction.score.max()))
+    step = "" if prediction.step is None else f", step {prediction.step}"
     print(
-        f"{spec.name}: {prediction.checkpoint} (step {prediction.step}) on {width} x {height} "
-        f"pixels, {cut}, in {prediction.seconds:.1f} s\n"
+        f"{spec.name}: weights {prediction.checkpoint} ({prediction.provenance}{step}, "
+        f"sha256 {prediction.sha256})\n"
+        f"scored {width} x {height} pixels, {cut}, in {prediction.seconds:.1f} s\n"
         f"threshold: {prediction.kind} > {prediction.threshold.value:g}, "
         f"{prediction.threshold.source}\n"
         f"change map: {change_path} ({width} x {height}, 0/255; "
@@ -634,10 +643,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "predict",
         help="a trained run's change map for your own pair of images, of any size",
         description="Score a pair of co-registered RGB images (the first date, then the "
-        "second) with an experiment's selected checkpoint (checkpoints/<run>/best.pt), "
-        "normalised as in training; pad to a multiple of 32, or tile with overlap above "
-        "--tile pixels; write the change map (PNG, 0/255) at the run's validation-chosen "
-        "threshold and the score map (distance or probability).",
+        "second) with an experiment's selected checkpoint (checkpoints/<run>/best.pt, or "
+        "--weights FILE / --released), normalised as in training; pad to a multiple of 32, "
+        "or tile with overlap above --tile pixels; write the change map (PNG, 0/255) at "
+        "the run's validation-chosen threshold and the score map (distance or probability).",
     )
     p.add_argument("experiment", help=experiments)
     p.add_argument("image_a", metavar="A", help="the image of the first date")
@@ -670,6 +679,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--allow-stale-checkpoint",
         action="store_true",
         help="use a checkpoint trained under another configuration",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="use this checkpoint file instead of the trained run's best.pt (ours, or an "
+        "author's released one); threshold: --threshold, else the one `evaluate --weights` "
+        "chose for this file, else the recipe's fixed one",
+    )
+    source.add_argument(
+        "--released",
+        action="store_true",
+        help="use the model's released checkpoint from its fixed place, data/released/<file> "
+        "(downloaded by hand; the error says from where)",
     )
     p.set_defaults(func=cmd_predict)
 

@@ -149,3 +149,68 @@ def test_predict_errors_name_the_problem_and_the_fix(
     args = ["--params", str(trained / "params.yaml"), "predict", RUN, str(b), str(b)]
     assert main([*args, "--checkpoints", str(empty)]) == 1
     assert f"dvc repro train@{RUN}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_with_weights_writes_the_run_folders_change_map(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from benchmark.models.released import sha256_of
+
+    a, b = _pair(tmp_path, 96, 64, seed=1)
+    best = trained / "checkpoints" / RUN / "best.pt"
+    elsewhere = tmp_path / "elsewhere" / "tiny.pt"  # the same file, away from the run's folder
+    elsewhere.parent.mkdir()
+    shutil.copy(best, elsewhere)
+    capsys.readouterr()
+    from_run, from_file = tmp_path / "run.png", tmp_path / "file.png"
+    assert _predict(trained, str(a), str(b), "--out", str(from_run), "--threshold", "0.5") == 0
+    assert f"weights {best} (trained run, step " in capsys.readouterr().out
+
+    # The run's folder is not read: --checkpoints points at an empty one.
+    empty = tmp_path / "no-checkpoints"
+    empty.mkdir()
+    argv = ["--params", str(trained / "params.yaml"), "predict", RUN, str(a), str(b)]
+    where = ["--checkpoints", str(empty), "--reports", str(trained / "reports")]
+    weights = ["--weights", str(elsewhere), "--out", str(from_file)]
+    assert main([*argv, *where, *weights, "--threshold", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert f"weights {elsewhere} (cdbench checkpoint" in printed
+    assert f"sha256 {sha256_of(elsewhere)}" in printed
+    assert (np.asarray(Image.open(from_file)) == np.asarray(Image.open(from_run))).all()
+    assert (np.load(tmp_path / "file-score.npy") == np.load(tmp_path / "run-score.npy")).all()
+
+    # No --threshold and no `evaluate --weights` of this file: the recipe's fixed threshold.
+    assert main([*argv, *where, *weights]) == 0
+    printed = capsys.readouterr().out
+    fixed = load_params(trained / "params.yaml").recipes["tiny"].thresholds.probability
+    assert f"> {fixed:g}, the recipe's fixed threshold" in printed
+    assert (
+        (np.load(tmp_path / "file-score.npy") > fixed) == (np.asarray(Image.open(from_file)) == 255)
+    ).all()
+
+
+def test_predict_weights_errors_name_the_file_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/released/ here
+    params = write_params(tmp_path, tmp_path / "prepared")
+    a, b = _pair(tmp_path, 32, 32)
+    argv = ["--params", str(params), "predict", RUN, str(a), str(b), "--out", "c.png"]
+
+    missing = tmp_path / "absent.pt"
+    assert main([*argv, "--weights", str(missing)]) == 1
+    error = capsys.readouterr().err
+    assert f"{missing}: no such checkpoint file" in error and "--released" in error
+
+    assert main([*argv, "--released"]) == 1
+    error = capsys.readouterr().err
+    assert "data/released/bsfnet-cdd-best.pth: no released bsfnet checkpoint there" in error
+    assert not (tmp_path / "c.png").exists()
+
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--weights", str(missing), "--released"])
+    assert refused.value.code == 2
+    assert "--released: not allowed with argument --weights" in capsys.readouterr().err

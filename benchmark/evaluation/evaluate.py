@@ -53,6 +53,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.outputs import headline
 from benchmark.evaluation.predict import SplitScores, new_split_scores, score_kind, score_split
 from benchmark.evaluation.thumbnails import Thumbnails
-from benchmark.models.released import RUN_SUFFIX, LoadedWeights, load_weights, sha256_of
+from benchmark.models.released import RUN_SUFFIX, load_weights, sha256_of
 from benchmark.progress import progress_bar
 from benchmark.publish import StagedOutputs
 from benchmark.run import (
@@ -117,31 +118,16 @@ def evaluate_run(
             `allow_stale_checkpoint`; see the module docstring); with `weights`, a file that
             does not load (benchmark/models/released.py `load_weights`: the key is named).
     """
-    from_file = _from_file(params, spec, weights) if weights is not None else None
-    name = from_file[1] if from_file else spec.name
+    runtime = runtime or params.runtime
+    from_file = None
+    if weights is not None:  # its name (<run>-released / -weights) depends on what it holds
+        from_file = load_scoring_model(params, spec, checkpoint_dir, runtime, weights=weights)
+    name = from_file.run if from_file else spec.name
     with run_lock(evaluate_lock_path(reports, name), f"cdbench evaluate {name}"):
-        return _evaluate_run(
-            params,
-            spec,
-            checkpoint_dir,
-            reports,
-            runtime,
-            tracking,
-            allow_stale_checkpoint,
-            from_file,
+        model = from_file or load_scoring_model(
+            params, spec, checkpoint_dir, runtime, allow_stale_checkpoint
         )
-
-
-def _from_file(
-    params: Params, spec: RunSpec, weights: Path
-) -> tuple[Trainable, str, LoadedWeights]:
-    """The experiment's model and loss with the weights of `weights`, the name its results
-    are written under (`<run>-released` / `<run>-weights`) and what was loaded."""
-    experiment = params.experiment(spec.experiment)
-    recipe = params.recipes[experiment.recipe]
-    trainable = untrained(experiment, recipe)
-    loaded = load_weights(weights, experiment.model, trainable)
-    return trainable, spec.name + RUN_SUFFIX[loaded.provenance], loaded
+        return _score_and_write(params, spec, model, reports, runtime, tracking)
 
 
 def evaluate_lock_path(reports: Path, run: str) -> Path:
@@ -150,50 +136,71 @@ def evaluate_lock_path(reports: Path, run: str) -> Path:
     return reports / ".locks" / f"evaluate-{run}.lock"
 
 
-def _evaluate_run(
-    params: Params,
-    spec: RunSpec,
-    checkpoint_dir: Path,
-    reports: Path,
-    runtime: RuntimeConfig | None,
-    tracking: bool,
-    allow_stale_checkpoint: bool,
-    from_file: tuple[Any, str, LoadedWeights] | None = None,
-) -> dict[str, Any]:
-    """`evaluate_run`'s work, under the run's lock."""
-    runtime = runtime or params.runtime
-    if from_file is not None:
-        trainable, name, loaded = from_file
-        best: dict[str, Any] = {"step": loaded.details.get("trained_step"), "selection": {}}
-        summary: dict[str, Any] = {}
-        identity = {
-            "config_digest": "",
-            "stale_checkpoint": None,
-            "weights": loaded.record(),
-            "weights_sha256": loaded.sha256,
-            "weights_provenance": loaded.provenance,
-        }
-    else:
-        trainable, best, summary, identity = _trained(
-            params, spec, checkpoint_dir, runtime, allow_stale_checkpoint
-        )
-        name = spec.name
-    return _score_and_write(
-        params, spec, name, trainable, best, summary, identity, reports, runtime, tracking
-    )
+@dataclass(frozen=True)
+class ScoringModel:
+    """A model ready to score (`load_scoring_model`) and the identity of its weights."""
+
+    trainable: Trainable
+    device: torch.device
+    run: str
+    """The name its results go under: the run's, or `<run>-released` / `<run>-weights`."""
+    checkpoint: Path
+    """The file its weights were read from."""
+    step: int | None
+    """The training step of those weights (None for an author's file)."""
+    selection: dict[str, Any]
+    """How the step was selected (best.pt's `selection`; empty for a weights file)."""
+    summary: dict[str, Any]
+    """The training run's summary.json (empty for a weights file)."""
+    identity: dict[str, Any]
+    """config_digest, stale_checkpoint, weights, weights_sha256, weights_provenance: the
+    identity fields of the metrics file."""
 
 
-def _trained(
+def load_scoring_model(
     params: Params,
     spec: RunSpec,
     checkpoint_dir: Path,
     runtime: RuntimeConfig,
-    allow_stale_checkpoint: bool,
-) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """The trained run's model and loss from checkpoint_dir/best.pt, its best.pt and
-    summary.json, and the identity fields of its metrics file."""
+    allow_stale_checkpoint: bool = False,
+    weights: Path | None = None,
+) -> ScoringModel:
+    """The experiment's model and loss with the weights to score, on `runtime`'s device in
+    eval mode: what `cdbench evaluate` and `cdbench predict` score with.
+
+    Without `weights`: the selected model of the finished run (`checkpoint_dir/best.pt` and
+    summary.json, benchmark/run.py `load_selected`), refused when trained under another
+    configuration than the current one unless `allow_stale_checkpoint` (see the module
+    docstring). With `weights` (`--weights` / `--released`): that file, read by
+    benchmark/models/released.py `load_weights` (ours, or an author's through its key table);
+    the run's checkpoint folder is not read.
+
+    Raises:
+        CdbenchError: no finished run, a checkpoint of another run or a stale one; with
+            `weights`, a file that is missing or does not load (the message names the file
+            or the key).
+    """
     experiment = params.experiment(spec.experiment)
-    recipe = params.recipes[experiment.recipe]
+    trainable = untrained(experiment, params.recipes[experiment.recipe])
+    if weights is not None:
+        loaded = load_weights(weights, experiment.model, trainable)
+        step = loaded.details.get("trained_step")
+        return ScoringModel(
+            trainable=trainable,
+            device=to_scoring_device(trainable, runtime),
+            run=spec.name + RUN_SUFFIX[loaded.provenance],
+            checkpoint=weights,
+            step=None if step is None else int(step),
+            selection={},
+            summary={},
+            identity={
+                "config_digest": "",
+                "stale_checkpoint": None,
+                "weights": loaded.record(),
+                "weights_sha256": loaded.sha256,
+                "weights_provenance": loaded.provenance,
+            },
+        )
     best_path = checkpoint_dir / "best.pt"
     best, summary = load_selected(checkpoint_dir, spec)
     stale = stale_checkpoint(best, resolved_config(params, spec, runtime))
@@ -202,42 +209,44 @@ def _trained(
             f"{best_path}: trained under another configuration than the current one "
             f"(checkpoint digest {stale['checkpoint_digest'][:12]}, current "
             f"{stale['current_digest'][:12]}; differing: {_listed(stale['differences'])}); its "
-            f"numbers would be labelled with a recipe that did not produce them. Retrain it "
+            f"results would be labelled with a recipe that did not produce them. Retrain it "
             f"(`dvc repro train@{spec.name}`, or `cdbench train {spec.experiment} --seed "
             f"{spec.seed}`, which sets the old checkpoint aside), or pass "
-            f"--allow-stale-checkpoint to score it anyway, recorded as stale"
+            f"--allow-stale-checkpoint to use it anyway (evaluate records it as stale)"
         )
-
-    trainable = untrained(experiment, recipe)
     trainable.load_state_dict(best["model_and_loss"])
-    identity = {
-        "config_digest": best.get("digest") or "",
-        "stale_checkpoint": stale,
-        "weights": None,
-        "weights_sha256": sha256_of(best_path),
-        "weights_provenance": "trained run",
-        "checkpoint": best_path,  # registered in MLflow (`_log`), not written to the files
-    }
-    return trainable, best, summary, identity
+    return ScoringModel(
+        trainable=trainable,
+        device=to_scoring_device(trainable, runtime),
+        run=spec.name,
+        checkpoint=best_path,
+        step=int(best["step"]),
+        selection=dict(best["selection"]),
+        summary=summary,
+        identity={
+            "config_digest": best.get("digest") or "",
+            "stale_checkpoint": stale,
+            "weights": None,
+            "weights_sha256": sha256_of(best_path),
+            "weights_provenance": "trained run",
+        },
+    )
 
 
 def _score_and_write(
     params: Params,
     spec: RunSpec,
-    run: str,
-    trainable: Any,
-    best: dict[str, Any],
-    summary: dict[str, Any],
-    identity: dict[str, Any],
+    model: ScoringModel,
     reports: Path,
     runtime: RuntimeConfig,
     tracking: bool,
 ) -> dict[str, Any]:
-    """Score `trainable` on the experiment's test split under every protocol and publish
-    the metrics, curves, per-image counts and prediction maps as run `run`."""
+    """Score `model` on the experiment's test split under every protocol and publish the
+    metrics, curves, per-image counts and prediction maps as run `model.run`."""
     experiment = params.experiment(spec.experiment)
     recipe = params.recipes[experiment.recipe]
-    device = to_scoring_device(trainable, runtime)
+    trainable, device, run = model.trainable, model.device, model.run
+    summary, identity = model.summary, model.identity
     kind = score_kind(trainable.loss)
     threshold = getattr(recipe.thresholds, kind)
     root = prepared_root(params, experiment.dataset)
@@ -261,10 +270,10 @@ def _score_and_write(
         "mlflow_run_id": summary.get("mlflow_run_id") or "",
         "git_commit": _git_commit(),
         "score_kind": kind,
-        "selected_step": best["step"],
-        "selection_split": best["selection"].get("split"),
-        "selection_metric": best["selection"].get("metric"),
-        "selection_score": best["selection"].get("score"),
+        "selected_step": model.step,
+        "selection_split": model.selection.get("split"),
+        "selection_metric": model.selection.get("metric"),
+        "selection_score": model.selection.get("score"),
     }
     if tracking and identity["weights"] is not None:
         metrics["mlflow_run_id"] = _new_mlflow_run(metrics)
@@ -296,7 +305,7 @@ def _score_and_write(
         curves[f"{prefix}test"] = _rounded(test.histogram.pr_curve())
         per_image += _per_image_rows(test, "whole" if whole else "tiles", protocols)
     metrics["thumbnail_threshold"] = round(float(thumbnail_threshold), 6)
-    curves["selected_step"] = best["step"]
+    curves["selected_step"] = model.step
     curves["training"] = summary.get("history", [])
 
     targets = output_paths(reports, run)
@@ -313,7 +322,8 @@ def _score_and_write(
         staged.publish()
         if tracking and metrics["mlflow_run_id"]:
             files = [targets[key] for key in LOGGED_OUTPUTS]
-            _log(metrics, files, spec, identity.get("checkpoint"))
+            trained = model.checkpoint if identity["weights"] is None else None
+            _log(metrics, files, spec, trained)
     return metrics
 
 

@@ -1,10 +1,11 @@
 """`cdbench predict`: a trained run's change map for a user's own pair of images, of any size.
 
-The model is the run's selected checkpoint (`checkpoints/<run>/best.pt`), loaded and checked
-as `cdbench evaluate` loads it (benchmark/run.py `load_selected`; a checkpoint trained under
-another configuration is refused unless `allow_stale_checkpoint`), and the images are
-normalised as training normalised them (the recipe's `normalize`, benchmark/run.py
-`normalizer`).
+The model is the run's selected checkpoint (`checkpoints/<run>/best.pt`), or a checkpoint
+file given with `--weights FILE` / `--released` (ours, or an author's released one), loaded and
+checked by the function `cdbench evaluate` loads it with (benchmark/evaluation/evaluate.py
+`load_scoring_model`; a checkpoint trained under another configuration is refused unless
+`allow_stale_checkpoint`), and the images are normalised as training normalised them (the
+recipe's `normalize`, benchmark/run.py `normalizer`).
 
 Any size: both networks need sides divisible by 32 (IFN's four 2x upsamplings meet VGG16's
 taps at H/16; BSFNet's context path reaches H/32 through ResNet-50), so the pair is padded by
@@ -27,10 +28,13 @@ in the suite. The threshold, in order of preference:
 1. the one given (`--threshold`);
 2. the `val_threshold` protocol's threshold of the run's metrics file (`cdbench evaluate`:
    F1-maximising on the validation split), when that file scored this very checkpoint (its
-   `weights_sha256` is the checkpoint's);
+   `weights_sha256` is the checkpoint's); for a file given with `--weights`, the metrics file
+   of `cdbench evaluate --weights` (`<run>-weights` / `<run>-released`);
 3. otherwise the validation split's F1-maximising threshold at the selected step, as the
-   training run recorded it (`checkpoints/<run>/summary.json`, `val/max_f1_threshold`).
-The output says which one was used.
+   training run recorded it (`checkpoints/<run>/summary.json`, `val/max_f1_threshold`);
+   for a file given with `--weights`, which has no training record here, the recipe's fixed
+   threshold (the `fixed` protocol's: e.g. BSFNet's test script, distance > 1).
+The output says which one was used, and which weights (path, provenance, SHA-256).
 """
 
 from __future__ import annotations
@@ -48,18 +52,11 @@ from torch import Tensor
 
 from benchmark.config import Params, RunSpec, RuntimeConfig
 from benchmark.errors import CdbenchError, DataError
-from benchmark.evaluation.evaluate import stale_checkpoint
+from benchmark.evaluation.evaluate import load_scoring_model
 from benchmark.evaluation.predict import SCORE_RANGE, evaluation_score, score_kind
 from benchmark.models.released import sha256_of
 from benchmark.progress import progress_bar
-from benchmark.run import (
-    Trainable,
-    load_selected,
-    normalizer,
-    resolved_config,
-    to_scoring_device,
-    untrained,
-)
+from benchmark.run import Trainable, normalizer
 
 PAD_MULTIPLE = 32
 """Both networks need input sides divisible by this (see the module docstring)."""
@@ -91,7 +88,11 @@ class Prediction:
     windows: int
     padded: tuple[int, int]
     checkpoint: Path
-    step: int
+    step: int | None
+    """The training step of the weights (None for an author's released file)."""
+    provenance: str
+    """"trained run", "cdbench checkpoint" or "released checkpoint"."""
+    sha256: str
     seconds: float
 
 
@@ -183,42 +184,19 @@ def score_window(
     return score[0, 0, :height, :width].float().cpu()
 
 
-def load_model(
-    params: Params,
-    spec: RunSpec,
-    checkpoint_dir: Path,
-    runtime: RuntimeConfig,
-    allow_stale_checkpoint: bool = False,
-) -> tuple[Trainable, dict[str, Any], dict[str, Any]]:
-    """The run's selected model (best.pt), its checkpoint and summary.json, as `cdbench
-    evaluate` loads them (benchmark/evaluation/evaluate.py).
-
-    Raises:
-        CdbenchError: no finished training there (the message names `train@<run>`), a
-            checkpoint of another run, or one trained under another configuration.
-    """
-    experiment = params.experiment(spec.experiment)
-    best, summary = load_selected(checkpoint_dir, spec)
-    stale = stale_checkpoint(best, resolved_config(params, spec, runtime))
-    if stale is not None and not allow_stale_checkpoint:
-        raise CdbenchError(
-            f"{checkpoint_dir / 'best.pt'}: trained under another configuration than the "
-            f"current one (differing: {'; '.join(stale['differences']) or 'the digest'}); "
-            f"retrain it (`dvc repro train@{spec.name}`) or pass --allow-stale-checkpoint"
-        )
-    trainable = untrained(experiment, params.recipes[experiment.recipe])
-    trainable.load_state_dict(best["model_and_loss"])
-    return trainable, best, summary
-
-
 def choose_threshold(
-    spec: RunSpec,
+    run: str,
     checkpoint_path: Path,
     summary: dict[str, Any],
     reports: Path,
     given: float | None = None,
+    fixed: float | None = None,
 ) -> Threshold:
     """The threshold to apply and its source (see the module docstring for the order).
+
+    `run` names the metrics file (`reports/metrics/<run>.json`); `summary` is the training
+    run's summary.json ({} for a --weights file); `fixed` is the recipe's fixed threshold,
+    the last resort for a --weights file (None for a trained run, which has its own).
 
     Raises:
         CdbenchError: no threshold is given and neither the metrics file nor summary.json
@@ -226,7 +204,7 @@ def choose_threshold(
     """
     if given is not None:
         return Threshold(given, "given (--threshold)")
-    metrics_path = reports / "metrics" / f"{spec.name}.json"
+    metrics_path = reports / "metrics" / f"{run}.json"
     why = "is absent"
     if metrics_path.is_file():
         from benchmark.reporting.results import verified_metrics
@@ -251,10 +229,16 @@ def choose_threshold(
                 f"{best_step}, from training ({checkpoint_path.parent / 'summary.json'}; "
                 f"{metrics_path} {why})",
             )
+    if fixed is not None:
+        return Threshold(
+            fixed,
+            f"the recipe's fixed threshold (the `fixed` protocol; {metrics_path} {why}: "
+            f"`cdbench evaluate --weights` chooses one on the validation split)",
+        )
     raise CdbenchError(
-        f"no threshold for {spec.name}: {metrics_path} {why}, "
+        f"no threshold for {run}: {metrics_path} {why}, "
         f"and {checkpoint_path.parent / 'summary.json'} records none at step {best_step}; run "
-        f"`dvc repro evaluate@{spec.name}` or pass --threshold"
+        f"`dvc repro evaluate@{run}` or pass --threshold"
     )
 
 
@@ -270,14 +254,17 @@ def predict_pair(
     tile: int = TILE,
     margin: int = MARGIN,
     allow_stale_checkpoint: bool = False,
+    weights: Path | None = None,
 ) -> Prediction:
     """Score the pair (`image_a` at the first date, `image_b` at the second) with the run's
-    selected model and threshold the score (see the module docstring).
+    selected model, or with the checkpoint file `weights` (`--weights` / `--released`; the
+    run's folder is then not read), and threshold the score (see the module docstring).
 
     Raises:
         DataError: an image is missing or unreadable, or the two differ in size.
-        CdbenchError: no usable checkpoint or threshold (see `load_model`, `choose_threshold`),
-            or a tile that is not a positive multiple of 32.
+        CdbenchError: no usable checkpoint or threshold (see
+            benchmark/evaluation/evaluate.py `load_scoring_model`, `choose_threshold`), or a
+            tile that is not a positive multiple of 32.
     """
     check_tiling(tile, margin)
     first, second = read_image(image_a, "A"), read_image(image_b, "B")
@@ -288,14 +275,15 @@ def predict_pair(
             f"co-registered images of the same size (crop or resample one to the other)"
         )
     started = time.perf_counter()
-    trainable, best, summary = load_model(
-        params, spec, checkpoint_dir, runtime, allow_stale_checkpoint
+    model = load_scoring_model(
+        params, spec, checkpoint_dir, runtime, allow_stale_checkpoint, weights
     )
-    checkpoint_path = checkpoint_dir / "best.pt"
-    chosen = choose_threshold(spec, checkpoint_path, summary, reports, threshold)
+    trainable, device = model.trainable, model.device
     experiment = params.experiment(spec.experiment)
-    normalise = normalizer(params.recipes[experiment.recipe])
-    device = to_scoring_device(trainable, runtime)
+    recipe = params.recipes[experiment.recipe]
+    fixed = getattr(recipe.thresholds, score_kind(trainable.loss)) if weights is not None else None
+    chosen = choose_threshold(model.run, model.checkpoint, model.summary, reports, threshold, fixed)
+    normalise = normalizer(recipe)
     pair = torch.from_numpy(np.stack([first, second])).permute(0, 3, 1, 2)
     height, width = first.shape[:2]
     score = np.zeros((height, width), np.float32)
@@ -321,8 +309,10 @@ def predict_pair(
         kind=score_kind(trainable.loss),
         windows=len(rows) * len(columns),
         padded=(padded_side(side[0]), padded_side(side[1])),
-        checkpoint=checkpoint_path,
-        step=int(best["step"]),
+        checkpoint=model.checkpoint,
+        step=model.step,
+        provenance=model.identity["weights_provenance"],
+        sha256=model.identity["weights_sha256"],
         seconds=time.perf_counter() - started,
     )
 

@@ -341,7 +341,11 @@ def load_weights(path: Path, model_name: str, trainable: nn.Module) -> LoadedWei
             or an alias that differs (the message names the key).
     """
     if not path.is_file():
-        raise CdbenchError(f"{path}: no such checkpoint file (--weights)")
+        raise CdbenchError(
+            f"{path}: no such checkpoint file (--weights); give the path of an existing "
+            f"checkpoint: a cdbench best.pt / last.pt, or an author's released file (for the "
+            f"model's own, put it under {RELEASED_DIR}/ and pass --released)"
+        )
     sha256 = sha256_of(path)
     known = {entry.path.resolve(): entry for entry in RELEASED.values()}.get(path.resolve())
     if known is not None and known.sha256 is not None and known.sha256 != sha256:
