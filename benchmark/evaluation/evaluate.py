@@ -52,14 +52,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from benchmark.config import Params, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
@@ -485,21 +483,15 @@ def score_named_split(
         kept = score_split(
             trainable.model,
             trainable.loss,
-            _advancing(loader, bar),
+            loader,
             scores,
             device,
             bf16=runtime.bf16,
             channels_last=runtime.channels_last,
             keep=keep,
+            progress=bar,
         )
     return scores, kept
-
-
-def _advancing(batches: Iterable[dict[str, Any]], bar: tqdm[Any]) -> Iterator[dict[str, Any]]:
-    """`batches`, advancing `bar` by each batch's number of pairs once it has been scored."""
-    for batch in batches:
-        yield batch
-        bar.update(len(batch["name"]))
 
 
 def _rounded(curve: dict[str, list[float]]) -> dict[str, list[float]]:
