@@ -3,6 +3,7 @@ any size, at the run's validation-chosen threshold, and clear errors for bad inp
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 
 from benchmark.cli import main
 from benchmark.config import load_params
-from benchmark.evaluation.infer import PAD_MULTIPLE, padded_side, windows
+from benchmark.evaluation.infer import PAD_MULTIPLE, choose_threshold, padded_side, windows
 from benchmark.training.loop import train_run
 from tests.test_training import RUN, write_params
 
@@ -166,8 +167,13 @@ def test_predict_with_weights_writes_the_run_folders_change_map(
     shutil.copy(best, elsewhere)
     capsys.readouterr()
     from_run, from_file = tmp_path / "run.png", tmp_path / "file.png"
-    assert _predict(trained, str(a), str(b), "--out", str(from_run), "--threshold", "0.5") == 0
-    assert f"weights {best} (trained run, step " in capsys.readouterr().out
+    assert _predict(trained, str(a), str(b), "--out", str(from_run)) == 0
+    printed = capsys.readouterr().out
+    assert f"weights {best} (trained run, step " in printed
+    summary = json.loads((best.parent / "summary.json").read_text())
+    chosen = choose_threshold(RUN, best, summary, trained / "reports")  # the one used above
+    assert f"> {chosen.value:g}, {chosen.source}" in printed
+    threshold = repr(chosen.value)
 
     # The run's folder is not read: --checkpoints points at an empty one.
     empty = tmp_path / "no-checkpoints"
@@ -175,7 +181,7 @@ def test_predict_with_weights_writes_the_run_folders_change_map(
     argv = ["--params", str(trained / "params.yaml"), "predict", RUN, str(a), str(b)]
     where = ["--checkpoints", str(empty), "--reports", str(trained / "reports")]
     weights = ["--weights", str(elsewhere), "--out", str(from_file)]
-    assert main([*argv, *where, *weights, "--threshold", "0.5"]) == 0
+    assert main([*argv, *where, *weights, "--threshold", threshold]) == 0
     printed = capsys.readouterr().out
     assert f"weights {elsewhere} (cdbench checkpoint" in printed
     assert f"sha256 {sha256_of(elsewhere)}" in printed
