@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from benchmark.config import RuntimeConfig, SynthConfig, validate
+from benchmark.config import (
+    OptimizerConfig,
+    Params,
+    RecipeConfig,
+    RuntimeConfig,
+    ScheduleConfig,
+    SynthConfig,
+    load_params,
+    validate,
+)
+from benchmark.data.cache import write_caches
+from benchmark.data.synth import generate_synthetic
+from benchmark.speed.loader import write_stand_in
 from tests.httpserver import LocalServer, running_server
 
 RAR_FIXTURES = Path(__file__).resolve().parent / "data" / "rar"
@@ -53,6 +66,29 @@ def runtime_config(**changes: Any) -> RuntimeConfig:
     return validate(RuntimeConfig, repo_params(runtime=changes)["runtime"], "runtime")
 
 
+def params_copy(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """tmp_path/edited-params.yaml: the repository's params.yaml as plain data, changed in place
+    by `edit`."""
+    data = yaml.safe_load(REPO_PARAMS.read_text())
+    edit(data)
+    path = tmp_path / "edited-params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def small_recipe(**changes: Any) -> RecipeConfig:
+    """A small recipe (adam, constant rate, batch 2, 10 iterations); `changes` override its
+    fields."""
+    base = RecipeConfig(
+        source="test",
+        optimizer=OptimizerConfig(name="adam", lr=1e-3),
+        schedule=ScheduleConfig(name="constant"),
+        batch_size=2,
+        iterations=10,
+    )
+    return dataclasses.replace(base, **changes)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Give each pytest-xdist worker its share of the cores (pyproject.toml's addopts: 2 workers).
 
@@ -80,6 +116,64 @@ def _offline_and_quiet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DO_NOT_TRACK", "true")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+# A one-step pretrained run (frozen encoder) on an 8/2/2-pair synthetic dataset.
+TINY_PRETRAINED: dict[str, Any] = {
+    "synth": {"seed": 0, "size": 64, "train": 8, "val": 2, "test": 2},
+    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
+    "recipes": {
+        "tiny-pretrained": {
+            "source": "tests",
+            "optimizer": {"name": "adam", "lr": "1e-3"},
+            "schedule": {"name": "constant"},
+            "batch_size": 4,
+            "iterations": 1,
+            "val_every": 1,
+            "crop": 32,
+            "augment": "none",
+            "pretrained": True,
+        }
+    },
+    "experiments": {
+        "bsfnet-bce-synthetic": {
+            "model": "bsfnet",
+            "loss": "bce",
+            "dataset": "synthetic",
+            "recipe": "tiny-pretrained",
+            "model_options": {"freeze_encoder": True},
+        }
+    },
+}
+
+
+@pytest.fixture
+def tiny_pretrained(tmp_path: Path) -> Path:
+    """params.yaml of a one-step pretrained run (frozen encoder) on an 8/2/2-pair dataset."""
+    generate_synthetic(
+        tmp_path / "prepared" / "synthetic", synth_config(size=64, train=8, val=2, test=2)
+    )
+    folders = {
+        "raw_dir": str(tmp_path / "raw"),
+        "prepared_dir": str(tmp_path / "prepared"),
+        "weights_dir": str(tmp_path / "weights"),
+    }
+    return write_repo_params(tmp_path / "params.yaml", **{**TINY_PRETRAINED, "data": folders})
+
+
+@pytest.fixture(scope="module")
+def repository_params() -> Params:
+    """The repository's params.yaml, loaded and validated."""
+    return load_params(REPO_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def whole_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LEVIR-CD stand-in of 5 whole 320 x 320 pairs per split, with its caches written."""
+    root = tmp_path_factory.mktemp("opencd") / "levir-cd"
+    write_stand_in(root, 320, 5, whole=True)
+    write_caches(root, progress=False)
+    return root
 
 
 @pytest.fixture

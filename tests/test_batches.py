@@ -8,20 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from benchmark.data.cache import write_caches
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import OpenCDAugment
-from benchmark.speed.loader import write_stand_in
 from benchmark.training.batches import ThreadedBatches, training_batches
 from benchmark.training.sampler import SeededCrops, SeededSamples
-
-
-@pytest.fixture(scope="module")
-def whole_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("opencd") / "levir-cd"
-    write_stand_in(root, 320, 5, whole=True)
-    write_caches(root, progress=False)
-    return root
 
 
 def test_threaded_batches_equal_the_dataloader_in_order(whole_pairs: Path) -> None:

@@ -31,7 +31,7 @@ from benchmark.config import (
 )
 from benchmark.data.layout import write_pair
 from benchmark.errors import ConfigError
-from tests.conftest import repo_params, runtime_config, synth_config, write_repo_params
+from tests.conftest import params_copy, repo_params, runtime_config, synth_config, write_repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -482,14 +482,6 @@ def test_an_experiment_overrides_its_recipes_loss_options(tmp_path: Path) -> Non
         load_params(_params(tmp_path, recipes=bad, experiments={"inherits": experiment}))
 
 
-def _params_copy(tmp_path: Path, edit: Any) -> Path:
-    data = yaml.safe_load((REPO / "params.yaml").read_text())
-    edit(data)
-    path = tmp_path / "edited-params.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def _set(data: dict[str, Any], dotted: list[str], value: Any) -> None:
     for key in dotted[:-1]:
         data = data[key]
@@ -567,7 +559,7 @@ def test_config_errors_stop_train_naming_the_key(
     value: Any,
     message: str,
 ) -> None:
-    path = _params_copy(tmp_path, lambda data: _set(data, key, value))
+    path = params_copy(tmp_path, lambda data: _set(data, key, value))
     monkeypatch.chdir(tmp_path)
     assert main(["--params", str(path), "train", experiment, "--no-tracking"]) == 1
     err = capsys.readouterr().err

@@ -1,5 +1,4 @@
-"""`cdbench parity` (benchmark/speed/parity.py) and the training loop's optimisation switches
-(`runtime.fused_optimizer`, `runtime.compile`), on a tiny synthetic dataset."""
+"""`cdbench parity` (benchmark/speed/parity.py) on a tiny synthetic dataset."""
 
 from __future__ import annotations
 
@@ -10,12 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from benchmark import checkpoint
 from benchmark.cli import main
-from benchmark.config import load_params
 from benchmark.data.synth import generate_synthetic
 from benchmark.speed.parity import render_parity, runtimes
-from benchmark.training.loop import train_run
 from tests.conftest import runtime_config, synth_config, write_repo_params
 from tests.test_training import TINY as TRAINING_TINY
 
@@ -122,33 +118,3 @@ def test_parity_fails_when_the_runtimes_disagree() -> None:
 def test_parity_refuses_an_unknown_experiment(params_path: Path, tmp_path: Path) -> None:
     args = ["--params", str(params_path), "parity", "--experiment", "nope", "--out", str(tmp_path)]
     assert main(args) == 1
-
-
-def test_loop_uses_the_fused_optimizer_and_compiles_when_asked(
-    params_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    params = load_params(params_path)
-    compiled: list[torch.nn.Module] = []
-
-    def fake_compile(module: torch.nn.Module) -> torch.nn.Module:
-        compiled.append(module)
-        return module
-
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    runtime = runtime_config(
-        device="cpu",
-        workers=0,
-        system_metrics=False,
-        progress=False,
-        fused_optimizer=True,
-        compile=True,
-    )
-    (spec,) = params.runs()
-    train_run(params, spec, tmp_path / "run", runtime, tracking=False)
-    assert len(compiled) == 1 and hasattr(compiled[0], "loss")  # the model and its loss
-    state = checkpoint.load(tmp_path / "run" / "last.pt")
-    assert state["optimizer"]["param_groups"][0]["fused"] is True
-    plain = runtime_config(device="cpu", workers=0, system_metrics=False, progress=False)
-    train_run(params, spec, tmp_path / "plain", plain, tracking=False)
-    state = checkpoint.load(tmp_path / "plain" / "last.pt")
-    assert not state["optimizer"]["param_groups"][0]["fused"]

@@ -8,7 +8,6 @@ recomputed with the code under test.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,7 @@ from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from benchmark.config import (
-    OptimizerConfig,
-    Params,
-    RecipeConfig,
-    ScheduleConfig,
-    load_params,
-)
+from benchmark.config import Params
 from benchmark.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from benchmark.training.recipe import (
     CatMaxRatioCrop,
@@ -34,25 +27,9 @@ from benchmark.training.recipe import (
     build_scheduler,
     train_transform,
 )
+from tests.conftest import small_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def repo_params() -> Params:
-    return load_params(REPO / "params.yaml")
-
-
-def _recipe(**changes: Any) -> RecipeConfig:
-    """A small recipe; `changes` override its fields."""
-    base = RecipeConfig(
-        source="test",
-        optimizer=OptimizerConfig(name="adam", lr=1e-3),
-        schedule=ScheduleConfig(name="constant"),
-        batch_size=2,
-        iterations=10,
-    )
-    return dataclasses.replace(base, **changes)
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -83,8 +60,8 @@ def test_bsfnet_step_lr_matches_released_formula(step: int, expected: float) -> 
     assert bsfnet_step_lr(step) == pytest.approx(expected, rel=1e-9)
 
 
-def test_bsfnet_official_lambda_lr_follows_the_step_decay(repo_params: Params) -> None:
-    recipe = repo_params.recipes["bsfnet-official"]
+def test_bsfnet_official_lambda_lr_follows_the_step_decay(repository_params: Params) -> None:
+    recipe = repository_params.recipes["bsfnet-official"]
     assert recipe.optimizer.lr == pytest.approx(1e-5)
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
     scheduler = build_scheduler(recipe, optimizer, total_steps=500_000)
@@ -107,8 +84,8 @@ def test_bsfnet_official_lambda_lr_follows_the_step_decay(repo_params: Params) -
 # --- 2. open-cd warm-up + poly, CDLab plateau -----------------------------------------------
 
 
-def test_ifn_opencd_warmup_poly(repo_params: Params) -> None:
-    recipe = repo_params.recipes["ifn-opencd"]
+def test_ifn_opencd_warmup_poly(repository_params: Params) -> None:
+    recipe = repository_params.recipes["ifn-opencd"]
     assert recipe.iterations == 40_000 and recipe.schedule.warmup_iters == 1000
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
     scheduler = build_scheduler(recipe, optimizer, total_steps=40_000)
@@ -137,8 +114,8 @@ def test_ifn_opencd_warmup_poly(repo_params: Params) -> None:
     assert factor(40_000) == 0.0
 
 
-def test_ifn_opencd_warmup_poly_matches_mmengine_exactly(repo_params: Params) -> None:
-    recipe = repo_params.recipes["ifn-opencd"]
+def test_ifn_opencd_warmup_poly_matches_mmengine_exactly(repository_params: Params) -> None:
+    recipe = repository_params.recipes["ifn-opencd"]
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
     scheduler = build_scheduler(recipe, optimizer, total_steps=40_000)
     (factor,) = scheduler.lr_lambdas  # type: ignore[union-attr]
@@ -160,8 +137,8 @@ def test_ifn_opencd_warmup_poly_matches_mmengine_exactly(repo_params: Params) ->
     assert seen == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
-def test_ifn_cdlab_plateau(repo_params: Params) -> None:
-    recipe = repo_params.recipes["ifn-cdlab"]
+def test_ifn_cdlab_plateau(repository_params: Params) -> None:
+    recipe = repository_params.recipes["ifn-cdlab"]
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
     scheduler = build_scheduler(recipe, optimizer, total_steps=1000)
     assert isinstance(scheduler, ReduceLROnPlateau)
@@ -177,8 +154,8 @@ def test_ifn_cdlab_plateau(repo_params: Params) -> None:
     assert _lr(optimizer) == pytest.approx(1e-5)
 
 
-def test_plateau_is_mode_max_rising_scores_keep_the_lr(repo_params: Params) -> None:
-    recipe = repo_params.recipes["ifn-cdlab"]
+def test_plateau_is_mode_max_rising_scores_keep_the_lr(repository_params: Params) -> None:
+    recipe = repository_params.recipes["ifn-cdlab"]
     optimizer = build_optimizer(recipe, nn.Linear(2, 1).parameters())
     scheduler = build_scheduler(recipe, optimizer, total_steps=1000)
     assert isinstance(scheduler, ReduceLROnPlateau)
@@ -190,9 +167,9 @@ def test_plateau_is_mode_max_rising_scores_keep_the_lr(repo_params: Params) -> N
 # --- 3. optimisers ----------------------------------------------------------------------------
 
 
-def test_build_optimizer_adam_for_bsfnet(repo_params: Params) -> None:
+def test_build_optimizer_adam_for_bsfnet(repository_params: Params) -> None:
     optimizer = build_optimizer(
-        repo_params.recipes["bsfnet-official"], nn.Linear(2, 1).parameters()
+        repository_params.recipes["bsfnet-official"], nn.Linear(2, 1).parameters()
     )
     assert type(optimizer) is torch.optim.Adam
     group = optimizer.param_groups[0]
@@ -201,8 +178,10 @@ def test_build_optimizer_adam_for_bsfnet(repo_params: Params) -> None:
     assert group["weight_decay"] == 0.0
 
 
-def test_build_optimizer_adamw_for_opencd(repo_params: Params) -> None:
-    optimizer = build_optimizer(repo_params.recipes["ifn-opencd"], nn.Linear(2, 1).parameters())
+def test_build_optimizer_adamw_for_opencd(repository_params: Params) -> None:
+    optimizer = build_optimizer(
+        repository_params.recipes["ifn-opencd"], nn.Linear(2, 1).parameters()
+    )
     assert type(optimizer) is torch.optim.AdamW
     group = optimizer.param_groups[0]
     assert group["lr"] == pytest.approx(1e-3)
@@ -213,7 +192,7 @@ def test_build_optimizer_adamw_for_opencd(repo_params: Params) -> None:
 def test_build_optimizer_skips_frozen_parameters() -> None:
     layer = nn.Linear(3, 2)
     layer.weight.requires_grad_(False)
-    optimizer = build_optimizer(_recipe(), layer.parameters())
+    optimizer = build_optimizer(small_recipe(), layer.parameters())
     params = [p for group in optimizer.param_groups for p in group["params"]]
     assert len(params) == 1 and params[0] is layer.bias
 
@@ -259,7 +238,7 @@ def _date_a_on_0_255(image: torch.Tensor) -> torch.Tensor:
     [("none", None), ("none", 64), ("flips", 64), ("cdlab", None), ("cdlab", 64), ("opencd", 64)],
 )
 def test_train_transform_keeps_mask_and_image_aligned(augment: str, crop: int | None) -> None:
-    transform = train_transform(_recipe(augment=augment, crop=crop))
+    transform = train_transform(small_recipe(augment=augment, crop=crop))
     sample = _aligned_sample()
     side = crop or 96
     masks = []
@@ -297,7 +276,7 @@ def test_opencd_rotation_resamples_images_bilinearly() -> None:
     # level (brightness and contrast are affine per image; saturation and hue leave grey
     # alone), flips and crops move pixels, and nearest-neighbour rotation copies pixels: two
     # levels stay two. A bilinear rotation (p = 0.5) blends them along every edge.
-    transform = train_transform(_recipe(augment="opencd", crop=64))
+    transform = train_transform(small_recipe(augment="opencd", crop=64))
     sample = _aligned_sample()
     levels = []
     for seed in range(12):
@@ -307,7 +286,7 @@ def test_opencd_rotation_resamples_images_bilinearly() -> None:
 
 
 def test_opencd_photometric_distortion_differs_between_dates() -> None:
-    transform = train_transform(_recipe(augment="opencd", crop=64))
+    transform = train_transform(small_recipe(augment="opencd", crop=64))
     size = 96
     mask = _blob_mask(size)
     grey = torch.full((3, size, size), 100, dtype=torch.uint8)

@@ -3,6 +3,7 @@ thumbnails files (arrays built here, as `cdbench evaluate` writes them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -387,14 +388,33 @@ def _legend_texts(figure: Any) -> list[str]:
     return [text.get_text() for legend in legends for text in legend.get_texts()]
 
 
+@dataclasses.dataclass
+class Kept:
+    """The synthetic dataset's figure inputs (`_inputs`), and every figure drawn from them."""
+
+    summary: pd.DataFrame
+    runs: pd.DataFrame
+    curves: dict[str, dict[str, Any]]
+    predictions: Path
+    figures: list[Any]
+
+
+@pytest.fixture
+def kept_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kept:
+    """The synthetic inputs, with `figures._save` keeping each figure for inspection."""
+    summary, runs, curves, predictions = _inputs(tmp_path)
+    return Kept(
+        _synthetic(summary), _synthetic(runs), curves, predictions, _kept_figures(monkeypatch)
+    )
+
+
 def test_baseline_is_a_dashed_line_in_the_bar_figures_and_an_iso_f1_curve_in_the_pr_figure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kept_synthetic: Kept
 ) -> None:
-    summary, runs, curves, _ = _inputs(tmp_path)
-    summary, runs = _synthetic(summary), _synthetic(runs)
+    summary, runs, curves = kept_synthetic.summary, kept_synthetic.runs, kept_synthetic.curves
     colours = figures._experiment_colours(summary, runs)
     baseline = Baseline(f1=31.5, method="pixel differencing", source="manifest.json")
-    kept = _kept_figures(monkeypatch)
+    kept = kept_synthetic.figures
     assert figures._f1_figure(summary, "synthetic", tmp_path / "f1.png", baseline)
     assert figures._ablation_figure(summary, "synthetic", colours, tmp_path / "a.png", baseline)
     assert figures._pr_figure(runs, curves, "synthetic", colours, tmp_path / "pr.png", "", baseline)
@@ -412,14 +432,12 @@ def test_baseline_is_a_dashed_line_in_the_bar_figures_and_an_iso_f1_curve_in_the
 
 
 def test_pr_legend_shows_only_what_is_drawn_in_colours_unlike_the_protocols(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kept_synthetic: Kept
 ) -> None:
     from matplotlib.colors import to_rgb
 
-    _, runs, curves, _ = _inputs(tmp_path)
-    runs = _synthetic(runs)
+    runs, curves, kept = kept_synthetic.runs, kept_synthetic.curves, kept_synthetic.figures
     colours = figures._experiment_colours(runs, runs)
-    kept = _kept_figures(monkeypatch)
     figures._pr_figure(runs, curves, "synthetic", colours, tmp_path / "pr.png")
     first_seeds = runs[runs["seed"] == 0]
     figures._pr_figure(first_seeds, curves, "synthetic", colours, tmp_path / "pr0.png")
@@ -435,12 +453,10 @@ def test_pr_legend_shows_only_what_is_drawn_in_colours_unlike_the_protocols(
 
 
 def test_qualitative_panels_are_titled_with_what_they_show(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kept_synthetic: Kept
 ) -> None:
-    _, runs, _, predictions = _inputs(tmp_path)
-    runs = _synthetic(runs)
-    thumbnails = figures._thumbnails(runs, predictions)
-    kept = _kept_figures(monkeypatch)
+    runs, kept = kept_synthetic.runs, kept_synthetic.figures
+    thumbnails = figures._thumbnails(runs, kept_synthetic.predictions)
     assert figures._qualitative_figure(runs, thumbnails, "synthetic", tmp_path / "q.png")
     titles = [axes.get_title() for axes in kept[0].axes if axes.get_title()]
     experiments = figures._experiments(runs)

@@ -20,6 +20,7 @@ import yaml
 from benchmark.cli import main
 from benchmark.config import load_params
 from benchmark.errors import DataError
+from benchmark.models.released import RELEASED_PROVENANCE
 from benchmark.reporting.check import MISSING
 from benchmark.reporting.references import load_references
 from benchmark.reporting.results import (
@@ -358,3 +359,91 @@ def test_per_image_counts_that_do_not_add_up_are_refused_by_the_report(
         "21 4 4 40 but the pooled counts of ifn-ds-synthetic.json are 16 4 4 40"
     ) in capsys.readouterr().err
     assert not (reports / "comparison.md").exists()
+
+
+def _released_run(reports: Path, run: str, provenance: str) -> None:
+    """What `evaluate --weights` adds to a run's record: provenance and the file's hash."""
+    from tests.data.evaluations import same_counts, write_run
+
+    base = run.removesuffix("-released").removesuffix("-weights")
+    experiment = base.rsplit("-s", 1)[0]
+    write_run(reports, run, experiment, 0, same_counts((1, 1, 5, 9)))
+    path = reports / "runs" / f"{run}.json"
+    metrics = json.loads(path.read_text())
+    metrics.update(weights_provenance=provenance, weights_sha256="ab" * 32)
+    path.write_text(json.dumps(metrics))
+
+
+def test_the_report_shows_released_rows_apart_and_check_never_credits_them(
+    tmp_path: Path,
+) -> None:
+    from benchmark.config import load_params
+    from benchmark.reporting.report import write_report
+    from benchmark.reporting.results import ExpectedRuns, load_runs, stray_files
+    from tests.data.evaluations import REPO, params_file, same_counts, write_run
+
+    reports = tmp_path / "reports"
+    for seed in (0, 1):
+        run = f"bsfnet-sisb-synthetic-s{seed}"
+        write_run(reports, run, "bsfnet-sisb-synthetic", seed, same_counts((4, 1, 1, 10)))
+    _released_run(reports, "bsfnet-sisb-synthetic-s0-released", RELEASED_PROVENANCE)
+    params = params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1]})
+    expected = ExpectedRuns.from_params(load_params(params))
+
+    # Accepted by name, not stray; read only when asked (the report), never by check's loader.
+    assert stray_files(reports / "metrics", expected.identities) == []
+    assert list(load_runs(reports / "metrics", expected)["run"]) == [
+        "bsfnet-sisb-synthetic-s0",
+        "bsfnet-sisb-synthetic-s1",
+    ]
+    report = write_report(
+        reports, REPO / "references.yaml", resamples=20, tracking=False, expected=expected
+    )
+    rows = report.summary[report.summary["protocol"] == "fixed"]
+    assert list(rows["weights_provenance"]) == ["trained run", RELEASED_PROVENANCE]
+    assert list(rows["seeds"]) == [2, 1]  # never averaged with the trained seeds
+    assert list(rows["f1"].round(2)) == [80.0, 25.0]  # 2*4/(8+1+1); 2*1/(2+1+5)
+    text = (reports / "comparison.md").read_text()
+    trained_part, released_part = text.split("## Checkpoint files, scored under our protocols")
+    assert "bsfnet-sisb-synthetic-s0-released" in released_part.split("\n## ")[0]
+    assert "25.00" not in trained_part and "80.00" in trained_part
+
+
+@pytest.mark.parametrize(
+    ("run", "provenance"),
+    [
+        ("bsfnet-sisb-synthetic-s0-released", "trained run"),
+        ("bsfnet-sisb-synthetic-s0-weights", RELEASED_PROVENANCE),
+        ("bsfnet-sisb-synthetic-s0", RELEASED_PROVENANCE),
+        ("bsfnet-sisb-synthetic-s7-released", RELEASED_PROVENANCE),
+    ],
+)
+def test_a_file_whose_name_and_provenance_disagree_is_refused(
+    tmp_path: Path, run: str, provenance: str
+) -> None:
+    from benchmark.config import load_params
+    from benchmark.errors import DataError
+    from benchmark.reporting.results import ExpectedRuns, load_runs, stray_files
+    from tests.data.evaluations import params_file
+
+    reports = tmp_path / "reports"
+    _released_run(reports, run, provenance)
+    expected = ExpectedRuns.from_params(
+        load_params(params_file(tmp_path, {"bsfnet-sisb-synthetic": [0, 1]}))
+    )
+    if run.endswith("-s7-released"):  # a seed params.yaml does not list: stray, not read
+        assert stray_files(reports / "metrics", expected.identities) == [
+            reports / "metrics" / f"{run}.json"
+        ]
+        with pytest.raises(DataError, match="no metrics files"):
+            load_runs(reports / "metrics", expected, from_files=True)
+        return
+    with pytest.raises(DataError, match=rf"{run}\.json: weights_provenance is '{provenance}'"):
+        load_runs(reports / "metrics", expected, from_files=True)
+
+
+def test_the_suffixes_agree_between_evaluate_and_the_report() -> None:
+    from benchmark.models.released import RUN_SUFFIX
+    from benchmark.reporting.results import FROM_FILE
+
+    assert FROM_FILE == RUN_SUFFIX

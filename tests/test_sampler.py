@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,28 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import OptimizerConfig, RecipeConfig, ScheduleConfig
-from benchmark.data.cache import write_caches
 from benchmark.data.dataset import ChangeDetectionDataset
 from benchmark.data.opencd import OpenCDAugment
 from benchmark.data.photometric import COLOUR_PARAMS
 from benchmark.errors import DataError
-from benchmark.speed.loader import write_stand_in
 from benchmark.training.recipe import train_transform
 from benchmark.training.sampler import SeededCrops, SeededSamples, epoch_indices, sample_seed
-
-
-def _recipe(**changes: Any) -> RecipeConfig:
-    """A small recipe; `changes` override its fields."""
-    base = RecipeConfig(
-        source="test",
-        optimizer=OptimizerConfig(name="adam", lr=1e-3),
-        schedule=ScheduleConfig(name="constant"),
-        batch_size=2,
-        iterations=10,
-    )
-    return dataclasses.replace(base, **changes)
-
+from tests.conftest import small_recipe
 
 SIZE, BATCH = 37, 4  # 9 full batches (36 items), one item dropped
 
@@ -91,7 +75,7 @@ def _random_sample(generator: torch.Generator, size: int = 96, name: str = "x") 
 def _seeded_samples() -> SeededSamples:
     generator = torch.Generator().manual_seed(11)
     data = [_random_sample(generator, name=f"p{i}") for i in range(3)]
-    transform = train_transform(_recipe(crop=64, augment="flips"))
+    transform = train_transform(small_recipe(crop=64, augment="flips"))
     return SeededSamples(data, transform, seed=7)  # type: ignore[arg-type]
 
 
@@ -124,14 +108,6 @@ def test_a_training_split_smaller_than_one_batch_is_an_error_not_an_endless_loop
     assert len(epoch_indices(16, 0, 0, 16)) == 16
     with pytest.raises(DataError, match=r"8 training samples cannot fill one batch of 16"):
         epoch_indices(8, 0, 0, 16)
-
-
-@pytest.fixture(scope="module")
-def whole_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("opencd") / "levir-cd"
-    write_stand_in(root, 320, 5, whole=True)
-    write_caches(root, progress=False)
-    return root
 
 
 def test_seeded_crops_are_a_function_of_seed_epoch_and_pair(whole_pairs: Path) -> None:

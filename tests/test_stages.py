@@ -36,7 +36,7 @@ from benchmark.stages import (
     write_stages,
 )
 from benchmark.training import loop
-from tests.conftest import synth_config
+from tests.conftest import params_copy, synth_config
 from tests.test_training import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -496,19 +496,6 @@ def test_dvc_repro_does_not_run_a_command_written_in_a_path_param(
 # --- the generated train/evaluate stages ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def repo_params() -> Params:
-    return load_params(REPO / "params.yaml")
-
-
-def _params_copy(tmp_path: Path, edit: Any) -> Path:
-    data = yaml.safe_load((REPO / "params.yaml").read_text())
-    edit(data)
-    path = tmp_path / "edited-params.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 NEW = "ifn-ds-synthetic-twice"
 
 
@@ -522,12 +509,12 @@ def _params_with_two_seeds(tmp_path: Path) -> Path:
             "seeds": [0, 1],
         }
 
-    path = _params_copy(tmp_path, add)
+    path = params_copy(tmp_path, add)
     return path.rename(tmp_path / "params.yaml")
 
 
-def test_repository_dvc_yaml_matches_params(repo_params: Params) -> None:
-    check_stages(repo_params, REPO / "dvc.yaml")
+def test_repository_dvc_yaml_matches_params(repository_params: Params) -> None:
+    check_stages(repository_params, REPO / "dvc.yaml")
 
 
 def test_stages_regenerated_for_a_new_experiment(tmp_path: Path) -> None:

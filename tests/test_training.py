@@ -1,6 +1,7 @@
 """End-to-end training and evaluation on a tiny synthetic dataset: resume after an
 interruption (in process and after kill -9) ends exactly like an uninterrupted run, the
-evaluation protocols, MLflow records, and DistributedDataParallel with 2 CPU processes."""
+evaluation protocols, MLflow records, DistributedDataParallel with 2 CPU processes, and the
+loop's optimisation switches (`runtime.fused_optimizer`, `runtime.compile`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from benchmark.evaluation.evaluate import evaluate_run
 from benchmark.run import Trainable
 from benchmark.training import loop
 from benchmark.training.loop import train_run
-from tests.conftest import synth_config, write_repo_params
+from tests.conftest import runtime_config, synth_config, write_repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -96,6 +97,12 @@ def uninterrupted(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def tiny_params(tmp_path: Path, prepared: Path) -> Params:
     return load_params(write_params(tmp_path, prepared))
+
+
+@pytest.fixture
+def params_path(tmp_path: Path, prepared: Path) -> Path:
+    """tmp_path/params.yaml of the tiny run on the prepared dataset."""
+    return write_params(tmp_path, prepared)
 
 
 def assert_same_training(a: Path, b: Path) -> None:
@@ -502,3 +509,33 @@ def test_training_survives_an_mlflow_outage_and_logs_the_points_later(
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
     assert steps == [3, 4, 6]  # each point once
     assert checkpoint.load(out / "last.pt")["mlflow_pending"]["metrics"] == []
+
+
+def test_loop_uses_the_fused_optimizer_and_compiles_when_asked(
+    params_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = load_params(params_path)
+    compiled: list[torch.nn.Module] = []
+
+    def fake_compile(module: torch.nn.Module) -> torch.nn.Module:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    runtime = runtime_config(
+        device="cpu",
+        workers=0,
+        system_metrics=False,
+        progress=False,
+        fused_optimizer=True,
+        compile=True,
+    )
+    (spec,) = params.runs()
+    train_run(params, spec, tmp_path / "run", runtime, tracking=False)
+    assert len(compiled) == 1 and hasattr(compiled[0], "loss")  # the model and its loss
+    state = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert state["optimizer"]["param_groups"][0]["fused"] is True
+    plain = runtime_config(device="cpu", workers=0, system_metrics=False, progress=False)
+    train_run(params, spec, tmp_path / "plain", plain, tracking=False)
+    state = checkpoint.load(tmp_path / "plain" / "last.pt")
+    assert not state["optimizer"]["param_groups"][0]["fused"]

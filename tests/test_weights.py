@@ -22,14 +22,11 @@ import yaml
 from benchmark import checkpoint
 from benchmark.cli import main
 from benchmark.config import load_params
-from benchmark.data.synth import generate_synthetic
 from benchmark.errors import CdbenchError, DownloadError
 from benchmark.models import weights
 from benchmark.models.weights import WeightFile, verify_file
 from benchmark.models.weights_fetch import fetch_weights
-from benchmark.run import build_trainable
 from benchmark.training.loop import train_run
-from tests.conftest import synth_config, write_repo_params
 from tests.httpserver import LocalServer, Route, closed_port_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -294,55 +291,6 @@ def plant_resnet50(folder: Path) -> tuple[WeightFile, dict[str, torch.Tensor]]:
     file = WeightFile(url=f"https://x.invalid/resnet50-{prefix}.pth", source="test resnet50")
     scratch.rename(file.path(folder))
     return file, state
-
-
-TINY = {
-    "synth": {"seed": 0, "size": 64, "train": 8, "val": 2, "test": 2},
-    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
-    "recipes": {
-        "tiny-pretrained": {
-            "source": "tests",
-            "optimizer": {"name": "adam", "lr": "1e-3"},
-            "schedule": {"name": "constant"},
-            "batch_size": 4,
-            "iterations": 1,
-            "val_every": 1,
-            "crop": 32,
-            "augment": "none",
-            "pretrained": True,
-        }
-    },
-    "experiments": {
-        "bsfnet-bce-synthetic": {
-            "model": "bsfnet",
-            "loss": "bce",
-            "dataset": "synthetic",
-            "recipe": "tiny-pretrained",
-            "model_options": {"freeze_encoder": True},
-        }
-    },
-}
-
-
-@pytest.fixture
-def tiny_pretrained(tmp_path: Path) -> Path:
-    """params.yaml of a one-step pretrained run (frozen encoder) on an 8/2/2-pair dataset."""
-    generate_synthetic(
-        tmp_path / "prepared" / "synthetic", synth_config(size=64, train=8, val=2, test=2)
-    )
-    folders = {
-        "raw_dir": str(tmp_path / "raw"),
-        "prepared_dir": str(tmp_path / "prepared"),
-        "weights_dir": str(tmp_path / "weights"),
-    }
-    return write_repo_params(tmp_path / "params.yaml", **{**TINY, "data": folders})
-
-
-def test_build_trainable_needs_the_folder_for_a_pretrained_recipe(tiny_pretrained: Path) -> None:
-    params = load_params(tiny_pretrained)
-    experiment = params.experiment("bsfnet-bce-synthetic")
-    with pytest.raises(ValueError, match="weights_dir=None"):
-        build_trainable(experiment, params.recipes[experiment.recipe])
 
 
 @pytest.mark.slow
