@@ -1,5 +1,6 @@
 """Reading evaluations back (benchmark/reporting/results.py): every metrics file checked
-against its record, its counts and params.yaml; seeds aggregated, bootstrapped and judged.
+against its record, its counts and params.yaml; seeds aggregated, bootstrapped and judged;
+runs scored from released checkpoint files read apart from the trained ones.
 
 Runs are fabricated with tests/data/evaluations.py: each is a set of per-image confusion
 counts, and its metrics file is computed from them as `cdbench evaluate` pools them, so the
