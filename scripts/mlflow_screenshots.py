@@ -140,7 +140,8 @@ def show_columns(page: Page, columns: list[str]) -> None:
     is reported and skipped."""
     if not columns:
         return
-    page.get_by_test_id("column-selection-dropdown").click()
+    # MLflow 3.17's "Group by" button carries the same test id as "Columns": find it by name.
+    page.get_by_role("button", name="Columns", exact=True).first.click()
     search = page.get_by_placeholder("Search columns")
     for column in columns:
         search.fill(column)
@@ -159,21 +160,15 @@ def show_columns(page: Page, columns: list[str]) -> None:
 
 
 def close_assistant(page: Page) -> None:
-    """Close MLflow 3's assistant side panel when it is open (it takes a third of the window)."""
-    panel = page.get_by_text("MLflow Assistant", exact=True)
-    if panel.count() == 0:
-        return
-    title = panel.first.bounding_box()
-    if title is None:
-        return
-    on_title_row = []  # the panel's header buttons; the last one closes it
-    for button in page.locator("button").all():
+    """Close MLflow 3's assistant side panel when it is open (it takes a third of the window):
+    its header's "Close" button, the one in the window's top-right corner."""
+    width = page.viewport_size["width"] if page.viewport_size else 1400
+    for button in page.get_by_role("button", name="Close", exact=True).all():
         box = button.bounding_box()
-        if box and abs(box["y"] - title["y"]) < 20 and box["x"] > title["x"] + 200:
-            on_title_row.append(button)
-    if on_title_row:
-        on_title_row[-1].click()
-        page.wait_for_timeout(500)
+        if box and box["y"] < 80 and box["x"] > width * 0.6:
+            button.click()
+            page.wait_for_timeout(500)
+            return
 
 
 def screenshots(
@@ -222,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="cdbench-synthetic")
     parser.add_argument("--run", default=None, help="run name for the run page (first if unset)")
     parser.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"))
-    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--width", type=int, default=1800)
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--settle", type=float, default=8.0, help="seconds to let each view draw")
     parser.add_argument(
