@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_run(params, spec, out, runtime, tracking=not args.no_tracking)
         print(
             f"trained {spec.name}: {result.steps} steps (resumed at {result.resumed_from}), "
-            f"best selection score {result.best_score:.4f} at step {result.best_step}, "
+            f"best selection score {100 * result.best_score:.2f} % at step {result.best_step}, "
             f"checkpoints in {out}"
         )
     return 0

@@ -392,7 +392,7 @@ metrics:
   - reports/metrics
 plots:
   - reports/pr:
-      title: Test precision-recall
+      title: Test precision-recall (%)
       template: simple
       x: recall
       y: precision
@@ -402,7 +402,7 @@ plots:
       x: step
       y: loss
   - reports/selection:
-      title: Model selection score (the recipe's split and metric)
+      title: Model selection score, % (the recipe's split and metric)
       template: simple
       x: step
       y: selection

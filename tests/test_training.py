@@ -223,6 +223,10 @@ def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: P
     }
     pr = pd.read_csv(tmp_path / "reports" / "pr" / f"{RUN}.csv")
     assert list(pr.columns) == ["threshold", "recall", "precision", "f1"] and len(pr) > 2
+    curves = json.loads((tmp_path / "reports" / "curves" / f"{RUN}.json").read_text())
+    for rate in ("recall", "precision", "f1"):  # the plot tables are in percent, as the reports
+        assert list(pr[rate]) == pytest.approx([100 * v for v in curves["test"][rate]])
+    assert list(pr["threshold"]) == pytest.approx(curves["test"]["threshold"])
     history = json.loads((uninterrupted / "summary.json").read_text())["history"]
     training = pd.read_csv(tmp_path / "reports" / "training" / f"{RUN}.csv")
     assert list(training["step"]) == [r["step"] for r in history if "train/loss" in r]
@@ -231,7 +235,10 @@ def test_metrics_file_protocols(tmp_path: Path, prepared: Path, uninterrupted: P
     )
     selection = pd.read_csv(tmp_path / "reports" / "selection" / f"{RUN}.csv")
     assert list(selection["selection"]) == pytest.approx(
-        [r["val/selection"] for r in history if "val/selection" in r]
+        [100 * r["val/selection"] for r in history if "val/selection" in r]
+    )
+    assert list(selection["max_f1_threshold"]) == pytest.approx(
+        [r["val/max_f1_threshold"] for r in history if "val/max_f1_threshold" in r]
     )
     pixels = 4 * 64 * 64
     for protocol in ("fixed", "val_threshold", "test_best_optimistic"):

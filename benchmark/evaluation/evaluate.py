@@ -20,7 +20,8 @@ the threshold, everywhere. Outputs, read by `cdbench report`:
   the training history (`training`: the records of checkpoints/<run>/summary.json);
 - `reports/pr/<run>.csv`, `reports/training/<run>.csv`, `reports/selection/<run>.csv`: the
   tiles' test PR curve, the training history and the model-selection scores (validation
-  split unless the recipe selects on test) as CSV tables, which DVC's `plots:` draw;
+  split unless the recipe selects on test) as CSV tables, which DVC's `plots:` draw (rates in
+  percent, as every table; thresholds, losses and learning rates in their own units);
 - `reports/per_image/<run>.csv`: each test pair's tp/fp/fn/tn at the threshold of each
   protocol (from per-image histograms; the report's bootstrap resamples these rows);
 - `reports/predictions/<run>.npz`: a few test pairs as arrays (images A and B, label, score
@@ -82,6 +83,7 @@ from benchmark.run import (
     untrained,
 )
 from benchmark.runlock import run_lock
+from benchmark.tracking.glance import SELECTION_RATE_FIGURES
 
 THUMBNAILS = 4
 """Test pairs drawn as prediction maps for the report."""
@@ -311,10 +313,11 @@ def _score_and_write(
         staged.path("record").write_text(json.dumps(metrics, indent=2) + "\n")
         staged.path("metrics").write_text(json.dumps(headline(metrics), indent=2) + "\n")
         staged.path("curves").write_text(json.dumps(curves) + "\n")
-        _write_records(_pr_records(curves["test"]), staged.path("pr"))
+        _write_records(_in_percent(_pr_records(curves["test"]), PR_RATES), staged.path("pr"))
         _write_records(_history_records(curves["training"], "train/"), staged.path("training"))
         split = f"{metrics['selection_split'] or 'val'}/"
-        _write_records(_history_records(curves["training"], split), staged.path("selection"))
+        selection = _in_percent(_history_records(curves["training"], split), SELECTION_RATE_FIGURES)
+        _write_records(selection, staged.path("selection"))
         _write_per_image(per_image, staged.path("per_image"))
         _write_thumbnails(root, thumbnails, thumbnail_threshold, kind, staged.path("predictions"))
         staged.publish()
@@ -359,6 +362,16 @@ def output_paths(reports: Path, run: str) -> dict[str, Path]:
 
 LOGGED_OUTPUTS = ("record", "metrics", "curves", "per_image", "predictions")
 """The outputs attached to the run's MLflow record (the CSVs for DVC's plots repeat `curves`)."""
+
+
+PR_RATES = ("recall", "precision", "f1")
+"""The rate columns of `reports/pr/<run>.csv`, written in percent (the reports' unit)."""
+
+
+def _in_percent(rows: list[dict[str, Any]], rates: tuple[str, ...]) -> list[dict[str, Any]]:
+    """`rows` with the columns named in `rates` times 100: the plot tables (`dvc plots`) in
+    the percent of every other view; thresholds, steps and losses unchanged."""
+    return [{k: 100.0 * v if k in rates else v for k, v in row.items()} for row in rows]
 
 
 def _pr_records(curve: dict[str, list[float]]) -> list[dict[str, float]]:
