@@ -28,11 +28,13 @@ from benchmark.errors import CdbenchError
 from benchmark.evaluation.metrics import Counts
 from benchmark.tracking import RunTracker
 from benchmark.tracking.glance import (
+    NOTE_TAG,
     RATE_FIGURES,
     SELECTION_RATE_FIGURES,
     evaluation_metrics,
     training_metrics,
 )
+from benchmark.tracking.recorder import _transient
 
 EXPERIMENT = "cdbench-synthetic"
 
@@ -719,3 +721,58 @@ def test_a_store_locked_longer_than_sqlites_busy_timeout(repo: Path) -> None:
         holder.join()
     run.finish()
     assert _steps(uri, run.run_id, "loss") == [1]
+
+
+def test_a_description_another_run_inserts_first_is_retried_not_fatal(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs starting together on one store both find the experiment undescribed; the
+    second insert of the tag fails with SQLite's uniqueness error (seen with `cdbench launch
+    --workers 2`). Here the other run's insert lands between our read and our write."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    uri = _uri(repo)
+    real = MlflowClient.set_experiment_tag
+    calls: list[str] = []
+
+    def raced(self: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+        calls.append(key)
+        if calls.count(key) == 1:  # the other run wins the insert, ours then conflicts
+            real(self, experiment_id, key, "the other run's text")
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key, "
+                "experiment_tags.experiment_id",
+                error_code=BAD_REQUEST,
+            )
+        real(self, experiment_id, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", raced)
+    run = RunTracker(
+        experiment=EXPERIMENT,
+        run_name="r",
+        tags={},
+        uri=uri,
+        retry_delays_s=(0,),
+        description="ours",
+    )
+    assert run.run_id is not None
+    run.finish()
+    assert calls.count(NOTE_TAG) == 2  # the conflict was retried once
+    tags = MlflowClient(uri).get_experiment(run.experiment_id).tags
+    assert tags[NOTE_TAG] in ("ours", "the other run's text")
+
+
+def test_a_param_changed_is_not_mistaken_for_a_concurrent_insert(repo: Path) -> None:
+    """Only uniqueness races are retried: MLflow's refusal to change a logged param stays an
+    error at once."""
+    from mlflow.exceptions import MlflowException
+
+    run = RunTracker(experiment=EXPERIMENT, run_name="r", tags={}, uri=_uri(repo))
+    assert run.run_id is not None
+    client = MlflowClient(_uri(repo))
+    client.log_param(run.run_id, "a", "1")
+    with pytest.raises(MlflowException) as caught:
+        client.log_param(run.run_id, "a", "2")
+    assert not _transient(caught.value)
+    run.finish()

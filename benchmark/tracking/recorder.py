@@ -57,13 +57,23 @@ INTERNAL_ERROR)."""
 _T = TypeVar("_T")
 
 
+CONCURRENT_INSERT_MESSAGES = ("UNIQUE constraint failed", "duplicate key value violates unique")
+"""How SQLite and PostgreSQL report a row inserted by another writer between MLflow's read and
+its insert (an experiment tag or a dataset that two parallel runs of one store both add: MLflow's
+SQL store checks, then inserts). Retrying fixes it: the retry finds the row and reuses it."""
+
+
 def _transient(error: Exception) -> bool:
-    """Whether retrying may fix `error`: an MlflowException of a `TRANSIENT_ERROR_CODES` code,
-    or an OS-level error (a connection refused or reset, a timeout)."""
+    """Whether retrying may fix `error`: an MlflowException of a `TRANSIENT_ERROR_CODES` code
+    or one that reports a concurrent insert (`CONCURRENT_INSERT_MESSAGES`), or an OS-level
+    error (a connection refused or reset, a timeout)."""
     from mlflow.exceptions import MlflowException
 
     if isinstance(error, MlflowException):
-        return error.error_code in TRANSIENT_ERROR_CODES
+        message = str(error)
+        return error.error_code in TRANSIENT_ERROR_CODES or any(
+            text in message for text in CONCURRENT_INSERT_MESSAGES
+        )
     return isinstance(error, OSError)
 
 
