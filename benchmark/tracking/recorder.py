@@ -70,6 +70,8 @@ def _transient(error: Exception) -> bool:
     from mlflow.exceptions import MlflowException
 
     if isinstance(error, MlflowException):
+        if error.error_code == "RESOURCE_ALREADY_EXISTS":
+            return False  # a create that lost to another process: its caller reads the winner
         message = str(error)
         return error.error_code in TRANSIENT_ERROR_CODES or any(
             text in message for text in CONCURRENT_INSERT_MESSAGES
