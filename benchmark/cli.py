@@ -282,7 +282,13 @@ def cmd_stages(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """`cdbench runs` -> `benchmark.tracking.runs_table` (the MLflow runs, as a table)."""
-    from benchmark.tracking import format_runs_table, prepare_tracking, runs_table, tracking_uri
+    from benchmark.tracking import (
+        format_runs_table,
+        headline_links,
+        prepare_tracking,
+        runs_table,
+        tracking_uri,
+    )
 
     uri = tracking_uri()
     prepare_tracking(uri)
@@ -295,6 +301,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(format_runs_table(table))
     if not table.empty:
         print("F1, IoU and every rate in percent; thresholds in the model's score unit")
+    links = headline_links(names, uri=uri)
+    if links:
+        where = "" if uri.startswith(("http://", "https://")) else " (`mlflow ui` serves it)"
+        print(f"In the MLflow UI{where}, each experiment's runs with the headline columns:")
+        for name, link in links.items():
+            print(f"  {name}: {link}")
     return 0
 
 

@@ -12,7 +12,9 @@ the store; point it at a copy when another process may write to it.
 
 The view URLs are those of MLflow 3.17's UI (`mlflow/server/js`, its router's
 `#/experiments/<id>`, `#/compare-runs?runs=[...]&experiments=[...]` and
-`#/experiments/<id>/runs/<run id>/model-metrics` routes).
+`#/experiments/<id>/runs/<run id>/model-metrics` routes); the runs table opens in the
+experiment's headline view (`?viewStateShareKey=headline`, benchmark/tracking/glance.py) when
+the store holds it, and ticks the headline columns through the Columns menu otherwise.
 """
 
 from __future__ import annotations
@@ -98,14 +100,19 @@ def mlflow_server(uri: str, port: int, log: Path, timeout_s: float = 300.0) -> I
             server.wait()
 
 
-def view_urls(base: str, uri: str, experiment: str, run_name: str | None) -> dict[str, str]:
-    """The URL of each of `VIEWS` for `experiment` (its runs; `run_name`'s page, else the
-    first run's by name).
+def view_urls(
+    base: str, uri: str, experiment: str, run_name: str | None
+) -> tuple[dict[str, str], bool]:
+    """The URL of each of `VIEWS` for `experiment` (its runs, in the headline view when the
+    experiment holds one; `run_name`'s page, else the first run's by name), and whether the
+    runs table opens in the headline view.
 
     Raises:
         SystemExit: The experiment is missing or holds no run, or no run is named `run_name`.
     """
     from mlflow import MlflowClient
+
+    from benchmark.tracking.glance import VIEW_TAG, headline_view_link
 
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -126,12 +133,16 @@ def view_urls(base: str, uri: str, experiment: str, run_name: str | None) -> dic
             "experiments": json.dumps([eid]),
         }
     )
-    return {
-        "runs-table": f"{base}/#/experiments/{eid}/runs",
+    headline = VIEW_TAG in found.tags
+    urls = {
+        "runs-table": (
+            headline_view_link(eid, base) if headline else f"{base}/#/experiments/{eid}/runs"
+        ),
         "compare": f"{base}/#/compare-runs?{compare}",
         "run-overview": f"{base}/#/experiments/{eid}/runs/{run_id}",
         "run-metrics": f"{base}/#/experiments/{eid}/runs/{run_id}/model-metrics",
     }
+    return urls, headline
 
 
 def show_columns(page: Page, columns: list[str]) -> None:
@@ -222,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=8.0, help="seconds to let each view draw")
     parser.add_argument(
         "--columns",
-        default="f1,iou,f1_fixed,iou_fixed",
-        help="metric columns to tick in the runs table (comma-separated; '' for none)",
+        default=None,
+        help="metric columns to tick in the runs table (comma-separated; '' for none); by "
+        "default none when the experiment holds the headline view, else f1,iou,f1_fixed,"
+        "iou_fixed (a store written before cdbench stored that view)",
     )
     args = parser.parse_args(argv)
     if not args.chromium.is_file():
@@ -231,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     uri = store_uri(args.store)
     args.out.mkdir(parents=True, exist_ok=True)
     with mlflow_server(uri, free_port(), args.out / "server.log") as base:
-        urls = view_urls(base, uri, args.experiment, args.run)
+        urls, headline = view_urls(base, uri, args.experiment, args.run)
+        if args.columns is None:
+            args.columns = "" if headline else "f1,iou,f1_fixed,iou_fixed"
         columns = [c for c in args.columns.split(",") if c]
         shots = screenshots(
             urls, args.out, args.chromium, args.width, args.height, args.settle, columns

@@ -16,7 +16,16 @@ import pytest
 
 from benchmark import checkpoint
 from benchmark.evaluation.evaluate import evaluate_run
-from benchmark.tracking.glance import COUNT_FIGURES, HEADLINE, KIND_TAG, NOTE_TAG, model_name
+from benchmark.tracking import headline_links
+from benchmark.tracking.glance import (
+    COUNT_FIGURES,
+    HEADLINE,
+    KIND_TAG,
+    NOTE_TAG,
+    VIEW_TAG,
+    headline_view,
+    model_name,
+)
 from benchmark.tracking.verdict import attach_check, latest_report_run
 from benchmark.training.loop import train_run
 from tests.test_training import RUN, TINY, write_params
@@ -165,6 +174,23 @@ def test_experiment_has_a_description_and_training_kind(store: Store) -> None:
     experiment = MlflowClient(store.uri).get_experiment_by_name("cdbench-synthetic")
     assert "f1" in experiment.tags[NOTE_TAG] and "docs/mlflow.md" in experiment.tags[NOTE_TAG]
     assert experiment.tags[KIND_TAG] == "custom_model_development"
+    assert experiment.tags[VIEW_TAG] == headline_view(whole=False)  # synthetic: tiles only
+
+
+def test_cdbench_runs_links_each_experiment_in_its_headline_view(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow import MlflowClient
+
+    from benchmark.cli import main
+
+    experiment = MlflowClient(store.uri).get_experiment_by_name("cdbench-synthetic")
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey="
+    assert headline_links(uri=store.uri) == {"cdbench-synthetic": link + "headline"}
+    monkeypatch.chdir(store.root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    assert main(["runs", "--dataset", "synthetic"]) == 0
+    assert f"cdbench-synthetic: {link}headline" in capsys.readouterr().out
 
 
 def test_report_run_is_named_by_profile_and_date_and_gets_the_verdict(
@@ -199,13 +225,15 @@ def test_screenshot_script_shows_the_headline_column(store: Store, tmp_path: Pat
     out = tmp_path / "shots"
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "mlflow_screenshots.py"), "--store", str(db),
-         "--out", str(out), "--settle", "5"],
+         "--out", str(out), "--settle", "5", "--columns", ""],
         check=True, timeout=300,
     )  # fmt: skip
     for view in ("runs-table", "compare", "run-overview", "run-metrics"):
         assert (out / f"{view}.png").stat().st_size > 10_000, view
     table = (out / "runs-table.txt").read_text()
     assert "Dataset" in table and "synthetic (" in table  # the dataset input, with its digest
+    # Nothing ticked (--columns ''): the headline view alone shows the headline columns.
+    assert {"f1", "iou", "f1_fixed", "iou_fixed"} <= {line.strip() for line in table.splitlines()}
     compare = (out / "compare.txt").read_text().splitlines()
     assert "f1" in compare and "f1_fixed" in compare  # the headline rows of the metrics table
     assert compare.index("f1") < min(i for i, line in enumerate(compare) if "test/" in line)

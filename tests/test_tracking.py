@@ -763,6 +763,47 @@ def test_a_description_another_run_inserts_first_is_retried_not_fatal(
     assert tags[NOTE_TAG] in ("ours", "the other run's text")
 
 
+def test_the_headline_view_is_stored_where_missing_and_an_edit_is_kept(repo: Path) -> None:
+    """The experiment gets MLflow's shared view state under `VIEW_TAG` with its first run; a
+    view a reader saved under that key since is not overwritten by the next run, and a run
+    that brings no view sets none."""
+    from benchmark.tracking.glance import VIEW_TAG, headline_view
+
+    uri = _uri(repo)
+    view = headline_view(whole=False)
+    RunTracker(experiment=EXPERIMENT, run_name="a", tags={}, uri=uri, view=view).finish()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None and experiment.tags[VIEW_TAG] == view
+    client.set_experiment_tag(experiment.experiment_id, VIEW_TAG, '{"selectedColumns": []}')
+    RunTracker(experiment=EXPERIMENT, run_name="b", tags={}, uri=uri, view=view).finish()
+    assert client.get_experiment(experiment.experiment_id).tags[VIEW_TAG] == (
+        '{"selectedColumns": []}'
+    )
+    RunTracker(experiment="cdbench-other", run_name="c", tags={}, uri=uri).finish()
+    other = client.get_experiment_by_name("cdbench-other")
+    assert other is not None and VIEW_TAG not in other.tags
+
+
+def test_headline_view_names_the_ui_columns_and_links_to_it() -> None:
+    """The view is the JSON MLflow's UI restores: its default attribute columns and the
+    headline metrics, named as its sort keys (attributes.`Name`, metrics.`name`), sorted by
+    f1 descending; the whole-image columns only where asked."""
+    from benchmark.tracking.glance import headline_view, headline_view_link
+
+    tiles = json.loads(headline_view(whole=False))
+    assert tiles["selectedColumns"] == [
+        "attributes.`Dataset`", "attributes.`Source`", "attributes.`Models`",
+        "metrics.`f1`", "metrics.`iou`", "metrics.`f1_fixed`", "metrics.`iou_fixed`",
+    ]  # fmt: skip
+    assert tiles["orderByKey"] == "metrics.`f1`" and tiles["orderByAsc"] is False
+    whole = json.loads(headline_view(whole=True))["selectedColumns"]
+    assert whole[:7] == tiles["selectedColumns"] and "metrics.`f1_whole`" in whole
+    assert headline_view_link("7", "http://host:5000/") == (
+        "http://host:5000/#/experiments/7/runs?viewStateShareKey=headline"
+    )
+
+
 def test_a_param_changed_is_not_mistaken_for_a_concurrent_insert(repo: Path) -> None:
     """Only uniqueness races are retried: MLflow's refusal to change a logged param stays an
     error at once."""

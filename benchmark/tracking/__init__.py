@@ -29,7 +29,7 @@ from benchmark.tracking.location import (
     tracking_uri,
 )
 from benchmark.tracking.provenance import git_commit
-from benchmark.tracking.query import TABLE_TAGS, format_runs_table, runs_table
+from benchmark.tracking.query import TABLE_TAGS, format_runs_table, headline_links, runs_table
 from benchmark.tracking.recorder import (
     END_STATUSES,
     TRUNCATION_MARKER,
@@ -53,6 +53,7 @@ __all__ = [
     "flatten_params",
     "format_runs_table",
     "git_commit",
+    "headline_links",
     "prepare_tracking",
     "repo_root",
     "runs_table",

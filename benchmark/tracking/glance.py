@@ -6,7 +6,11 @@ which MLflow would draw as single-bar charts, are kept out of the metrics (`conf
 logged as a JSON artifact). The standard `mlflow.source.*` tags fill the runs table's Source
 column (`source_tags`; MLflow's `mlflow/utils/mlflow_tags.py` names them), and
 `mlflow.note.content` on an experiment is the description its page shows
-(`experiment_description`). docs/mlflow.md lists every name.
+(`experiment_description`). MLflow's runs table shows no metric column until a reader ticks one,
+and remembers that per browser; a shared view state (an experiment tag
+`mlflow.sharedViewState.<key>` that the UI loads from `?viewStateShareKey=<key>`, MLflow's
+`mlflow/server/js/src/experiment-tracking` shared-view hook) opens it with the headline columns
+ticked (`headline_view`, `headline_view_link`). docs/mlflow.md lists every name.
 
 Every rate a reader compares (F1, IoU, precision, recall, OA, kappa, and the selection score,
 which is one of them) is logged in percent, the unit of the report's tables and
@@ -17,6 +21,7 @@ thresholds, speeds and epochs keep their own units. The metrics files keep fract
 from __future__ import annotations
 
 import getpass
+import json
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -69,6 +74,35 @@ KIND_TAG = "mlflow.experimentKind"
 KIND_TRAINING = "custom_model_development"
 """An experiment of this kind opens on MLflow's model-training views (runs, metrics charts),
 not its GenAI ones (traces, evaluations)."""
+
+
+VIEW_KEY = "headline"
+"""The shared view state of an experiment's runs table with the headline columns ticked."""
+
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+"""The experiment tag that holds it (MLflow's UI reads `mlflow.sharedViewState.<key>`)."""
+
+
+def headline_view(whole: bool) -> str:
+    """The headline view of a training experiment's runs table, as MLflow's UI stores a shared
+    view (JSON of its view state): the UI's default columns (Dataset, Source, Models), then the
+    metrics f1, iou, f1_fixed, iou_fixed (and the `*_whole` ones on a dataset with whole
+    images), sorted by f1, best first. Columns are named as the UI's sort keys,
+    `<attributes|metrics>.`<name>``."""
+    names = [name for name in HEADLINE if whole or not name.endswith("_whole")]
+    state = {
+        "selectedColumns": [f"attributes.`{name}`" for name in ("Dataset", "Source", "Models")]
+        + [f"metrics.`{name}`" for name in names],
+        "orderByKey": "metrics.`f1`",
+        "orderByAsc": False,
+    }
+    return json.dumps(state)
+
+
+def headline_view_link(experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+    """The address of an experiment's runs table in the headline view, on the MLflow UI at
+    `ui` (`mlflow ui`'s default address unless the store is a tracking server)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
 def percent(fraction: float) -> float:

@@ -1,4 +1,5 @@
-"""Read runs back from the tracking store as one table (`cdbench runs`)."""
+"""Read runs back from the tracking store as one table, and where the UI shows them at a
+glance (`cdbench runs`)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,26 @@ def format_runs_table(table: pd.DataFrame) -> str:
     text_columns = [c for c in ("run_name", "status", *TABLE_TAGS) if c in table.columns]
     filled = table.fillna(dict.fromkeys(text_columns, "-"))
     return filled.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep="-")
+
+
+def headline_links(
+    experiments: Sequence[str] | None = None, uri: str | None = None
+) -> dict[str, str]:
+    """Experiment name -> the address of its runs table in the headline view
+    (`benchmark.tracking.glance.headline_view_link`), for each of `experiments` (every active
+    one when None) that holds the view; on the tracking server itself when `uri` is one, else
+    on `mlflow ui`'s default address."""
+    from mlflow import MlflowClient
+
+    from benchmark.tracking.glance import VIEW_TAG, headline_view_link
+
+    uri = uri if uri is not None else tracking_uri()
+    prepare_tracking(uri)
+    client = MlflowClient(uri)
+    found = client.search_experiments()
+    ui = uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return {
+        e.name: headline_view_link(e.experiment_id, ui)
+        for e in sorted(found, key=lambda e: e.name)
+        if VIEW_TAG in e.tags and (experiments is None or e.name in experiments)
+    }

@@ -144,6 +144,8 @@ class RunTracker:
         description: The experiment's description (`mlflow.note.content`), set with its kind
             (model training: `glance.KIND_TAG`) where the experiment has none yet, so that an
             edit made in the UI stays.
+        view: The experiment's headline view (`glance.headline_view`), stored as MLflow's
+            shared view state `glance.VIEW_TAG` where the experiment has none yet.
 
     Metrics, params and tags that cannot be logged after the retries wait in a pending queue
     (see the module docstring): `pending_count`, `flush`, `pending_state`, `restore_pending`.
@@ -166,6 +168,7 @@ class RunTracker:
         enabled: bool = True,
         retry_delays_s: Sequence[float] | None = None,
         description: str | None = None,
+        view: str | None = None,
     ) -> None:
         self.run_id: str | None = None
         self.enabled = enabled
@@ -185,8 +188,8 @@ class RunTracker:
         prepare_tracking(self.uri)
         self._client: MlflowClient = MlflowClient(self.uri)
         self.experiment_id = self._experiment_id(experiment)
-        if description is not None:
-            self._describe_experiment(description)
+        if description is not None or view is not None:
+            self._describe_experiment(description, view)
         if run_id is None:
             run = self._call(
                 "create the run",
@@ -235,16 +238,18 @@ class RunTracker:
             )
         return found.experiment_id
 
-    def _describe_experiment(self, description: str) -> None:
-        """Set the experiment's description and kind where they are missing (see __init__)."""
-        from benchmark.tracking.glance import KIND_TAG, KIND_TRAINING, NOTE_TAG
+    def _describe_experiment(self, description: str | None, view: str | None) -> None:
+        """Set the experiment's description, kind and headline view where they are missing
+        (see __init__)."""
+        from benchmark.tracking.glance import KIND_TAG, KIND_TRAINING, NOTE_TAG, VIEW_TAG
 
         eid = self.experiment_id
         tags = self._call(
             "read the experiment's tags", lambda: self._client.get_experiment(eid).tags
         )
-        for key, value in ((NOTE_TAG, description), (KIND_TAG, KIND_TRAINING)):
-            if key in tags:
+        wanted = {NOTE_TAG: description, KIND_TAG: KIND_TRAINING, VIEW_TAG: view}
+        for key, value in wanted.items():
+            if value is None or key in tags:
                 continue
 
             def set_tag(key: str = key, value: str = value) -> None:

@@ -69,6 +69,7 @@ from tqdm import tqdm
 from benchmark import checkpoint
 from benchmark.config import Params, RecipeConfig, RunSpec, RuntimeConfig
 from benchmark.data.dataset import ChangeDetectionDataset
+from benchmark.data.datasets import DATASETS
 from benchmark.data.photometric import photometric_distortion
 from benchmark.data.transforms import PairNormalize
 from benchmark.errors import CdbenchError, DataError
@@ -719,7 +720,7 @@ def _tracker(
     if not enabled:
         return None
     from benchmark.tracking import RunTracker, git_commit
-    from benchmark.tracking.glance import experiment_description, source_tags
+    from benchmark.tracking.glance import experiment_description, headline_view, source_tags
 
     commit = git_commit(Path.cwd())
     tags = {
@@ -744,4 +745,5 @@ def _tracker(
         run_id=run_id or None,
         system_metrics=runtime.system_metrics,
         description=experiment_description(experiment),
+        view=headline_view(whole=DATASETS[config["dataset"]].has_whole),
     )
