@@ -10,7 +10,11 @@ demo rows of references.yaml (benchmark/reporting/references.py `Spread`).
 
 A kernel path is a set of environment variables, e.g. `ONEDNN_MAX_CPU_ISA=AVX2` (oneDNN uses
 no ISA above it) or `OMP_NUM_THREADS=1`; `default` runs with the machine's own. A machine can
-emulate only the ISAs its CPU has (an AVX2 machine cannot run AVX-512 kernels).
+emulate only the ISAs its CPU has (an AVX2 machine cannot run AVX-512 kernels), and a cap is
+not the smaller CPU: `ONEDNN_MAX_CPU_ISA` holds back oneDNN alone, not ATen's own vectorised
+kernels. So each run line also records the CPU's widest vector ISA (`cpu`: avx512, avx2, ...),
+and runs are told apart by path and CPU ("OMP_NUM_THREADS=1 on avx512"; a line without `cpu`
+is named by its path alone).
 
     python scripts/demo_spread.py bsfnet-sisb-synthetic --seeds 0 1 2 3 4 \\
         --path default --path ONEDNN_MAX_CPU_ISA=AVX --path OMP_NUM_THREADS=1 [--jobs 2]
@@ -71,6 +75,7 @@ def train_and_score(experiment: str, seed: int, params_path: str, folder: str) -
         "seed": seed,
         "threads": torch.get_num_threads(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+        "cpu": cpu_isa(),
         "val_threshold_f1": round(100 * float(metrics["val_threshold/f1"]), 2),
         "fixed_f1": round(100 * float(metrics["fixed/f1"]), 2),
         "selected_step": metrics["selected_step"],
@@ -80,15 +85,38 @@ def train_and_score(experiment: str, seed: int, params_path: str, folder: str) -
 PROTOCOLS = {"val_threshold": "val_threshold_f1", "fixed": "fixed_f1"}
 
 
+def cpu_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The widest x86 vector ISA this CPU has: "avx512" (AVX-512 F), "avx2", "avx" or
+    "sse" (from the flags of /proc/cpuinfo; "unknown" where it cannot be read)."""
+    try:
+        flags = next(
+            (line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("flags")),
+            [],
+        )  # fmt: skip
+    except OSError:
+        return "unknown"
+    for isa, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx")):
+        if flag in flags:
+            return isa
+    return "sse" if flags else "unknown"
+
+
+def kernel_path(run: dict[str, object]) -> str:
+    """A run line's kernel path with its CPU: "OMP_NUM_THREADS=1 on avx512" (the path alone
+    for a line that records no CPU)."""
+    return f"{run['path']} on {run['cpu']}" if "cpu" in run else str(run["path"])
+
+
 def read_runs(paths: list[str]) -> dict[tuple[str, int, str], dict[str, object]]:
-    """The run lines of `paths` by (experiment, seed, kernel path); a later line replaces an
-    earlier one."""
+    """The run lines of `paths` by (experiment, seed, `kernel_path`); a later line replaces
+    an earlier one."""
     runs: dict[tuple[str, int, str], dict[str, object]] = {}
     for path in paths:
         for line in Path(path).read_text().splitlines():
             if line.startswith("{"):
                 run = json.loads(line)
-                runs[(str(run["experiment"]), int(run["seed"]), str(run["path"]))] = run
+                runs[(str(run["experiment"]), int(run["seed"]), kernel_path(run))] = run
     return runs
 
 
@@ -116,10 +144,10 @@ def summarise(paths: list[str], params_path: str) -> str:
     for experiment, group in by_experiment.items():
         config = params.experiment(experiment)
         seeds = sorted({int(r["seed"]) for r in group})  # type: ignore[call-overload]
-        kernel_paths = sorted({str(r["path"]) for r in group})
+        kernel_paths = sorted({kernel_path(r) for r in group})
         command = (
             f"python scripts/demo_spread.py {experiment} --seeds {' '.join(map(str, seeds))} "
-            + " ".join(f"--path {p}" for p in kernel_paths)
+            + " ".join(f"--path {p}" for p in sorted({str(r["path"]) for r in group}))
             + "; python scripts/demo_spread.py --summarise runs.jsonl"
         )
         for protocol, key in PROTOCOLS.items():

@@ -257,6 +257,37 @@ def test_demo_spread_summarise_writes_rows_that_load_with_the_pooled_std(tmp_pat
     assert tolerance_for(ifn, 1, 1.0).formula == f"3 x {math.sqrt(8 / 3):.2f} / sqrt(1)"
 
 
+def test_demo_spread_tells_runs_apart_by_path_and_cpu(tmp_path: Path) -> None:
+    """The same seed and path on two CPUs are two runs, named "<path> on <cpu>"; the command
+    repeats each path once; the CPU's ISA is read from /proc/cpuinfo's flags."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_spread", REPO / "scripts/demo_spread.py")
+    assert spec is not None and spec.loader is not None
+    demo_spread = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_spread)
+
+    def line(cpu: str, val: float) -> str:
+        run = {"experiment": "bsfnet-bce-synthetic", "seed": 0, "path": "OMP_NUM_THREADS=1"}
+        return json.dumps({**run, "cpu": cpu, "val_threshold_f1": val, "fixed_f1": val})
+
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(line("avx2", 50.0) + "\n" + line("avx512", 54.0) + "\n")
+    assert sorted(key[2] for key in demo_spread.read_runs([str(runs)])) == [
+        "OMP_NUM_THREADS=1 on avx2", "OMP_NUM_THREADS=1 on avx512"
+    ]  # fmt: skip
+    rows = yaml.safe_load(demo_spread.summarise([str(runs)], str(REPO / "params.yaml")))
+    (row,) = [r for r in rows if r["protocol"] == "val_threshold"]
+    assert row["spread"]["runs"] == 2 and row["values"]["f1"] == 52.0
+    assert row["spread"]["command"].count("--path OMP_NUM_THREADS=1;") == 1
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert demo_spread.cpu_isa(cpuinfo) == "avx2"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx avx2 avx512f avx512bw\n")
+    assert demo_spread.cpu_isa(cpuinfo) == "avx512"
+    assert demo_spread.cpu_isa(tmp_path / "missing") == "unknown"
+
+
 def test_check_statuses(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     write_run(reports, "ifn-ds-synthetic", "ifn-ds-synthetic", 0, same_counts((4, 1, 1, 10)))
