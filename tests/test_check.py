@@ -44,7 +44,7 @@ from tests.data.evaluations import (
     tamper,
     write_run,
 )
-from tests.test_references import plain_row, spread_row
+from tests.data.reference_rows import plain_row, spread_row
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "ifn-ds-synthetic"

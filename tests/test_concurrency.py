@@ -24,7 +24,7 @@ from benchmark.evaluation.evaluate import evaluate_lock_path, evaluate_run
 from benchmark.runlock import run_lock
 from benchmark.training.loop import lock_path, train_run
 from tests.conftest import synth_config
-from tests.test_training import RUN, write_params
+from tests.data.tiny import RUN, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

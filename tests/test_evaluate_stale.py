@@ -16,7 +16,7 @@ from benchmark.cli import main
 from benchmark.config import RunSpec, load_params
 from benchmark.evaluation.evaluate import stale_checkpoint
 from benchmark.training.loop import train_run
-from tests.test_training import RUN, TINY, write_params
+from tests.data.tiny import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from benchmark.cli import main
 from benchmark.config import load_params
 from benchmark.evaluation.infer import PAD_MULTIPLE, choose_threshold, padded_side, windows
 from benchmark.training.loop import train_run
-from tests.test_training import RUN, write_params
+from tests.data.tiny import RUN, write_params
 
 
 @pytest.mark.parametrize(("size", "tile", "margin"), [(50, 64, 16), (64, 64, 16), (150, 64, 16)])

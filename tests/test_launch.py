@@ -25,7 +25,7 @@ from benchmark.launch.local import run_command, run_local, worker_slots
 from benchmark.launch.pending import Outcome, Plan, TrainStage, train_stages
 from benchmark.launch.slurm import SlurmOptions, run_submitit
 from benchmark.stages import render_stages
-from tests.test_queue import PARAMS, RUNS
+from tests.data.queue_params import PARAMS, RUNS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -28,7 +28,7 @@ from benchmark.tracking.glance import (
 )
 from benchmark.tracking.verdict import attach_check, latest_report_run
 from benchmark.training.loop import train_run
-from tests.test_training import RUN, TINY, write_params
+from tests.data.tiny import RUN, TINY, write_params
 
 pytestmark = pytest.mark.slow  # the module's store: a tiny run trained and evaluated
 

@@ -13,7 +13,7 @@ from benchmark.cli import main
 from benchmark.data.synth import generate_synthetic
 from benchmark.speed.parity import render_parity, runtimes
 from tests.conftest import runtime_config, synth_config, write_repo_params
-from tests.test_training import TINY as TRAINING_TINY
+from tests.data.tiny import TINY as TRAINING_TINY
 
 # the tiny recipe and experiment of the training tests, with params.yaml's checkpoint interval
 TINY: dict[str, Any] = {

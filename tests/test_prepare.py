@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -45,6 +44,7 @@ from tests.data.archives import (
     write_cdd_archive,
     write_zip,
 )
+from tests.data.processes import children, ended, wait_for
 
 Edits = Mapping[str, bytes | None]
 """member name -> new bytes, or None to delete the member."""
@@ -452,35 +452,6 @@ def test_failed_prepare_keeps_the_previous_dataset(raw: Path, out: Path) -> None
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (from /proc)."""
-    children = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        if int(fields[1]) == pid:
-            children.append(int(stat_file.parent.name))
-    return children
-
-
-def _ended(pid: int) -> bool:
-    """The process is gone, or a zombie (it has exited; nobody has reaped it yet)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -521,7 +492,7 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
             preexec_fn=_default_sigint,
         )
     try:
-        _wait_for(
+        wait_for(
             lambda: (
                 process.poll() is not None
                 or any(out.parent.glob(f".{out.name}.partial-*/train/A/*.png"))
@@ -529,7 +500,7 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
             "the first tile in the staging folder",
         )
         assert process.poll() is None, log.read_text()
-        workers = _children(process.pid)  # taken before the kill: orphans get another parent
+        workers = children(process.pid)  # taken before the kill: orphans get another parent
         assert len(workers) == 2
         if how == "ctrl-c":
             os.killpg(process.pid, signal.SIGINT)
@@ -541,10 +512,10 @@ def test_interrupted_prepare_keeps_the_previous_dataset_and_leaves_no_process(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
     try:
-        _wait_for(lambda: all(_ended(pid) for pid in workers), f"workers {workers} to end")
+        wait_for(lambda: all(ended(pid) for pid in workers), f"workers {workers} to end")
     finally:
         for pid in workers:
-            if not _ended(pid):
+            if not ended(pid):
                 os.kill(pid, signal.SIGKILL)  # a failed test leaves no process behind
     assert returncode != 0, "the prepare finished before the signal arrived"
     assert _snapshot(out) == before

@@ -270,7 +270,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from benchmark.data.synth import generate_synthetic
     from benchmark.training.loop import train_run
     from tests.conftest import synth_config
-    from tests.test_training import RUN, write_params
+    from tests.data.tiny import RUN, write_params
 
     root = tmp_path_factory.mktemp("trained")
     generate_synthetic(
@@ -285,7 +285,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def evaluate(trained: tuple[Path, Path], reports: Path) -> int:
     from benchmark.cli import main
-    from tests.test_training import RUN
+    from tests.data.tiny import RUN
 
     params_path, checkpoints = trained
     command = ["--params", str(params_path), "evaluate", RUN, "--checkpoints", str(checkpoints)]
@@ -304,7 +304,7 @@ def test_evaluate_killed_while_writing_keeps_the_previous_set(
     """Killed after its metrics were written, `evaluate` left them (and the curves and
     per-image counts) beside the previous model's prediction maps, unmarked."""
     from benchmark.evaluation import evaluate as evaluate_module
-    from tests.test_training import RUN
+    from tests.data.tiny import RUN
 
     reports = tmp_path / "reports"
     assert evaluate(trained, reports) == 0

@@ -17,33 +17,10 @@ import yaml
 
 from benchmark.config import load_params
 from benchmark.stages import render_stages
-from tests.conftest import repo_params
+from tests.data.queue_params import PARAMS, RUNS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-RUNS = ("bsfnet-sisb-synthetic", "bsfnet-contrastive-synthetic")
-
-PARAMS = repo_params(
-    synth={"size": 64, "train": 8, "val": 2, "test": 2},
-    runtime={"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
-    recipes={
-        "tiny": {
-            "source": "tests",
-            "optimizer": {"name": "adam", "lr": 0.001},
-            "schedule": {"name": "constant"},
-            "batch_size": 4,
-            "iterations": 2,
-            "val_every": 2,
-            "crop": 32,
-            "pretrained": False,
-        }
-    },
-    experiments={
-        name: {"model": "bsfnet", "loss": name.split("-")[1], "dataset": "synthetic",
-               "recipe": "tiny"}
-        for name in RUNS
-    },
-)  # fmt: skip
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:

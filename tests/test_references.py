@@ -13,37 +13,9 @@ import pytest
 from benchmark.errors import ConfigError
 from benchmark.reporting.references import TOLERANCE_SIGMAS, load_references, tolerance_for
 from tests.data.evaluations import references_file
+from tests.data.reference_rows import SPREAD, plain_row, spread_row
 
 REPO = Path(__file__).resolve().parents[1]
-
-SPREAD: dict[str, Any] = {
-    "std": 4.0,
-    "mean": 87.0,
-    "min": 78.0,
-    "max": 95.0,
-    "runs": 6,
-    "seeds": [0, 1, 2],
-    "kernel_paths": ["default", "ONEDNN_MAX_CPU_ISA=AVX2"],
-    "command": "scripts/measure_spread.sh",
-}
-
-
-def spread_row(**changes: Any) -> dict[str, Any]:
-    """A demo row at F1 87 with the spread above (std 4) and no explicit tolerance."""
-    row = {
-        "model": "ifn",
-        "loss": "ifn_ds",
-        "dataset": "synthetic",
-        "protocol": "val_threshold",
-        "values": {"f1": 87.0},
-        "spread": dict(SPREAD),
-    }
-    return {**row, **changes}
-
-
-def plain_row() -> dict[str, Any]:
-    """The same row without a spread."""
-    return {k: v for k, v in spread_row().items() if k != "spread"}
 
 
 def test_tolerance_is_derived_from_the_spread_and_the_seeds_evaluated(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from benchmark.models.released import (
     load_weights,
 )
 from benchmark.run import Trainable, build_trainable
-from tests.test_training import write_params
+from tests.data.tiny import write_params
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 

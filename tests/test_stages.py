@@ -37,7 +37,7 @@ from benchmark.stages import (
 )
 from benchmark.training import loop
 from tests.conftest import params_copy, synth_config
-from tests.test_training import RUN, TINY, write_params
+from tests.data.tiny import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

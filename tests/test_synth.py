@@ -22,7 +22,7 @@ from benchmark.data import synth
 from benchmark.data.layout import PARTS, SPLITS, read_manifest
 from benchmark.errors import DataError
 from tests.conftest import write_repo_params
-from tests.test_prepare import _children, _ended, _wait_for
+from tests.data.processes import children, ended, wait_for
 
 SMALL = SynthConfig(seed=0, size=128, train=6, val=6, test=24)
 
@@ -303,22 +303,22 @@ def test_killed_synth_leaves_no_worker_and_the_next_run_cleans_up(tmp_path: Path
     )
     workers: list[int] = []
     try:
-        _wait_for(
+        wait_for(
             lambda: process.poll() is not None or any(tmp_path.glob(".synthetic.partial-*/*/A/*")),
             "the first pair in the staging folder",
         )
         assert process.poll() is None, "synth ended before it could be killed"
-        workers = _children(process.pid)  # taken before the kill: orphans get another parent
+        workers = children(process.pid)  # taken before the kill: orphans get another parent
         assert len(workers) == 2
         os.kill(process.pid, signal.SIGKILL)
         assert process.wait(timeout=60) == -signal.SIGKILL
-        _wait_for(lambda: all(_ended(pid) for pid in workers), f"workers {workers} to end")
+        wait_for(lambda: all(ended(pid) for pid in workers), f"workers {workers} to end")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
         for pid in workers:
-            if not _ended(pid):
+            if not ended(pid):
                 os.kill(pid, signal.SIGKILL)  # a failed test leaves no process behind
     assert not out.exists()
     assert (tmp_path / f".synthetic.partial-{process.pid}").is_dir()

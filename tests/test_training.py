@@ -30,51 +30,11 @@ from benchmark.evaluation.evaluate import evaluate_run
 from benchmark.run import Trainable
 from benchmark.training import loop
 from benchmark.training.loop import train_run
-from tests.conftest import runtime_config, synth_config, write_repo_params
+from tests.conftest import runtime_config, synth_config
+from tests.data.tiny import RUN, TINY, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-TINY = {
-    "synth": {"seed": 0, "size": 64, "train": 16, "val": 4, "test": 4},
-    "runtime": {
-        "device": "cpu",
-        "workers": 0,
-        "checkpoint_every": 2,
-        "system_metrics": False,
-        "progress": False,
-    },
-    "recipes": {
-        "tiny": {
-            "source": "tests",
-            "optimizer": {"name": "adam", "lr": "1e-3"},
-            "schedule": {"name": "constant"},
-            "batch_size": 4,
-            "iterations": 6,
-            "val_every": 3,
-            "crop": 32,
-            "augment": "flips",
-            "pretrained": False,
-        }
-    },
-    "experiments": {
-        "bsfnet-bce-synthetic": {
-            "model": "bsfnet",
-            "loss": "bce",
-            "dataset": "synthetic",
-            "recipe": "tiny",
-        }
-    },
-}
-RUN = "bsfnet-bce-synthetic"
-
-
-def write_params(folder: Path, data: Path, changes: dict[str, Any] | None = None) -> Path:
-    """folder/params.yaml: the repository's, with TINY's sections, the data in `data` and
-    `changes` (whole sections)."""
-    folders = {"raw_dir": str(folder / "raw"), "prepared_dir": str(data)}
-    sections = {**TINY, "data": folders, **(changes or {})}
-    return write_repo_params(folder / "params.yaml", **sections)
 
 
 @pytest.fixture(scope="module")
