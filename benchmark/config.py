@@ -317,8 +317,8 @@ class ThresholdConfig:
     to a sigmoid probability (IFN; BSFNet trained with bce).
     """
 
-    distance: Float = 1.0
-    probability: Float = 0.5
+    distance: Float
+    probability: Float
 
     @field_validator("distance")
     @classmethod
@@ -343,27 +343,30 @@ class RecipeConfig:
     (optimiser steps); exactly one is non-zero. `val_every` counts in the same unit.
     `loss_options` are the options of the source's loss (e.g. CDLab's Dice form): a recipe is
     self-contained, and an experiment may override them (`ExperimentConfig.loss_options`).
-    Left out, the optional keys mean: no `crop` (no random crop; `crop_cat_max_ratio` none),
-    `train_on_whole` false (train and validate on the prepared tiles), no `max_val_pairs` (every
-    validation pair), no `loss_options` (the loss's own defaults).
+    Every recipe states how it validates, augments, normalises, thresholds, selects and
+    initialises (`val_every` to `pretrained`: no defaults). Left out, the optional keys mean:
+    `epochs` or `iterations` 0 (the other one sets the length), no `crop` (no random crop;
+    `crop_cat_max_ratio` none), `train_on_whole` false (train and validate on the prepared
+    tiles), no `max_val_pairs` (every validation pair), no `loss_options` (the loss's own
+    defaults).
     """
 
     source: StrictStr
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
     batch_size: StrictInt
+    val_every: StrictInt
+    augment: Literal["none", "opencd", "cdlab", "flips"]
+    normalize: Literal["imagenet", "bsfnet-cdd"]
+    thresholds: ThresholdConfig
+    selection_split: Literal["val", "test"]
+    selection_metric: Literal["f1", "max_f1", "miou"]
+    pretrained: StrictBool
     epochs: StrictInt = 0
     iterations: StrictInt = 0
-    val_every: StrictInt = 1
     crop: StrictInt | None = None
     crop_cat_max_ratio: Float | None = None
     train_on_whole: StrictBool = False
-    augment: Literal["none", "opencd", "cdlab", "flips"] = "none"
-    normalize: Literal["imagenet", "bsfnet-cdd"] = "imagenet"
-    thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
-    selection_split: Literal["val", "test"] = "val"
-    selection_metric: Literal["f1", "max_f1", "miou"] = "f1"
-    pretrained: StrictBool = True
     max_val_pairs: StrictInt | None = None
     loss_options: Options = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ from benchmark.config import (
     RuntimeConfig,
     ScheduleConfig,
     SynthConfig,
+    ThresholdConfig,
     load_params,
     validate,
 )
@@ -76,15 +77,30 @@ def params_copy(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     return path
 
 
+RECIPE_CHOICES: dict[str, Any] = {
+    "val_every": 1,
+    "augment": "none",
+    "normalize": "imagenet",
+    "thresholds": {"distance": 1.0, "probability": 0.5},
+    "selection_split": "val",
+    "selection_metric": "f1",
+    "pretrained": False,
+}
+"""The recipe keys without defaults that the tests' recipes do not vary: a dict to spread into
+a recipe of a params mapping (a key the recipe gives wins when spread first)."""
+
+
 def small_recipe(**changes: Any) -> RecipeConfig:
-    """A small recipe (adam, constant rate, batch 2, 10 iterations); `changes` override its
-    fields."""
+    """A small recipe (adam, constant rate, batch 2, 10 iterations, validated every step, no
+    augmentation, ImageNet statistics, thresholds 1.0 / 0.5, selected on val F1, random
+    initialisation); `changes` override its fields."""
     base = RecipeConfig(
         source="test",
         optimizer=OptimizerConfig(name="adam", lr=1e-3),
         schedule=ScheduleConfig(name="constant"),
         batch_size=2,
         iterations=10,
+        **{**RECIPE_CHOICES, "thresholds": ThresholdConfig(distance=1.0, probability=0.5)},
     )
     return dataclasses.replace(base, **changes)
 
@@ -124,6 +140,7 @@ TINY_PRETRAINED: dict[str, Any] = {
     "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
     "recipes": {
         "tiny-pretrained": {
+            **RECIPE_CHOICES,
             "source": "tests",
             "optimizer": {"name": "adam", "lr": "1e-3"},
             "schedule": {"name": "constant"},

@@ -22,16 +22,25 @@ from benchmark.config import (
     Float,
     OptimizerConfig,
     Params,
+    RecipeConfig,
     RunSpec,
     RuntimeConfig,
     SynthConfig,
+    ThresholdConfig,
     load_params,
     override,
     validate,
 )
 from benchmark.data.layout import write_pair
 from benchmark.errors import ConfigError
-from tests.conftest import params_copy, repo_params, runtime_config, synth_config, write_repo_params
+from tests.conftest import (
+    RECIPE_CHOICES,
+    params_copy,
+    repo_params,
+    runtime_config,
+    synth_config,
+    write_repo_params,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,6 +98,27 @@ def test_the_settings_have_no_default_besides_params_yaml(cls: type) -> None:
     for item in dataclasses.fields(cls):
         assert item.default is dataclasses.MISSING, f"{cls.__name__}.{item.name}"
         assert item.default_factory is dataclasses.MISSING, f"{cls.__name__}.{item.name}"
+
+
+RECIPE_REQUIRED = ("val_every", "augment", "normalize", "thresholds", "selection_split",
+                   "selection_metric", "pretrained")  # fmt: skip
+
+
+def test_a_recipe_states_how_it_validates_augments_normalises_thresholds_selects() -> None:
+    """No default for the recipe keys every source decides (they would repeat params.yaml),
+    nor for the two thresholds; the keys whose absence means something keep theirs."""
+    missing = dataclasses.MISSING
+    fields = dataclasses.fields(RecipeConfig)
+    required = {f.name for f in fields if f.default is missing and f.default_factory is missing}
+    assert required == {"source", "optimizer", "schedule", "batch_size", *RECIPE_REQUIRED}
+    for item in dataclasses.fields(ThresholdConfig):
+        assert item.default is dataclasses.MISSING, item.name
+
+
+def test_a_recipe_missing_its_normalisation_names_it(tmp_path: Path) -> None:
+    path = params_copy(tmp_path, lambda data: data["recipes"]["demo"].pop("normalize"))
+    with pytest.raises(ConfigError, match=r"recipes\.demo: missing required key\(s\): normalize"):
+        load_params(path)
 
 
 @pytest.mark.parametrize(
@@ -165,6 +195,7 @@ def test_validate_converts_nested_types() -> None:
 # --- one-line errors instead of tracebacks, no silent defaults --------------------------------
 
 RECIPE: dict[str, Any] = {
+    **RECIPE_CHOICES,
     "source": "tests",
     "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 0.0},
     "schedule": {"name": "constant"},

@@ -27,7 +27,7 @@ from benchmark.models.weights import WeightFile
 from benchmark.models.weights_fetch import fetch_weights
 from benchmark.progress import LINE_STEPS, configure_output, progress_bar
 from benchmark.training.loop import train_run
-from tests.conftest import synth_config, write_repo_params
+from tests.conftest import RECIPE_CHOICES, synth_config, write_repo_params
 from tests.httpserver import LocalServer, Route
 
 
@@ -199,6 +199,7 @@ TINY_RUN = {
     "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": True},
     "recipes": {
         "tiny": {
+            **RECIPE_CHOICES,
             "source": "tests",
             "optimizer": {"name": "adam", "lr": "1e-3"},
             "schedule": {"name": "constant"},

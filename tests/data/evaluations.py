@@ -18,7 +18,7 @@ import yaml
 from benchmark.evaluation.metrics import Counts
 from benchmark.evaluation.outputs import headline
 from benchmark.evaluation.thumbnails import Thumbnails
-from tests.conftest import write_repo_params
+from tests.conftest import RECIPE_CHOICES, write_repo_params
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOLS = ("fixed", "val_threshold", "test_best_optimistic")
@@ -103,6 +103,7 @@ def params_file(folder: Path, seeds: dict[str, list[int]]) -> Path:
     all under a recipe named "demo" (as `write_run` labels its runs): the tests do not depend
     on the repository's demo, which is tuned separately."""
     recipe = {
+        **RECIPE_CHOICES,
         "source": "tests",
         "optimizer": {"name": "adam", "lr": "1e-3"},
         "schedule": {"name": "constant"},

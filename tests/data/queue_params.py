@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import repo_params
+from tests.conftest import RECIPE_CHOICES, repo_params
 
 RUNS = ("bsfnet-sisb-synthetic", "bsfnet-contrastive-synthetic")
 
@@ -12,6 +12,7 @@ PARAMS = repo_params(
     runtime={"device": "cpu", "workers": 0, "system_metrics": False, "progress": False},
     recipes={
         "tiny": {
+            **RECIPE_CHOICES,
             "source": "tests",
             "optimizer": {"name": "adam", "lr": 0.001},
             "schedule": {"name": "constant"},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import write_repo_params
+from tests.conftest import RECIPE_CHOICES, write_repo_params
 
 TINY = {
     "synth": {"seed": 0, "size": 64, "train": 16, "val": 4, "test": 4},
@@ -19,6 +19,7 @@ TINY = {
     },
     "recipes": {
         "tiny": {
+            **RECIPE_CHOICES,
             "source": "tests",
             "optimizer": {"name": "adam", "lr": "1e-3"},
             "schedule": {"name": "constant"},
