@@ -212,13 +212,13 @@ def _weights_file(params: Params, args: argparse.Namespace) -> Path | None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """`cdbench predict <experiment> A B` -> `benchmark.evaluation.infer.predict_pair`."""
+    """`cdbench predict <experiment> A B` -> `benchmark.infer.predict_pair`."""
     params = load_params(args.params)
     experiment = params.experiment(args.experiment)
     seed = args.seed if args.seed is not None else experiment.seeds[0]
     spec = RunSpec.of(args.experiment, experiment, seed)
     runtime = _runtime(params, args)
-    from benchmark.evaluation.infer import default_score_path, predict_pair, write_outputs
+    from benchmark.infer import default_score_path, predict_pair, write_outputs
 
     change_path = Path(args.out)
     score_path = Path(args.out_score) if args.out_score else default_score_path(change_path)

@@ -1,4 +1,4 @@
-"""`cdbench predict` (benchmark/evaluation/infer.py): a trained run's change map for a pair of
+"""`cdbench predict` (benchmark/infer.py): a trained run's change map for a pair of
 any size, at the run's validation-chosen threshold, and clear errors for bad input."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchmark.cli import main
 from benchmark.config import load_params
-from benchmark.evaluation.infer import PAD_MULTIPLE, choose_threshold, padded_side, windows
+from benchmark.infer import PAD_MULTIPLE, choose_threshold, padded_side, windows
 from benchmark.training.loop import train_run
 from tests.data.tiny import RUN, write_params
 
