@@ -301,9 +301,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(format_runs_table(table))
     if not table.empty:
         print("F1, IoU and every rate in percent; thresholds in the model's score unit")
+    from benchmark.tracking.glance import LOCAL_UI, ui_address
+
     links = headline_links(names, uri=uri)
     if links:
-        where = "" if uri.startswith(("http://", "https://")) else " (`mlflow ui` serves it)"
+        where = " (`mlflow ui` serves it)" if ui_address(uri) == LOCAL_UI else ""
         print(f"In the MLflow UI{where}, each experiment's runs with the headline columns:")
         for name, link in links.items():
             print(f"  {name}: {link}")

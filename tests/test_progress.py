@@ -27,7 +27,8 @@ from benchmark.models.weights import WeightFile
 from benchmark.models.weights_fetch import fetch_weights
 from benchmark.progress import LINE_STEPS, configure_output, progress_bar
 from benchmark.training.loop import train_run
-from tests.conftest import RECIPE_CHOICES, synth_config, write_repo_params
+from tests.conftest import synth_config, write_repo_params
+from tests.data.tiny import TINY
 from tests.httpserver import LocalServer, Route
 
 
@@ -195,31 +196,20 @@ def test_score_split_bar_counts_pairs_and_changes_no_score() -> None:
 
 
 TINY_RUN = {
+    **TINY,
     "synth": {"seed": 0, "size": 64, "train": 8, "val": 3, "test": 2},
-    "runtime": {"device": "cpu", "workers": 0, "system_metrics": False, "progress": True},
+    "runtime": {**TINY["runtime"], "progress": True},
     "recipes": {
         "tiny": {
-            **RECIPE_CHOICES,
-            "source": "tests",
-            "optimizer": {"name": "adam", "lr": "1e-3"},
-            "schedule": {"name": "constant"},
+            **TINY["recipes"]["tiny"],
             "batch_size": 2,
             "iterations": 2,
             "val_every": 1,
-            "crop": 32,
             "augment": "none",
-            "pretrained": False,
-        }
-    },
-    "experiments": {
-        "bsfnet-bce-synthetic": {
-            "model": "bsfnet",
-            "loss": "bce",
-            "dataset": "synthetic",
-            "recipe": "tiny",
         }
     },
 }
+"""The tiny run of tests/data/tiny.py, two steps validating after each, with progress bars."""
 
 
 @pytest.mark.slow

@@ -789,7 +789,7 @@ def test_headline_view_names_the_ui_columns_and_links_to_it() -> None:
     """The view is the JSON MLflow's UI restores: its default attribute columns and the
     headline metrics, named as its sort keys (attributes.`Name`, metrics.`name`), sorted by
     f1 descending; the whole-image columns only where asked."""
-    from benchmark.tracking.glance import headline_view, headline_view_link
+    from benchmark.tracking.glance import LOCAL_UI, headline_view, headline_view_link, ui_address
 
     tiles = json.loads(headline_view(whole=False))
     assert tiles["selectedColumns"] == [
@@ -802,6 +802,8 @@ def test_headline_view_names_the_ui_columns_and_links_to_it() -> None:
     assert headline_view_link("7", "http://host:5000/") == (
         "http://host:5000/#/experiments/7/runs?viewStateShareKey=headline"
     )
+    assert ui_address("https://mlflow.lab:8443") == "https://mlflow.lab:8443"
+    assert ui_address("sqlite:////repo/mlflow.db") == LOCAL_UI == "http://127.0.0.1:5000"
 
 
 def test_a_param_changed_is_not_mistaken_for_a_concurrent_insert(repo: Path) -> None:

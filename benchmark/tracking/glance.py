@@ -99,9 +99,19 @@ def headline_view(whole: bool) -> str:
     return json.dumps(state)
 
 
-def headline_view_link(experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+LOCAL_UI = "http://127.0.0.1:5000"
+"""Where `mlflow ui` serves a local store by default."""
+
+
+def ui_address(uri: str) -> str:
+    """The MLflow UI of tracking URI `uri`: the tracking server itself (http/https), else
+    `LOCAL_UI` (a database or folder store, which `mlflow ui` serves)."""
+    return uri if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def headline_view_link(experiment_id: str, ui: str) -> str:
     """The address of an experiment's runs table in the headline view, on the MLflow UI at
-    `ui` (`mlflow ui`'s default address unless the store is a tracking server)."""
+    `ui` (`ui_address`)."""
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 

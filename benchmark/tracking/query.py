@@ -74,17 +74,16 @@ def headline_links(
 ) -> dict[str, str]:
     """Experiment name -> the address of its runs table in the headline view
     (`benchmark.tracking.glance.headline_view_link`), for each of `experiments` (every active
-    one when None) that holds the view; on the tracking server itself when `uri` is one, else
-    on `mlflow ui`'s default address."""
+    one when None) that holds the view, on `glance.ui_address(uri)`."""
     from mlflow import MlflowClient
 
-    from benchmark.tracking.glance import VIEW_TAG, headline_view_link
+    from benchmark.tracking.glance import VIEW_TAG, headline_view_link, ui_address
 
     uri = uri if uri is not None else tracking_uri()
     prepare_tracking(uri)
     client = MlflowClient(uri)
     found = client.search_experiments()
-    ui = uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    ui = ui_address(uri)
     return {
         e.name: headline_view_link(e.experiment_id, ui)
         for e in sorted(found, key=lambda e: e.name)
